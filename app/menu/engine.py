@@ -1,0 +1,270 @@
+"""One caller's walk through the menu, as a sans-IO state machine.
+
+How this works: the I/O layer calls `start(now)` once, then `feed(line, now)` for every line the
+caller sends and `timeout(now)` when `deadline` has passed, and `hangup(reason, now)` when the caller
+or the server ends the call. Each call returns a list of events (Say, Transfer, Notice, Hangup) for
+the I/O layer to carry out. The engine reads no clock, does no I/O and never logs; `now` is seconds
+since the epoch (used for deadlines and the `{now.date}` / `{now.time}` built-ins).
+
+Arriving at a node runs its handler's `enter`; nodes that do not wait (message, lookup, transfer)
+return the next node at once, so one input may pass through several nodes. More than LOOP_LIMIT
+nodes without waiting ends the call: a `message` cycle must not spin forever.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from typing import Any
+
+from app.menu.events import Event, Hangup, Notice, Say
+from app.menu.graph import Graph
+from app.menu.nodes import Node, Text, WaitNode
+from app.menu.templates import Ref, value_text
+
+LOOP_LIMIT = 100
+PATH_LIMIT = 200  # nodes remembered for the session_ended log line
+
+
+def normalize(line: str) -> str:
+    """Strip white space and fold full-width forms (NFKC): `１` typed by a Chinese IME is `1`."""
+    text = line.strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).strip()
+    return text
+
+
+class Session:
+    """The state of one call: where it is, what it saved, its counters and its next deadline."""
+
+    __slots__ = (
+        "_deadline",
+        "_now",
+        "_out",
+        "caller",
+        "end_reason",
+        "ended",
+        "failures",
+        "graph",
+        "node",
+        "path",
+        "session_id",
+        "stack",
+        "timeouts",
+        "trace",
+        "vars",
+        "visits",
+    )
+
+    def __init__(self, graph: Graph, *, session_id: str = "", caller: str = "", trace: bool = False) -> None:
+        self.graph = graph
+        self.session_id = session_id
+        self.caller = caller
+        self.trace = trace
+        self.vars: dict[str, Any] = {}
+        self.node: WaitNode | None = None
+        self.stack: list[str] = []
+        self.failures = 0
+        self.timeouts = 0
+        self.ended = False
+        self.end_reason = ""
+        self.path: list[str] = []
+        self.visits = 0
+        self._deadline: float | None = None
+        self._now = 0.0
+        self._out: list[Event] = []
+
+    # ---- the API the I/O layer uses ---------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """When `timeout()` should be called next (seconds since the epoch), or None."""
+        return None if self.ended else self._deadline
+
+    def start(self, now: float) -> list[Event]:
+        """Enter the start node."""
+        out = self._out = []
+        self._now = now
+        self._go(self.graph.start)
+        return out
+
+    def feed(self, line: str, now: float) -> list[Event]:
+        """The caller typed `line` (without its line ending)."""
+        out = self._out = []
+        node = self.node
+        if self.ended or node is None:
+            return out
+        self._now = now
+        text = normalize(line)
+        wait = node.wait
+        if not text:  # a bare Enter: show the choices again, count nothing
+            self.say(wait.short_prompt)
+            self._deadline = now + wait.timeout
+            return out
+        folded = text.lower() if text.isascii() else text.casefold()
+        action = wait.keys.get(folded)
+        if action is not None:
+            self._key(action, node)
+            return out
+        target = node.handle(self, text, folded)
+        if target is not None:
+            self._go(target)
+        return out
+
+    def timeout(self, now: float) -> list[Event]:
+        """Call when `deadline` has passed; silence re-prompts, then hangs up."""
+        out = self._out = []
+        node = self.node
+        if self.ended or node is None or self._deadline is None or now < self._deadline:
+            return out
+        self._now = now
+        wait = node.wait
+        self.timeouts += 1
+        if self.timeouts >= wait.max_timeouts:
+            self.say(wait.goodbye)
+            self.end("timeout")
+        else:
+            self.say(wait.short_prompt)
+            self._deadline = now + wait.timeout
+        return out
+
+    def hangup(self, reason: str, now: float) -> list[Event]:
+        """End the call from outside (caller interrupt, end of input, server shutdown): say goodbye."""
+        out = self._out = []
+        if not self.ended:
+            self._now = now
+            self.say(self.node.wait.goodbye if self.node is not None else self.goodbye)
+            self.end(reason)
+        return out
+
+    # ---- what handlers use ------------------------------------------------------------------
+
+    @property
+    def goodbye(self) -> Text:
+        return self.graph.goodbye
+
+    def say(self, text: Text) -> None:
+        say = text.say
+        self._out.append(say if say is not None else Say(self.render(text)))
+
+    def say_text(self, text: str) -> None:
+        self._out.append(Say(text))
+
+    def emit(self, event: Event) -> None:
+        self._out.append(event)
+
+    def ask_robot(self, question: str) -> str:
+        return self.graph.answer(question)
+
+    def wait_at(self, node: WaitNode) -> None:
+        self.node = node
+        self._deadline = self._now + node.wait.timeout
+
+    def accept(self) -> None:
+        """The line was valid and the node stays: reset the counters and the silence timer."""
+        self.failures = self.timeouts = 0
+        if self.node is not None:
+            self._deadline = self._now + self.node.wait.timeout
+
+    def fail(self) -> str | None:
+        """An invalid line: say so; at the limit, go to `on_max_failures` or hang up."""
+        node = self.node
+        assert node is not None
+        wait = node.wait
+        self.failures += 1
+        if self.trace:
+            self._out.append(Notice("debug", "input_invalid", {"node": node.name, "failures": self.failures}))
+        self.say(wait.invalid)
+        if self.failures < wait.max_failures:
+            self.say(wait.short_prompt)
+            self._deadline = self._now + wait.timeout
+            return None
+        if wait.on_max_failures is not None:
+            return wait.on_max_failures
+        self.say(wait.goodbye)
+        self.end("failures")
+        return None
+
+    def end(self, reason: str) -> None:
+        if not self.ended:
+            self.ended = True
+            self.end_reason = reason
+            self.node = None
+            self._deadline = None
+            self._out.append(Hangup(reason))
+
+    def render(self, text: Text) -> str:
+        return text.template.render(self._lookup)
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _go(self, name: str) -> None:
+        nodes = self.graph.nodes
+        hops = 0
+        target: str | None = name
+        while target is not None and not self.ended:
+            hops += 1
+            if hops > LOOP_LIMIT:
+                self._out.append(Notice("error", "loop_limit", {"node": target, "limit": LOOP_LIMIT}))
+                self.say(self.graph.error)
+                self.end("loop")
+                return
+            node: Node = nodes[target]
+            self._arrive(node)
+            target = node.enter(self)
+
+    def _arrive(self, node: Node) -> None:
+        self.node = None
+        self.failures = self.timeouts = 0
+        self.visits += 1
+        if len(self.path) < PATH_LIMIT:
+            self.path.append(node.name)
+        if node.is_menu:
+            stack = self.stack
+            if node.name in stack:
+                del stack[stack.index(node.name) + 1 :]
+            else:
+                stack.append(node.name)
+        if self.trace:
+            self._out.append(Notice("debug", "node_entered", {"node": node.name, "type": node.type}))
+
+    def _key(self, action: str, node: WaitNode) -> None:
+        if action == "back":
+            stack = self.stack
+            if node.is_menu and stack and stack[-1] == node.name:
+                if len(stack) > 1:
+                    stack.pop()
+                self._go(stack[-1])
+            else:
+                self._go(stack[-1] if stack else self.graph.start)
+        elif action == "top":
+            self.stack.clear()
+            self._go(self.graph.start)
+        elif action == "repeat":
+            self.say(node.wait.prompt)
+            self.accept()
+        elif action == "hangup":
+            self.say(node.wait.goodbye)
+            self.end("caller")
+        else:
+            self._go(action)
+
+    def _lookup(self, ref: Ref) -> str:
+        name, field = ref.name, ref.field
+        if name in self.vars:
+            value = self.vars[name]
+            if field is None:
+                return value_text(value)
+            if isinstance(value, dict) and field in value:
+                return value_text(value[field])
+            self._out.append(Notice("warning", "template_field_missing", {"variable": ref.text}))
+            return ""
+        if name == "session" and field == "id":
+            return self.session_id
+        if name == "caller" and field == "address":
+            return self.caller
+        if name == "now" and field in ("date", "time"):
+            fmt = "%Y-%m-%d" if field == "date" else "%H:%M:%S"
+            return time.strftime(fmt, time.localtime(self._now))
+        self._out.append(Notice("warning", "template_variable_unset", {"variable": ref.text}))
+        return ""

@@ -1,0 +1,467 @@
+"""menu.yaml -> validated models -> checks -> compiled Graph, with every problem as path:line:col.
+
+How this works: `yamlpos` parses safely and remembers where each key and value was written. The top
+level is validated against `MenuFile`, then each node separately against the model its `type` names
+(so one bad node does not hide another's errors). pydantic's error locations are paths into the
+data, which `Document.where` turns into line and column. Then come the checks that need the whole
+file (targets, start, regexes, templates and their variables, data tables, reachability). Every
+problem is collected; the graph is compiled only when there is no error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from app.menu import nodes as handlers
+from app.menu import schema, templates, yamlpos
+from app.menu.graph import Graph
+
+MAX_FILE_BYTES = 1 << 20
+MAX_DATA_BYTES = 16 << 20
+MAX_REGEX_LEN = 1000
+
+YPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a file, printed as `path:line:col: error|warning: message`."""
+
+    file: str
+    line: int
+    col: int
+    severity: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+
+@dataclass
+class LoadResult:
+    """The compiled graph (None when there were errors) and every problem found."""
+
+    graph: Graph | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def read_yaml(path: Path, label: str, limit: int, problems: list[Problem], *,
+              raw_scalars: bool = False) -> yamlpos.Document | None:
+    """Read and parse one YAML file, adding its problems; None if it cannot be used at all."""
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            problems.append(Problem(label, 1, 1, "error", f"the file is {size} bytes; the limit is {limit}"))
+            return None
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(label, 1, 1, "error", f"cannot read the file: {exc.strerror or exc}"))
+        return None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        problems.append(Problem(label, line, col, "error", "the file is not UTF-8 text"))
+        return None
+    try:
+        doc = yamlpos.load(text, raw_scalars=raw_scalars)
+    except yamlpos.YamlError as exc:
+        problems.append(Problem(label, exc.pos[0], exc.pos[1], "error", str(exc)))
+        return None
+    for dup_path, (line, col) in doc.duplicates:
+        problems.append(
+            Problem(label, line, col, "error", f"key '{dup_path[-1]}' appears twice in the same mapping")
+        )
+    return doc
+
+
+def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _fields_at(model: type[pydantic.BaseModel], loc: YPath) -> list[str]:
+    """The keys allowed in the mapping at `loc` (relative to `model`)."""
+    current = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = current.model_fields.get(part)
+        inner = _models_in(info.annotation) if info else []
+        if not inner:
+            return []
+        current = inner[0]
+    return list(current.model_fields)
+
+
+_KINDS = {
+    "string_type": "should be text",
+    "int_type": "should be a whole number",
+    "int_parsing": "should be a whole number",
+    "bool_type": "should be true or false",
+    "dict_type": "should be a mapping (key: value lines)",
+    "list_type": "should be a list",
+    "model_type": "should be a mapping (key: value lines)",
+    "model_attributes_type": "should be a mapping (key: value lines)",
+}
+
+
+def _describe(path: YPath) -> str:
+    """('options', '2') -> 'option "2"'; ('patterns', 0, 'go') -> 'pattern 1 go'."""
+    if len(path) == 2 and path[0] == "options":
+        return f'option "{path[1]}"'
+    if len(path) >= 2 and path[0] == "patterns" and isinstance(path[1], int):
+        rest = " ".join(str(p) for p in path[2:])
+        return f"pattern {path[1] + 1}" + (f" {rest}" if rest else "")
+    return ".".join(str(p) for p in path)
+
+
+class _Loader:
+    def __init__(self, menu_path: Path, label: str) -> None:
+        self.path = menu_path
+        self.label = label
+        self.problems: list[Problem] = []
+        self.doc = yamlpos.Document(data=None)
+        self.broken: dict[str, dict[str, Any]] = {}  # nodes that did not validate, as written
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def report(self, path: YPath, severity: str, message: str, *, key: bool = False, doc: Any = None,
+               label: str | None = None) -> None:
+        line, col = (doc or self.doc).where(path, key=key)
+        self.problems.append(Problem(label or self.label, line, col, severity, message))
+
+    def error(self, path: YPath, message: str, *, key: bool = False) -> None:
+        self.report(path, "error", message, key=key)
+
+    def warning(self, path: YPath, message: str, *, key: bool = False) -> None:
+        self.report(path, "warning", message, key=key)
+
+    def pydantic_errors(self, exc: pydantic.ValidationError, model: type[pydantic.BaseModel],
+                        prefix: YPath, who: str) -> None:
+        for err in exc.errors(include_url=False):
+            loc: YPath = tuple(err["loc"])
+            kind = err["type"]
+            here = (*prefix, *loc)
+            if kind == "extra_forbidden":
+                key = str(loc[-1])
+                where = f"{who}, in {_describe(loc[:-1])}," if len(loc) > 1 else who
+                self.error(here, f"{where} has an unknown key '{key}'" + suggest(key, _fields_at(model, loc[:-1])),
+                           key=True)
+            elif kind == "missing":
+                self.error((*prefix, *loc[:-1]), f"{who} needs '{loc[-1]}'" + (
+                    f" in {_describe(loc[:-1])}" if len(loc) > 1 else ""))
+            elif kind == "literal_error" and loc == ("version",):
+                self.error(here, "version must be 1 (the only format version so far)")
+            elif kind == "literal_error" and loc == ("type",):
+                continue  # the type was chosen by us; cannot happen
+            else:
+                msg = _KINDS.get(kind) or str(err["msg"]).removeprefix("Value error, ")
+                msg = msg[:1].lower() + msg[1:]
+                self.error(here, f"{who}: {_describe(loc)} {msg}")
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def run(self) -> LoadResult:
+        doc = read_yaml(self.path, self.label, MAX_FILE_BYTES, self.problems)
+        if doc is None:
+            return LoadResult(None, self.problems)
+        self.doc = doc
+        data = doc.data
+        if not isinstance(data, dict):
+            self.error((), "the menu file must be a mapping with version, start and nodes")
+            return LoadResult(None, self.problems)
+        top_ok = self._top(data)
+        raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
+        models = self._nodes(raw_nodes)
+        settings = self._settings(data)
+        keys = self._keys(data, raw_nodes)
+        tables = self._data(data)
+        start = data.get("start") if isinstance(data.get("start"), str) else None
+        if start is not None and start not in raw_nodes:
+            self.error(("start",), f"start '{start}' is not a node" + suggest(start, raw_nodes))
+        self._targets(models, raw_nodes, settings)
+        regexes = self._regexes(models)
+        self._templates(models, settings)
+        self._tables(models, tables)
+        self._reachability(models, start, keys, settings)
+        self.problems.sort(key=lambda p: (p.file != self.label, p.file, p.line, p.col))
+        if any(p.severity == "error" for p in self.problems) or not top_ok or start is None:
+            return LoadResult(None, self.problems)
+        return LoadResult(self._compile(data, models, settings, keys, tables, regexes), self.problems)
+
+    def _top(self, data: dict[str, Any]) -> bool:
+        try:
+            schema.MenuFile.model_validate(data)
+        except pydantic.ValidationError as exc:
+            # node and settings contents are checked on their own, below
+            exc_errors = [e for e in exc.errors() if tuple(e["loc"])[:1] not in (("settings",),)]
+            if exc_errors:
+                self.pydantic_errors(
+                    pydantic.ValidationError.from_exception_data(exc.title, exc_errors),  # type: ignore[arg-type]
+                    schema.MenuFile, (), "the menu")
+            return False
+        return True
+
+    def _settings(self, data: dict[str, Any]) -> schema.MenuSettings:
+        raw = data.get("settings", {})
+        try:
+            return schema.MenuSettings.model_validate(raw if raw is not None else {})
+        except pydantic.ValidationError as exc:
+            self.pydantic_errors(exc, schema.MenuSettings, ("settings",), "settings")
+            return schema.MenuSettings()
+
+    def _nodes(self, raw_nodes: dict[str, Any]) -> dict[str, schema.Node]:
+        models: dict[str, schema.Node] = {}
+        kinds = sorted(schema.NODE_MODELS)
+        for name, raw in raw_nodes.items():
+            here = ("nodes", name)
+            if not isinstance(raw, dict):
+                self.error(here, f"node '{name}' must be a mapping with a 'type' ({', '.join(kinds)})")
+                continue
+            kind = raw.get("type")
+            if kind is None:
+                self.error(here, f"node '{name}' needs a 'type', one of: {', '.join(kinds)}")
+                continue
+            model = schema.NODE_MODELS.get(str(kind))
+            if model is None:
+                self.error((*here, "type"), f"node '{name}' has unknown type '{kind}'" + (
+                    suggest(str(kind), kinds) or f"; the types are: {', '.join(kinds)}"))
+                continue
+            try:
+                models[name] = model.model_validate(raw)
+            except pydantic.ValidationError as exc:
+                self.pydantic_errors(exc, model, here, f"node '{name}'")
+                # Check the rest of the node anyway, without its misspelt keys, so that one typo
+                # does not hide the node's other problems or cause false ones elsewhere.
+                extra = {e["loc"][0] for e in exc.errors() if e["type"] == "extra_forbidden" and len(e["loc"]) == 1}
+                if extra and len(extra) == len(exc.errors()):
+                    models[name] = model.model_validate({k: v for k, v in raw.items() if k not in extra})
+                else:
+                    self.broken[name] = raw
+        return models
+
+    def _keys(self, data: dict[str, Any], raw_nodes: dict[str, Any]) -> dict[str, str]:
+        raw = data.get("keys")
+        if not isinstance(raw, dict):
+            return {}
+        keys: dict[str, str] = {}
+        for key, action in raw.items():
+            if not isinstance(action, str):
+                continue  # reported by the top-level model
+            if action not in schema.KEY_ACTIONS and action not in raw_nodes:
+                choices = [*schema.KEY_ACTIONS, *raw_nodes]
+                self.error(("keys", key), f"global key '{key}' does {action!r}, which is neither "
+                           f"back, top, repeat, hangup nor a node" + suggest(action, choices))
+                continue
+            folded = str(key).strip().casefold()
+            if not folded:
+                self.error(("keys", key), "a global key cannot be empty", key=True)
+                continue
+            keys[folded] = action
+        return keys
+
+    def _data(self, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        raw = data.get("data")
+        tables: dict[str, dict[str, Any]] = {}
+        if not isinstance(raw, dict):
+            return tables
+        for name, source in raw.items():
+            here = ("data", name)
+            if isinstance(source, dict):
+                tables[name] = source
+                continue
+            if not isinstance(source, str):
+                continue  # reported by the top-level model
+            file = (self.path.parent / source)
+            label = str(Path(self.label).parent / source)
+            if not file.is_file():
+                self.error(here, f"data '{name}': file '{source}' does not exist (looked in {file.parent})")
+                continue
+            doc = read_yaml(file, label, MAX_DATA_BYTES, self.problems, raw_scalars=True)
+            if doc is None:
+                continue
+            if not isinstance(doc.data, dict):
+                self.report((), "error", f"data '{name}' must be a mapping of keys to records",
+                            doc=doc, label=label)
+                continue
+            tables[name] = doc.data
+        return tables
+
+    def _targets(self, models: dict[str, schema.Node], raw_nodes: dict[str, Any],
+                 settings: schema.MenuSettings) -> None:
+        for name, model in models.items():
+            for path, target in model.targets():
+                if target not in raw_nodes:
+                    self.error(("nodes", name, *path), f"node '{name}' {_describe(path)} goes to '{target}', "
+                               "which is not a node" + suggest(target, raw_nodes))
+        if settings.on_max_failures is not None and settings.on_max_failures not in raw_nodes:
+            t = settings.on_max_failures
+            self.error(("settings", "on_max_failures"), f"settings on_max_failures goes to '{t}', "
+                       "which is not a node" + suggest(t, raw_nodes))
+
+    def _regexes(self, models: dict[str, schema.Node]) -> dict[str, re.Pattern[str]]:
+        compiled: dict[str, re.Pattern[str]] = {}
+        for name, model in models.items():
+            for path, source in model.regexes():
+                here = ("nodes", name, *path)
+                if len(source) > MAX_REGEX_LEN:
+                    self.error(here, f"node '{name}' {_describe(path)}: the regular expression is longer "
+                               f"than {MAX_REGEX_LEN} characters")
+                    continue
+                try:
+                    compiled[source] = re.compile(source)
+                except re.error as exc:
+                    self.error(here, f"node '{name}' {_describe(path)}: the regular expression does not "
+                               f"compile: {exc.msg} at position {exc.pos}")
+                    continue
+            if isinstance(model, schema.MenuNode):
+                for i, rule in enumerate(model.patterns):
+                    rx = compiled.get(rule.match)
+                    if rx is None:
+                        continue
+                    for var, group in rule.save.items():
+                        ok = (group in rx.groupindex) if isinstance(group, str) else 0 <= group <= rx.groups
+                        if not ok:
+                            self.error(("nodes", name, "patterns", i, "save", var),
+                                       f"node '{name}' pattern {i + 1} saves group {group!r} as '{var}', but "
+                                       f"the expression has {rx.groups} group(s)")
+        return compiled
+
+    def _templates(self, models: dict[str, schema.Node], settings: schema.MenuSettings) -> None:
+        saved: dict[str, bool] = {}
+        for model in models.values():
+            for var, is_record in model.saves():
+                saved[var] = saved.get(var, False) or is_record
+        for raw in self.broken.values():  # be generous: do not add errors about variables they save
+            if isinstance(raw.get("save_as"), str):
+                saved[raw["save_as"]] = True
+            for rule in raw.get("patterns") or []:
+                if isinstance(rule, dict) and isinstance(rule.get("save"), dict):
+                    saved.update(dict.fromkeys(map(str, rule["save"]), True))
+        texts: list[tuple[YPath, str, str]] = [
+            (("settings", f), f"settings {f}", getattr(settings, f)) for f in ("invalid", "goodbye", "error")
+        ]
+        for name, model in models.items():
+            texts += [(("nodes", name, *p), f"node '{name}' {_describe(p)}", t) for p, t in model.templates()]
+        for here, who, text in texts:
+            try:
+                tpl = templates.parse(text)
+            except templates.TemplateError as exc:
+                self.error(here, f"{who}: {exc}")
+                continue
+            for ref in tpl.refs:
+                self._check_ref(here, who, ref, saved)
+
+    def _check_ref(self, here: YPath, who: str, ref: templates.Ref, saved: dict[str, bool]) -> None:
+        allowed = templates.BUILTINS.get(ref.name)
+        if allowed is not None and ref.name not in saved:
+            if ref.field not in allowed:
+                fields = ", ".join("{" + f"{ref.name}.{f}" + "}" for f in sorted(allowed))
+                self.error(here, f"{who} uses '{{{ref.text}}}'; the built-in '{ref.name}' offers {fields}")
+            return
+        if ref.name not in saved:
+            known = [*saved, *(f"{b}.{f}" for b, fs in templates.BUILTINS.items() for f in fs)]
+            self.error(here, f"{who} uses '{{{ref.text}}}', but no input, lookup or pattern saves "
+                       f"'{ref.name}'" + suggest(ref.text, known))
+        elif ref.field is not None and not saved[ref.name]:
+            self.error(here, f"{who} uses '{{{ref.text}}}', but '{ref.name}' is text saved from the "
+                       "caller's input, which has no fields")
+
+    def _tables(self, models: dict[str, schema.Node], tables: dict[str, dict[str, Any]]) -> None:
+        for name, model in models.items():
+            for path, table in model.tables():
+                if table not in tables:
+                    self.error(("nodes", name, *path), f"node '{name}' reads table '{table}', which is not "
+                               "in 'data'" + suggest(table, tables))
+
+    def _reachability(self, models: dict[str, schema.Node], start: str | None, keys: dict[str, str],
+                      settings: schema.MenuSettings) -> None:
+        if start is None or start not in models:
+            return
+        extra = [t for t in keys.values() if t in models]
+        if settings.on_max_failures in models:
+            extra.append(settings.on_max_failures)
+        seen = {start, *extra}
+        todo = list(seen)
+        while todo:
+            model = models.get(todo.pop())
+            if model is None:
+                continue
+            for _, target in model.targets():
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        for name, model in models.items():
+            if name not in seen:
+                self.warning(("nodes", name), f"node '{name}' cannot be reached from start '{start}'", key=True)
+            if isinstance(model, schema.WaitingNode):
+                disabled = {k.strip().casefold() for k in model.disable_keys}
+                for k in model.disable_keys:
+                    if k.strip().casefold() not in keys:
+                        self.warning(("nodes", name, "disable_keys"), f"node '{name}' disables '{k}', which is "
+                                     "not a global key")
+                leaves = [t for _, t in model.targets() if t != name]
+                leaves += [a for k, a in keys.items() if k not in disabled and a not in ("repeat", name)]
+                if isinstance(model, schema.InputNode):
+                    leaves.append(model.next)
+                if not leaves:
+                    self.warning(("nodes", name), f"{model.type} '{name}' has no way out: no option, pattern "
+                                 "or global key leads anywhere else", key=True)
+            if isinstance(model, schema.MenuNode):
+                for opt in model.options:
+                    f = opt.strip().casefold()
+                    if f in keys and f not in {k.strip().casefold() for k in model.disable_keys}:
+                        self.warning(("nodes", name, "options", opt), f"node '{name}' option \"{opt}\" is never "
+                                     f"used: the global key '{opt}' is tried first", key=True)
+
+    def _compile(self, data: dict[str, Any], models: dict[str, schema.Node], settings: schema.MenuSettings,
+                 keys: dict[str, str], tables: dict[str, dict[str, Any]],
+                 regexes: dict[str, re.Pattern[str]]) -> Graph:
+        def text(source: str) -> handlers.Text:
+            # block scalars (|) end with a newline; the I/O layer ends every line itself
+            return handlers.Text.of(templates.parse(source.rstrip()))
+
+        ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__)
+        compiled = {name: handlers.HANDLERS[m.type](name, m, ctx) for name, m in models.items()}
+        return Graph(
+            name=str(data.get("name", "menu")),
+            start=str(data["start"]),
+            nodes=compiled,
+            tables=tables,
+            goodbye=text(settings.goodbye),
+            error=text(settings.error),
+            source=self.label,
+        )
+
+
+def load_menu(path: str | Path) -> LoadResult:
+    """Load `path` (a menu.yaml, or a config folder holding one) into a Graph, or report why not."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "menu.yaml"
+    return _Loader(p, str(p)).run()

@@ -1,0 +1,270 @@
+"""Compiled nodes: one handler class per node type, registered by type name in HANDLERS.
+
+Each handler is immutable and shared by every session on the same menu; per-call state lives in the
+`Session` passed in. `enter` runs when the session arrives at the node and returns the node to go to
+next (for nodes that do not wait) or None (the node now waits, or the session ended). `handle` runs
+for each line the caller types at a waiting node, after global keys were tried; it returns the node
+to go to, or None when it already dealt with the line (a failure, or an answer that stays).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from app.menu import schema
+from app.menu.events import Say, Transfer
+from app.menu.templates import Template
+
+if TYPE_CHECKING:
+    from app.menu.engine import Session
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A compiled template, with its Say event built once when the text has no variables."""
+
+    template: Template
+    say: Say | None
+
+    @classmethod
+    def of(cls, template: Template) -> Text:
+        static = "".join(p for p in template.parts if isinstance(p, str))
+        return cls(template, Say(static) if template.is_static else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """How a waiting node behaves: prompts, limits and the global keys it honours."""
+
+    prompt: Text
+    short_prompt: Text
+    invalid: Text
+    goodbye: Text
+    timeout: float
+    max_timeouts: int
+    max_failures: int
+    on_max_failures: str | None
+    keys: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """Base of compiled nodes."""
+
+    name: str
+    type: ClassVar[str] = ""
+    is_menu: ClassVar[bool] = False
+
+    def enter(self, s: Session) -> str | None:
+        raise NotImplementedError
+
+    @property
+    def sensitive(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class WaitNode(Node):
+    """A node that says its prompt and waits for a line."""
+
+    wait: Waiting
+
+    def enter(self, s: Session) -> str | None:
+        s.say(self.wait.prompt)
+        s.wait_at(self)
+        return None
+
+    def handle(self, s: Session, text: str, folded: str) -> str | None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    regex: re.Pattern[str]
+    go: str
+    save: tuple[tuple[str, int | str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MenuNode(WaitNode):
+    type: ClassVar[str] = "menu"
+    is_menu: ClassVar[bool] = True
+    options: Mapping[str, str]
+    rules: tuple[Rule, ...]
+
+    def handle(self, s: Session, text: str, folded: str) -> str | None:
+        target = self.options.get(folded)
+        if target is not None:
+            return target
+        for rule in self.rules:
+            m = rule.regex.search(text)
+            if m is not None:
+                for var, group in rule.save:
+                    s.vars[var] = m.group(group) or ""
+                return rule.go
+        return s.fail()
+
+
+@dataclass(frozen=True, slots=True)
+class InputNode(WaitNode):
+    type: ClassVar[str] = "input"
+    save_as: str
+    pattern: re.Pattern[str] | None
+    next: str
+    secret: bool
+
+    @property
+    def sensitive(self) -> bool:
+        return self.secret
+
+    def handle(self, s: Session, text: str, folded: str) -> str | None:
+        if self.pattern is None or self.pattern.fullmatch(text) is not None:
+            s.vars[self.save_as] = text
+            return self.next
+        return s.fail()
+
+
+@dataclass(frozen=True, slots=True)
+class RobotNode(WaitNode):
+    type: ClassVar[str] = "robot"
+
+    def handle(self, s: Session, text: str, folded: str) -> str | None:
+        s.say_text(s.ask_robot(text))
+        s.accept()
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageNode(Node):
+    type: ClassVar[str] = "message"
+    text: Text
+    next: str | None
+
+    def enter(self, s: Session) -> str | None:
+        s.say(self.text)
+        if self.next is None:
+            s.end("completed")
+        return self.next
+
+
+@dataclass(frozen=True, slots=True)
+class LookupNode(Node):
+    type: ClassVar[str] = "lookup"
+    table: str
+    key: Text
+    save_as: str
+    found: str
+    missing: str
+
+    def enter(self, s: Session) -> str | None:
+        key = s.render(self.key).strip()
+        record = s.graph.tables.get(self.table, {}).get(key)
+        if record is None:
+            return self.missing
+        s.vars[self.save_as] = record
+        return self.found
+
+
+@dataclass(frozen=True, slots=True)
+class TransferNode(Node):
+    """First form of the agent hand-off: announce, report that no agent is free, move on."""
+
+    type: ClassVar[str] = "transfer"
+    queue: str
+    prompt: Text
+    busy: Text
+    next: str | None
+
+    def enter(self, s: Session) -> str | None:
+        s.say(self.prompt)
+        s.emit(Transfer(self.queue, self.name))
+        s.say(self.busy)
+        if self.next is None:
+            s.say(s.goodbye)
+            s.end("completed")
+        return self.next
+
+
+@dataclass(frozen=True, slots=True)
+class HangupNode(Node):
+    type: ClassVar[str] = "hangup"
+    text: Text | None
+
+    def enter(self, s: Session) -> str | None:
+        s.say(self.text or s.goodbye)
+        s.end("completed")
+        return None
+
+
+# ---- compiling validated models into handlers -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompileContext:
+    """What compiling a node needs from the whole file."""
+
+    settings: schema.MenuSettings
+    keys: Mapping[str, str]  # folded key -> action or node name
+    text: Callable[[str], Text]
+    regex: Callable[[str], re.Pattern[str]]
+
+    def waiting(self, m: schema.WaitingNode) -> Waiting:
+        st = self.settings
+        disabled = {k.strip().casefold() for k in m.disable_keys}
+        prompt = self.text(m.prompt)
+        return Waiting(
+            prompt=prompt,
+            short_prompt=self.text(m.short_prompt) if m.short_prompt is not None else prompt,
+            invalid=self.text(m.invalid if m.invalid is not None else st.invalid),
+            goodbye=self.text(m.goodbye if m.goodbye is not None else st.goodbye),
+            timeout=m.timeout if m.timeout is not None else st.timeout,
+            max_timeouts=m.max_timeouts if m.max_timeouts is not None else st.max_timeouts,
+            max_failures=m.max_failures if m.max_failures is not None else st.max_failures,
+            on_max_failures=m.on_max_failures if m.on_max_failures is not None else st.on_max_failures,
+            keys={k: v for k, v in self.keys.items() if k not in disabled},
+        )
+
+
+def _menu(name: str, m: Any, c: CompileContext) -> Node:
+    rules = tuple(Rule(c.regex(p.match), p.go, tuple(p.save.items())) for p in m.patterns)
+    options = {k.strip().casefold(): v for k, v in m.options.items()}
+    return MenuNode(name, c.waiting(m), options, rules)
+
+
+def _input(name: str, m: Any, c: CompileContext) -> Node:
+    pattern = c.regex(m.pattern) if m.pattern is not None else None
+    return InputNode(name, c.waiting(m), m.save_as, pattern, m.next, m.sensitive)
+
+
+def _robot(name: str, m: Any, c: CompileContext) -> Node:
+    return RobotNode(name, c.waiting(m))
+
+
+def _message(name: str, m: Any, c: CompileContext) -> Node:
+    return MessageNode(name, c.text(m.text), m.next)
+
+
+def _lookup(name: str, m: Any, c: CompileContext) -> Node:
+    return LookupNode(name, m.table, c.text(m.key), m.save_as, m.found, m.missing)
+
+
+def _transfer(name: str, m: Any, c: CompileContext) -> Node:
+    return TransferNode(name, m.queue, c.text(m.prompt), c.text(m.busy), m.next)
+
+
+def _hangup(name: str, m: Any, c: CompileContext) -> Node:
+    return HangupNode(name, c.text(m.text) if m.text is not None else None)
+
+
+HANDLERS: dict[str, Callable[[str, Any, CompileContext], Node]] = {
+    "menu": _menu,
+    "input": _input,
+    "robot": _robot,
+    "message": _message,
+    "lookup": _lookup,
+    "transfer": _transfer,
+    "hangup": _hangup,
+}

@@ -1,0 +1,230 @@
+"""The line discipline: raw bytes from telnet or nc in, complete lines (and a few signals) out.
+
+How this works: most input (nc, or telnet in line mode) holds no telnet command, backspace or control
+key, so `feed` first looks for any of those with one regular-expression scan; without them it only
+folds CR LF / CR NUL / lone CR into LF and splits (all in C). Otherwise a byte-at-a-time state machine
+handles IAC sequences (RFC 854), option refusal (each option refused once, never re-answered, so no
+negotiation loops: RFC 1143), DO TIMING-MARK (RFC 860), backspace / DEL / IAC EC / IAC EL, escape
+sequences from arrow keys, and Ctrl-C / Ctrl-D / IAC IP. A line longer than `max_line` bytes is
+reported once as OVERFLOW and the rest of it is dropped up to the next newline without being kept.
+
+Lines are decoded with the listener's encoding; undecodable bytes become U+FFFD and are counted in
+`replaced`, never an error. Control characters other than tab are removed from lines.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+IAC, DONT, DO, WONT, WILL, SB, GA, EL, EC, AYT, AO, IP, BRK, DM, NOP, SE = (
+    255, 254, 253, 252, 251, 250, 249, 248, 247, 246, 245, 244, 243, 242, 241, 240)
+TIMING_MARK: Final = 6
+
+
+class Signal(str):
+    """A non-line item from the discipline (a str subclass only so it can share a list with lines)."""
+
+    __slots__ = ()
+
+
+INTERRUPT: Final = Signal("<interrupt>")  # Ctrl-C / Ctrl-D on an empty line, IAC IP: hang up politely
+OVERFLOW: Final = Signal("<overflow>")  # a line over the limit was dropped
+
+_SLOW = re.compile(rb"[\xff\x08\x7f\x03\x04\x1b]")
+_CONTROL = bytes(b for b in range(32) if b != 9) + b"\x7f"
+_DATA, _IAC, _OPT, _SB, _SB_IAC, _ESC, _CSI = range(7)
+
+
+class LineDiscipline:
+    """Turns a byte stream into lines; `reply` holds telnet answers to send back to the client."""
+
+    __slots__ = ("_after_cr", "_buf", "_cmd", "_discard", "_refused", "_state", "encoding", "max_line",
+                 "replaced", "reply")
+
+    def __init__(self, *, max_line: int = 1024, encoding: str = "utf-8") -> None:
+        self.max_line = max_line
+        self.encoding = encoding
+        self.replaced = 0  # lines that held undecodable bytes
+        self.reply = bytearray()
+        self._buf = bytearray()
+        self._after_cr = False
+        self._discard = False
+        self._state = _DATA
+        self._cmd = 0
+        self._refused: set[int] | None = None
+
+    def feed(self, data: bytes) -> list[str]:
+        """Consume `data`; return the complete lines (str) and Signals, in order."""
+        if self._state == _DATA and _SLOW.search(data) is None:
+            return self._fast(data)
+        return self._slow(data)
+
+    def flush(self) -> list[str]:
+        """End of input: an unterminated last line still counts."""
+        if self._buf and not self._discard:
+            line = self._decode(bytes(self._buf))
+            self._buf.clear()
+            return [line]
+        self._buf.clear()
+        return []
+
+    # -- the common case: no telnet commands, no editing keys --------------------------------
+
+    def _fast(self, data: bytes) -> list[str]:
+        if self._after_cr:
+            self._after_cr = False
+            if data[:1] in (b"\n", b"\0"):
+                data = data[1:]
+        if b"\r" in data:
+            self._after_cr = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\n").replace(b"\r\0", b"\n").replace(b"\r", b"\n")
+        if self._discard:
+            i = data.find(b"\n")
+            if i < 0:
+                return []
+            data = data[i + 1 :]
+            self._discard = False
+        parts = data.split(b"\n")
+        tail = parts.pop()
+        out: list[str] = []
+        limit = self.max_line
+        if parts:
+            if self._buf:
+                parts[0] = bytes(self._buf) + parts[0]
+                self._buf.clear()
+            for part in parts:
+                out.append(OVERFLOW if len(part) > limit else self._decode(part))
+        if tail:
+            if len(self._buf) + len(tail) > limit:
+                self._buf.clear()
+                self._discard = True
+                out.append(OVERFLOW)
+            else:
+                self._buf += tail
+        return out
+
+    def _decode(self, raw: bytes) -> str:
+        raw = raw.translate(None, _CONTROL)
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError:
+            self.replaced += 1
+            return raw.decode(self.encoding, "replace")
+
+    # -- everything else, one byte at a time ------------------------------------------------
+
+    def _slow(self, data: bytes) -> list[str]:
+        out: list[str] = []
+        buf = self._buf
+        state = self._state
+        for b in data:
+            if state == _DATA:
+                if self._after_cr:
+                    self._after_cr = False
+                    if b in (10, 0):
+                        continue
+                if b == IAC:
+                    state = _IAC
+                elif b in (10, 13):
+                    self._after_cr = b == 13
+                    self._end_line(out)
+                elif b in (8, 127):
+                    self._erase()
+                elif b == 3:  # Ctrl-C: clears a line being typed, hangs up on an empty one
+                    if buf or self._discard:
+                        buf.clear()
+                    else:
+                        out.append(INTERRUPT)
+                elif b == 4:  # Ctrl-D: end of input on an empty line, ignored otherwise
+                    if not buf and not self._discard:
+                        out.append(INTERRUPT)
+                elif b == 27:
+                    state = _ESC
+                else:
+                    self._append(b, out)
+            elif state == _IAC:
+                state = _DATA
+                if b == IAC:
+                    self._append(IAC, out)
+                elif b in (WILL, WONT, DO, DONT):
+                    self._cmd = b
+                    state = _OPT
+                elif b == SB:
+                    state = _SB
+                elif b == IP:
+                    buf.clear()
+                    out.append(INTERRUPT)
+                elif b == EC:
+                    self._erase()
+                elif b == EL:
+                    buf.clear()
+                elif b == AYT:
+                    self.reply += b"\r\n[yes]\r\n"
+            elif state == _OPT:
+                state = _DATA
+                self._option(self._cmd, b)
+            elif state == _SB:
+                if b == IAC:
+                    state = _SB_IAC
+            elif state == _SB_IAC:
+                state = _DATA if b == SE else _SB
+            elif state == _ESC:
+                state = _CSI if b == 0x5B else _DATA  # ESC [ ... final byte; ESC x drops x
+            elif 0x40 <= b <= 0x7E:  # _CSI: parameters until a final byte
+                state = _DATA
+        self._state = state
+        return out
+
+    def _option(self, cmd: int, opt: int) -> None:
+        if cmd == DO and opt == TIMING_MARK:
+            self.reply += bytes((IAC, WILL, TIMING_MARK))
+            return
+        if cmd in (WONT, DONT):
+            return  # we never enable anything, so "no" needs no answer (RFC 1143)
+        refused = self._refused
+        if refused is None:
+            refused = self._refused = set()
+        key = opt | (cmd << 8)
+        if key in refused:
+            return
+        refused.add(key)
+        self.reply += bytes((IAC, WONT if cmd == DO else DONT, opt))
+
+    def _append(self, b: int, out: list[str]) -> None:
+        if self._discard:
+            return
+        buf = self._buf
+        if len(buf) >= self.max_line:
+            buf.clear()
+            self._discard = True
+            out.append(OVERFLOW)
+            return
+        buf.append(b)
+
+    def _end_line(self, out: list[str]) -> None:
+        if self._discard:
+            self._discard = False
+        else:
+            out.append(self._decode(bytes(self._buf)))
+        self._buf.clear()
+
+    def _erase(self) -> None:
+        buf = self._buf
+        if not buf:
+            return
+        if self.encoding.replace("-", "").replace("_", "").lower() == "utf8":
+            while len(buf) > 1 and buf[-1] & 0xC0 == 0x80:
+                buf.pop()
+            buf.pop()
+        else:
+            text = buf.decode(self.encoding, "replace")[:-1]
+            buf[:] = text.encode(self.encoding, "replace")
+
+
+def encode_text(text: str, encoding: str) -> bytes:
+    """Text for the caller: every line ends with CR LF; 0xFF is doubled so telnet shows it as data."""
+    data = (text.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n").encode(encoding, "replace")
+    if b"\xff" in data:
+        data = data.replace(b"\xff", b"\xff\xff")
+    return data

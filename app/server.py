@@ -1,0 +1,163 @@
+"""The server's lifecycle: one object owns the listeners, the live sessions and the current menu.
+
+Order of events: load the menu (refuse to start on errors) -> bind TCP and admin listeners -> log
+`server_started` with the ports actually bound -> serve until SIGTERM/SIGINT (handlers only set an
+event) -> stop accepting -> say goodbye to every caller -> wait up to `shutdown_grace` for them to
+close -> abort the rest -> exit 0. SIGHUP reloads the menu; sessions keep the menu they started on.
+The event loop is chosen here, in one place: uvloop, or asyncio's own with a log line saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from app import logs
+from app.menu import Graph, load_menu
+from app.net.admin import AdminProtocol
+from app.net.tcp import CallerSession
+from app.settings import Settings
+
+log = structlog.get_logger("hotline.server")
+
+
+def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
+    """uvloop's loop factory when uvloop is installed, else asyncio's; and its name for the logs."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional at run time
+    except ImportError:
+        return asyncio.new_event_loop, "asyncio"
+    return uvloop.new_event_loop, "uvloop"
+
+
+class Hub:
+    """What every session shares: settings, the current menu, the live sessions, caches, counters."""
+
+    def __init__(self, settings: Settings, graph: Graph) -> None:
+        self.settings = settings
+        self.graph = graph
+        self.sessions: set[CallerSession] = set()
+        self.encoded: dict[str, bytes] = {}
+        self.trace = logs.enabled("debug")
+        self.refusals: dict[str, int] = {}
+        self._refusal_logged: set[tuple[str, str]] = set()
+
+    def refuse(self, peer: str, reason: str) -> None:
+        """Count a refusal; log it once per client address and reason."""
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+        key = (peer.rsplit(":", 1)[0], reason)
+        if key not in self._refusal_logged:
+            if len(self._refusal_logged) > 10000:
+                self._refusal_logged.clear()
+            self._refusal_logged.add(key)
+            log.warning("refused", peer=peer, reason=reason)
+
+
+class Server:
+    """Owns the listeners and the live sessions; `run()` serves until `stop()` is called."""
+
+    def __init__(self, settings: Settings, graph: Graph) -> None:
+        self.settings = settings
+        self.hub = Hub(settings, graph)
+        self.stopping = asyncio.Event()
+        self.tcp: asyncio.Server | None = None
+        self.admin: asyncio.Server | None = None
+        self.tcp_port = 0
+        self.admin_port = 0
+        self.ready = False
+
+    async def start(self, loop_name: str = "") -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        self.tcp = await loop.create_server(lambda: CallerSession(self.hub), s.host, s.tcp_port,
+                                            backlog=4096, reuse_address=True)
+        self.admin = await loop.create_server(lambda: AdminProtocol(lambda: self.ready), s.host, s.admin_port,
+                                              reuse_address=True)
+        self.tcp_port = self.tcp.sockets[0].getsockname()[1]
+        self.admin_port = self.admin.sockets[0].getsockname()[1]
+        self.ready = True
+        log.info("server_started", host=s.host, tcp_port=self.tcp_port, admin_port=self.admin_port,
+                 menu=self.hub.graph.name, nodes=len(self.hub.graph.nodes), loop=loop_name or type(loop).__module__,
+                 pid=os.getpid(), encoding=s.encoding)
+
+    def stop(self) -> None:
+        """Ask `run()` to shut down (safe to call from a signal handler)."""
+        self.stopping.set()
+
+    def reload(self) -> bool:
+        """Load the menu again; keep the old one if the new one has errors."""
+        result = load_menu(self.settings.config)
+        if result.graph is None:
+            log.error("menu_rejected", errors=[str(p) for p in result.errors])
+            return False
+        old = self.hub.graph
+        self.hub.graph = result.graph
+        log.info("menu_reloaded", menu=result.graph.name, nodes_added=sorted(set(result.graph.nodes) - set(old.nodes)),
+                 nodes_removed=sorted(set(old.nodes) - set(result.graph.nodes)),
+                 warnings=[str(p) for p in result.warnings])
+        return True
+
+    async def run(self, loop_name: str = "") -> None:
+        await self.start(loop_name)
+        loop = asyncio.get_running_loop()
+        handled = []
+        for sig, action in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop), (signal.SIGHUP, self.reload)):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, action)
+                handled.append(sig)
+        try:
+            await self.stopping.wait()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, say goodbye to every caller, wait up to the grace period, abort the rest."""
+        self.ready = False
+        started = time.monotonic()
+        for srv in (self.tcp, self.admin):
+            if srv is not None:
+                srv.close()
+        sessions = list(self.hub.sessions)
+        for session in sessions:
+            session.shutdown()
+        deadline = started + self.settings.shutdown_grace
+        while self.hub.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        left = list(self.hub.sessions)
+        for session in left:
+            session.abort()
+        await asyncio.sleep(0)
+        log.info("server_stopped", sessions_said_goodbye=len(sessions), sessions_aborted=len(left),
+                 seconds=round(time.monotonic() - started, 3))
+
+
+def serve(settings: Settings) -> int:
+    """`hotline serve`: load the menu, serve until a stop signal; 0 on a clean stop, 1 if the menu is bad."""
+    factory, loop_name = loop_factory()
+    if loop_name != "uvloop":
+        log.warning("uvloop_unavailable", fallback="asyncio")
+    result = load_menu(settings.config)
+    for problem in result.warnings:
+        log.warning("menu_warning", problem=str(problem))
+    if result.graph is None:
+        log.error("menu_rejected", errors=[str(p) for p in result.errors])
+        return 1
+    server = Server(settings, result.graph)
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(server.run(loop_name))
+    except OSError as exc:
+        log.error("bind_failed", error=str(exc), host=settings.host)
+        return 1
+    return 0
+
+

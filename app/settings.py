@@ -1,0 +1,72 @@
+"""The one frozen settings object: environment variables `HOTLINE_*`, overridden by `hotline serve` flags.
+
+Validated before anything binds, with `extra="forbid"` so a misspelt name is an error, not a default.
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+def _encoding(name: str) -> str:
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        raise ValueError(f"unknown encoding {name!r}; use utf-8, gbk or gb18030") from None
+    if codec not in ("utf-8", "gbk", "gb18030"):
+        raise ValueError(f"encoding {name!r} is not supported; use utf-8, gbk or gb18030")
+    return codec
+
+
+class Settings(BaseSettings):
+    """Every setting of `hotline serve`, with its default. The README's settings table mirrors this."""
+
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_", extra="forbid", frozen=True)
+
+    config: Path = Field(Path("config"), description="folder holding menu.yaml, robot.yaml and data files")
+    host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 for every interface)")
+    tcp_port: Port = Field(10086, description="the caller menu (telnet / nc); 0 picks a free port")
+    admin_port: Port = Field(9108, description="admin HTTP: /healthz, /readyz; 0 picks a free port")
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="auto: console on a terminal, json otherwise")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    encoding: Annotated[str, AfterValidator(_encoding)] = Field(
+        "utf-8", description="caller text encoding: utf-8, gbk or gb18030")
+    max_line: Annotated[int, Field(ge=16, le=1 << 20)] = Field(
+        1024, description="longest input line in bytes; longer lines are refused and dropped")
+    max_output: Annotated[int, Field(ge=4096)] = Field(
+        256 * 1024, description="bytes queued for a caller who does not read before they are cut off")
+    max_sessions: Annotated[int, Field(ge=1)] = Field(
+        10000, description="concurrent callers; past it a caller hears a busy line and is closed")
+    shutdown_grace: Annotated[float, Field(ge=0, le=600)] = Field(
+        5.0, description="seconds to let callers finish after the goodbye on shutdown")
+
+    def resolved_log_format(self) -> str:
+        if self.log_format != "auto":
+            return self.log_format
+        return "console" if sys.stdout.isatty() else "json"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used, with one line per problem naming the variable and flag."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Environment first, then `overrides` (flags, None meaning "not given") on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"HOTLINE_{name.upper()} / --{name.replace('_', '-')}: {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None
