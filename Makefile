@@ -1,0 +1,41 @@
+# hotline: `make run` serves config/ on 127.0.0.1; `make test` runs lint, types and the whole test suite.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+ARGS    ?=
+
+.PHONY: run test lint format check bench lock clean
+
+$(STAMP): pyproject.toml requirements-dev.lock
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+run: $(STAMP)  ## serve config/ on 127.0.0.1 (10086/tcp, 9108 admin)
+	$(BIN)/hotline serve --config config $(ARGS)
+
+check: $(STAMP)  ## lint the shipped menu
+	$(BIN)/hotline check --config config
+
+lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict
+	$(BIN)/ruff check app tests benchmarks
+	$(BIN)/ruff format --check app tests benchmarks
+	$(BIN)/mypy app
+
+format: $(STAMP)
+	$(BIN)/ruff format app tests benchmarks
+	$(BIN)/ruff check --fix app tests benchmarks
+
+test: lint  ## everything CI runs
+	$(BIN)/hotline check --config config
+	$(BIN)/pytest -q $(ARGS)
+
+lock:  ## re-pin dependencies after editing pyproject.toml (needs uv: pip install uv)
+	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
