@@ -12,16 +12,22 @@ from app.settings import Settings, SettingsError, load_settings
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the server until SIGTERM or SIGINT",
-                       description="Run the hotline server. Every flag can also be set with its HOTLINE_* "
-                       "environment variable; flags win.")
+    p = sub.add_parser(
+        "serve",
+        help="run the server until SIGTERM or SIGINT",
+        description="Run the hotline server. Every flag can also be set with its HOTLINE_* "
+        "environment variable; flags win.",
+    )
     fields = Settings.model_fields
     for name, info in fields.items():
         flag = "--" + name.replace("_", "-")
         env = "HOTLINE_" + name.upper()
         default = info.default
-        kwargs: dict[str, object] = {"dest": name, "default": None,
-                                     "help": f"{info.description} (env {env}, default {default})"}
+        kwargs: dict[str, object] = {
+            "dest": name,
+            "default": None,
+            "help": f"{info.description} (env {env}, default {default})",
+        }
         if name == "config":
             kwargs["metavar"] = "DIR"
         p.add_argument(flag, **kwargs)  # type: ignore[arg-type]
@@ -38,8 +44,10 @@ def _check(config: str | None) -> int:
         print(f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)", file=sys.stderr)
         return 1
     g = result.graph
-    print(f"{g.source}: ok, menu '{g.name}' with {len(g.nodes)} nodes, {len(result.warnings)} warning(s)",
-          file=sys.stderr)
+    print(
+        f"{g.source}: ok, menu '{g.name}' with {len(g.nodes)} nodes, {len(result.warnings)} warning(s)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -48,10 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hotline {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _serve_parser(sub)
-    check = sub.add_parser("check", help="load and lint the menu; print problems as path:line:col",
-                           description="Check config/menu.yaml (and the data files it names). Prints every "
-                           "problem as path:line:col: error|warning: message; exits 1 on any error.")
-    check.add_argument("--config", metavar="DIR", help="config folder or menu file (default: HOTLINE_CONFIG or config)")
+    check = sub.add_parser(
+        "check",
+        help="load and lint the menu; print problems as path:line:col",
+        description="Check config/menu.yaml (and the data files it names). Prints every "
+        "problem as path:line:col: error|warning: message; exits 1 on any error.",
+    )
+    check.add_argument(
+        "--config", metavar="DIR", help="config folder or menu file (default: HOTLINE_CONFIG or config)"
+    )
     return parser
 
 

@@ -25,8 +25,10 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     if fmt == "console":
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()))
     else:
-        processors += [structlog.processors.format_exc_info,
-                       structlog.processors.JSONRenderer(ensure_ascii=False)]
+        processors += [
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

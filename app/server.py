@@ -15,7 +15,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
@@ -76,16 +75,26 @@ class Server:
     async def start(self, loop_name: str = "") -> None:
         loop = asyncio.get_running_loop()
         s = self.settings
-        self.tcp = await loop.create_server(lambda: CallerSession(self.hub), s.host, s.tcp_port,
-                                            backlog=4096, reuse_address=True)
-        self.admin = await loop.create_server(lambda: AdminProtocol(lambda: self.ready), s.host, s.admin_port,
-                                              reuse_address=True)
+        self.tcp = await loop.create_server(
+            lambda: CallerSession(self.hub), s.host, s.tcp_port, backlog=4096, reuse_address=True
+        )
+        self.admin = await loop.create_server(
+            lambda: AdminProtocol(lambda: self.ready), s.host, s.admin_port, reuse_address=True
+        )
         self.tcp_port = self.tcp.sockets[0].getsockname()[1]
         self.admin_port = self.admin.sockets[0].getsockname()[1]
         self.ready = True
-        log.info("server_started", host=s.host, tcp_port=self.tcp_port, admin_port=self.admin_port,
-                 menu=self.hub.graph.name, nodes=len(self.hub.graph.nodes), loop=loop_name or type(loop).__module__,
-                 pid=os.getpid(), encoding=s.encoding)
+        log.info(
+            "server_started",
+            host=s.host,
+            tcp_port=self.tcp_port,
+            admin_port=self.admin_port,
+            menu=self.hub.graph.name,
+            nodes=len(self.hub.graph.nodes),
+            loop=loop_name or type(loop).__module__,
+            pid=os.getpid(),
+            encoding=s.encoding,
+        )
 
     def stop(self) -> None:
         """Ask `run()` to shut down (safe to call from a signal handler)."""
@@ -99,16 +108,24 @@ class Server:
             return False
         old = self.hub.graph
         self.hub.graph = result.graph
-        log.info("menu_reloaded", menu=result.graph.name, nodes_added=sorted(set(result.graph.nodes) - set(old.nodes)),
-                 nodes_removed=sorted(set(old.nodes) - set(result.graph.nodes)),
-                 warnings=[str(p) for p in result.warnings])
+        log.info(
+            "menu_reloaded",
+            menu=result.graph.name,
+            nodes_added=sorted(set(result.graph.nodes) - set(old.nodes)),
+            nodes_removed=sorted(set(old.nodes) - set(result.graph.nodes)),
+            warnings=[str(p) for p in result.warnings],
+        )
         return True
 
     async def run(self, loop_name: str = "") -> None:
         await self.start(loop_name)
         loop = asyncio.get_running_loop()
         handled = []
-        for sig, action in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop), (signal.SIGHUP, self.reload)):
+        for sig, action in (
+            (signal.SIGTERM, self.stop),
+            (signal.SIGINT, self.stop),
+            (signal.SIGHUP, self.reload),
+        ):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, action)
                 handled.append(sig)
@@ -136,8 +153,12 @@ class Server:
         for session in left:
             session.abort()
         await asyncio.sleep(0)
-        log.info("server_stopped", sessions_said_goodbye=len(sessions), sessions_aborted=len(left),
-                 seconds=round(time.monotonic() - started, 3))
+        log.info(
+            "server_stopped",
+            sessions_said_goodbye=len(sessions),
+            sessions_aborted=len(left),
+            seconds=round(time.monotonic() - started, 3),
+        )
 
 
 def serve(settings: Settings) -> int:
@@ -159,5 +180,3 @@ def serve(settings: Settings) -> int:
         log.error("bind_failed", error=str(exc), host=settings.host)
         return 1
     return 0
-
-

@@ -36,18 +36,24 @@ class Settings(BaseSettings):
     tcp_port: Port = Field(10086, description="the caller menu (telnet / nc); 0 picks a free port")
     admin_port: Port = Field(9108, description="admin HTTP: /healthz, /readyz; 0 picks a free port")
     log_format: Literal["auto", "console", "json"] = Field(
-        "auto", description="auto: console on a terminal, json otherwise")
+        "auto", description="auto: console on a terminal, json otherwise"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     encoding: Annotated[str, AfterValidator(_encoding)] = Field(
-        "utf-8", description="caller text encoding: utf-8, gbk or gb18030")
+        "utf-8", description="caller text encoding: utf-8, gbk or gb18030"
+    )
     max_line: Annotated[int, Field(ge=16, le=1 << 20)] = Field(
-        1024, description="longest input line in bytes; longer lines are refused and dropped")
+        1024, description="longest input line in bytes; longer lines are refused and dropped"
+    )
     max_output: Annotated[int, Field(ge=4096)] = Field(
-        256 * 1024, description="bytes queued for a caller who does not read before they are cut off")
+        256 * 1024, description="bytes queued for a caller who does not read before they are cut off"
+    )
     max_sessions: Annotated[int, Field(ge=1)] = Field(
-        10000, description="concurrent callers; past it a caller hears a busy line and is closed")
+        10000, description="concurrent callers; past it a caller hears a busy line and is closed"
+    )
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = Field(
-        5.0, description="seconds to let callers finish after the goodbye on shutdown")
+        5.0, description="seconds to let callers finish after the goodbye on shutdown"
+    )
 
     def resolved_log_format(self) -> str:
         if self.log_format != "auto":

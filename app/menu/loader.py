@@ -67,8 +67,9 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def read_yaml(path: Path, label: str, limit: int, problems: list[Problem], *,
-              raw_scalars: bool = False) -> yamlpos.Document | None:
+def read_yaml(
+    path: Path, label: str, limit: int, problems: list[Problem], *, raw_scalars: bool = False
+) -> yamlpos.Document | None:
     """Read and parse one YAML file, adding its problems; None if it cannot be used at all."""
     try:
         size = path.stat().st_size
@@ -150,8 +151,16 @@ class _Loader:
 
     # -- reporting ---------------------------------------------------------------------------
 
-    def report(self, path: YPath, severity: str, message: str, *, key: bool = False, doc: Any = None,
-               label: str | None = None) -> None:
+    def report(
+        self,
+        path: YPath,
+        severity: str,
+        message: str,
+        *,
+        key: bool = False,
+        doc: Any = None,
+        label: str | None = None,
+    ) -> None:
         line, col = (doc or self.doc).where(path, key=key)
         self.problems.append(Problem(label or self.label, line, col, severity, message))
 
@@ -161,8 +170,9 @@ class _Loader:
     def warning(self, path: YPath, message: str, *, key: bool = False) -> None:
         self.report(path, "warning", message, key=key)
 
-    def pydantic_errors(self, exc: pydantic.ValidationError, model: type[pydantic.BaseModel],
-                        prefix: YPath, who: str) -> None:
+    def pydantic_errors(
+        self, exc: pydantic.ValidationError, model: type[pydantic.BaseModel], prefix: YPath, who: str
+    ) -> None:
         for err in exc.errors(include_url=False):
             loc: YPath = tuple(err["loc"])
             kind = err["type"]
@@ -170,11 +180,16 @@ class _Loader:
             if kind == "extra_forbidden":
                 key = str(loc[-1])
                 where = f"{who}, in {_describe(loc[:-1])}," if len(loc) > 1 else who
-                self.error(here, f"{where} has an unknown key '{key}'" + suggest(key, _fields_at(model, loc[:-1])),
-                           key=True)
+                self.error(
+                    here,
+                    f"{where} has an unknown key '{key}'" + suggest(key, _fields_at(model, loc[:-1])),
+                    key=True,
+                )
             elif kind == "missing":
-                self.error((*prefix, *loc[:-1]), f"{who} needs '{loc[-1]}'" + (
-                    f" in {_describe(loc[:-1])}" if len(loc) > 1 else ""))
+                self.error(
+                    (*prefix, *loc[:-1]),
+                    f"{who} needs '{loc[-1]}'" + (f" in {_describe(loc[:-1])}" if len(loc) > 1 else ""),
+                )
             elif kind == "literal_error" and loc == ("version",):
                 self.error(here, "version must be 1 (the only format version so far)")
             elif kind == "literal_error" and loc == ("type",):
@@ -196,7 +211,8 @@ class _Loader:
             self.error((), "the menu file must be a mapping with version, start and nodes")
             return LoadResult(None, self.problems)
         top_ok = self._top(data)
-        raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
+        nodes_value = data.get("nodes")
+        raw_nodes: dict[str, Any] = nodes_value if isinstance(nodes_value, dict) else {}
         models = self._nodes(raw_nodes)
         settings = self._settings(data)
         keys = self._keys(data, raw_nodes)
@@ -207,7 +223,8 @@ class _Loader:
         self._targets(models, raw_nodes, settings)
         regexes = self._regexes(models)
         self._templates(models, settings)
-        self._tables(models, tables)
+        raw_data = data.get("data")
+        self._tables(models, tables, raw_data if isinstance(raw_data, dict) else ())
         self._reachability(models, start, keys, settings)
         self.problems.sort(key=lambda p: (p.file != self.label, p.file, p.line, p.col))
         if any(p.severity == "error" for p in self.problems) or not top_ok or start is None:
@@ -223,7 +240,10 @@ class _Loader:
             if exc_errors:
                 self.pydantic_errors(
                     pydantic.ValidationError.from_exception_data(exc.title, exc_errors),  # type: ignore[arg-type]
-                    schema.MenuFile, (), "the menu")
+                    schema.MenuFile,
+                    (),
+                    "the menu",
+                )
             return False
         return True
 
@@ -249,8 +269,11 @@ class _Loader:
                 continue
             model = schema.NODE_MODELS.get(str(kind))
             if model is None:
-                self.error((*here, "type"), f"node '{name}' has unknown type '{kind}'" + (
-                    suggest(str(kind), kinds) or f"; the types are: {', '.join(kinds)}"))
+                self.error(
+                    (*here, "type"),
+                    f"node '{name}' has unknown type '{kind}'"
+                    + (suggest(str(kind), kinds) or f"; the types are: {', '.join(kinds)}"),
+                )
                 continue
             try:
                 models[name] = model.model_validate(raw)
@@ -258,7 +281,9 @@ class _Loader:
                 self.pydantic_errors(exc, model, here, f"node '{name}'")
                 # Check the rest of the node anyway, without its misspelt keys, so that one typo
                 # does not hide the node's other problems or cause false ones elsewhere.
-                extra = {e["loc"][0] for e in exc.errors() if e["type"] == "extra_forbidden" and len(e["loc"]) == 1}
+                extra = {
+                    e["loc"][0] for e in exc.errors() if e["type"] == "extra_forbidden" and len(e["loc"]) == 1
+                }
                 if extra and len(extra) == len(exc.errors()):
                     models[name] = model.model_validate({k: v for k, v in raw.items() if k not in extra})
                 else:
@@ -275,8 +300,11 @@ class _Loader:
                 continue  # reported by the top-level model
             if action not in schema.KEY_ACTIONS and action not in raw_nodes:
                 choices = [*schema.KEY_ACTIONS, *raw_nodes]
-                self.error(("keys", key), f"global key '{key}' does {action!r}, which is neither "
-                           f"back, top, repeat, hangup nor a node" + suggest(action, choices))
+                self.error(
+                    ("keys", key),
+                    f"global key '{key}' does {action!r}, which is neither "
+                    f"back, top, repeat, hangup nor a node" + suggest(action, choices),
+                )
                 continue
             folded = str(key).strip().casefold()
             if not folded:
@@ -297,7 +325,7 @@ class _Loader:
                 continue
             if not isinstance(source, str):
                 continue  # reported by the top-level model
-            file = (self.path.parent / source)
+            file = self.path.parent / source
             label = str(Path(self.label).parent / source)
             if not file.is_file():
                 self.error(here, f"data '{name}': file '{source}' does not exist (looked in {file.parent})")
@@ -306,23 +334,30 @@ class _Loader:
             if doc is None:
                 continue
             if not isinstance(doc.data, dict):
-                self.report((), "error", f"data '{name}' must be a mapping of keys to records",
-                            doc=doc, label=label)
+                self.report(
+                    (), "error", f"data '{name}' must be a mapping of keys to records", doc=doc, label=label
+                )
                 continue
             tables[name] = doc.data
         return tables
 
-    def _targets(self, models: dict[str, schema.Node], raw_nodes: dict[str, Any],
-                 settings: schema.MenuSettings) -> None:
+    def _targets(
+        self, models: dict[str, schema.Node], raw_nodes: dict[str, Any], settings: schema.MenuSettings
+    ) -> None:
         for name, model in models.items():
             for path, target in model.targets():
                 if target not in raw_nodes:
-                    self.error(("nodes", name, *path), f"node '{name}' {_describe(path)} goes to '{target}', "
-                               "which is not a node" + suggest(target, raw_nodes))
+                    self.error(
+                        ("nodes", name, *path),
+                        f"node '{name}' {_describe(path)} goes to '{target}', "
+                        "which is not a node" + suggest(target, raw_nodes),
+                    )
         if settings.on_max_failures is not None and settings.on_max_failures not in raw_nodes:
             t = settings.on_max_failures
-            self.error(("settings", "on_max_failures"), f"settings on_max_failures goes to '{t}', "
-                       "which is not a node" + suggest(t, raw_nodes))
+            self.error(
+                ("settings", "on_max_failures"),
+                f"settings on_max_failures goes to '{t}', which is not a node" + suggest(t, raw_nodes),
+            )
 
     def _regexes(self, models: dict[str, schema.Node]) -> dict[str, re.Pattern[str]]:
         compiled: dict[str, re.Pattern[str]] = {}
@@ -330,14 +365,20 @@ class _Loader:
             for path, source in model.regexes():
                 here = ("nodes", name, *path)
                 if len(source) > MAX_REGEX_LEN:
-                    self.error(here, f"node '{name}' {_describe(path)}: the regular expression is longer "
-                               f"than {MAX_REGEX_LEN} characters")
+                    self.error(
+                        here,
+                        f"node '{name}' {_describe(path)}: the regular expression is longer "
+                        f"than {MAX_REGEX_LEN} characters",
+                    )
                     continue
                 try:
                     compiled[source] = re.compile(source)
                 except re.error as exc:
-                    self.error(here, f"node '{name}' {_describe(path)}: the regular expression does not "
-                               f"compile: {exc.msg} at position {exc.pos}")
+                    self.error(
+                        here,
+                        f"node '{name}' {_describe(path)}: the regular expression does not "
+                        f"compile: {exc.msg} at position {exc.pos}",
+                    )
                     continue
             if isinstance(model, schema.MenuNode):
                 for i, rule in enumerate(model.patterns):
@@ -347,9 +388,11 @@ class _Loader:
                     for var, group in rule.save.items():
                         ok = (group in rx.groupindex) if isinstance(group, str) else 0 <= group <= rx.groups
                         if not ok:
-                            self.error(("nodes", name, "patterns", i, "save", var),
-                                       f"node '{name}' pattern {i + 1} saves group {group!r} as '{var}', but "
-                                       f"the expression has {rx.groups} group(s)")
+                            self.error(
+                                ("nodes", name, "patterns", i, "save", var),
+                                f"node '{name}' pattern {i + 1} saves group {group!r} as '{var}', but "
+                                f"the expression has {rx.groups} group(s)",
+                            )
         return compiled
 
     def _templates(self, models: dict[str, schema.Node], settings: schema.MenuSettings) -> None:
@@ -386,21 +429,38 @@ class _Loader:
             return
         if ref.name not in saved:
             known = [*saved, *(f"{b}.{f}" for b, fs in templates.BUILTINS.items() for f in fs)]
-            self.error(here, f"{who} uses '{{{ref.text}}}', but no input, lookup or pattern saves "
-                       f"'{ref.name}'" + suggest(ref.text, known))
+            self.error(
+                here,
+                f"{who} uses '{{{ref.text}}}', but no input, lookup or pattern saves "
+                f"'{ref.name}'" + suggest(ref.text, known),
+            )
         elif ref.field is not None and not saved[ref.name]:
-            self.error(here, f"{who} uses '{{{ref.text}}}', but '{ref.name}' is text saved from the "
-                       "caller's input, which has no fields")
+            self.error(
+                here,
+                f"{who} uses '{{{ref.text}}}', but '{ref.name}' is text saved from the "
+                "caller's input, which has no fields",
+            )
 
-    def _tables(self, models: dict[str, schema.Node], tables: dict[str, dict[str, Any]]) -> None:
+    def _tables(
+        self, models: dict[str, schema.Node], tables: dict[str, dict[str, Any]], declared: Iterable[str]
+    ) -> None:
+        declared = set(declared)
         for name, model in models.items():
             for path, table in model.tables():
-                if table not in tables:
-                    self.error(("nodes", name, *path), f"node '{name}' reads table '{table}', which is not "
-                               "in 'data'" + suggest(table, tables))
+                if table not in declared:
+                    self.error(
+                        ("nodes", name, *path),
+                        f"node '{name}' reads table '{table}', which is not "
+                        "in 'data'" + suggest(table, tables),
+                    )
 
-    def _reachability(self, models: dict[str, schema.Node], start: str | None, keys: dict[str, str],
-                      settings: schema.MenuSettings) -> None:
+    def _reachability(
+        self,
+        models: dict[str, schema.Node],
+        start: str | None,
+        keys: dict[str, str],
+        settings: schema.MenuSettings,
+    ) -> None:
         if start is None or start not in models:
             return
         extra = [t for t in keys.values() if t in models]
@@ -418,30 +478,48 @@ class _Loader:
                     todo.append(target)
         for name, model in models.items():
             if name not in seen:
-                self.warning(("nodes", name), f"node '{name}' cannot be reached from start '{start}'", key=True)
+                self.warning(
+                    ("nodes", name), f"node '{name}' cannot be reached from start '{start}'", key=True
+                )
             if isinstance(model, schema.WaitingNode):
                 disabled = {k.strip().casefold() for k in model.disable_keys}
                 for k in model.disable_keys:
                     if k.strip().casefold() not in keys:
-                        self.warning(("nodes", name, "disable_keys"), f"node '{name}' disables '{k}', which is "
-                                     "not a global key")
+                        self.warning(
+                            ("nodes", name, "disable_keys"),
+                            f"node '{name}' disables '{k}', which is not a global key",
+                        )
                 leaves = [t for _, t in model.targets() if t != name]
                 leaves += [a for k, a in keys.items() if k not in disabled and a not in ("repeat", name)]
                 if isinstance(model, schema.InputNode):
                     leaves.append(model.next)
                 if not leaves:
-                    self.warning(("nodes", name), f"{model.type} '{name}' has no way out: no option, pattern "
-                                 "or global key leads anywhere else", key=True)
+                    self.warning(
+                        ("nodes", name),
+                        f"{model.type} '{name}' has no way out: no option, pattern "
+                        "or global key leads anywhere else",
+                        key=True,
+                    )
             if isinstance(model, schema.MenuNode):
                 for opt in model.options:
                     f = opt.strip().casefold()
                     if f in keys and f not in {k.strip().casefold() for k in model.disable_keys}:
-                        self.warning(("nodes", name, "options", opt), f"node '{name}' option \"{opt}\" is never "
-                                     f"used: the global key '{opt}' is tried first", key=True)
+                        self.warning(
+                            ("nodes", name, "options", opt),
+                            f"node '{name}' option \"{opt}\" is never "
+                            f"used: the global key '{opt}' is tried first",
+                            key=True,
+                        )
 
-    def _compile(self, data: dict[str, Any], models: dict[str, schema.Node], settings: schema.MenuSettings,
-                 keys: dict[str, str], tables: dict[str, dict[str, Any]],
-                 regexes: dict[str, re.Pattern[str]]) -> Graph:
+    def _compile(
+        self,
+        data: dict[str, Any],
+        models: dict[str, schema.Node],
+        settings: schema.MenuSettings,
+        keys: dict[str, str],
+        tables: dict[str, dict[str, Any]],
+        regexes: dict[str, re.Pattern[str]],
+    ) -> Graph:
         def text(source: str) -> handlers.Text:
             # block scalars (|) end with a newline; the I/O layer ends every line itself
             return handlers.Text.of(templates.parse(source.rstrip()))

@@ -17,7 +17,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def _duration(value: Any) -> Any:
-    """"30s", "2m", "1h", "500ms" or a number of seconds -> seconds as a float."""
+    """ "30s", "2m", "1h", "500ms" or a number of seconds -> seconds as a float."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or text like 30s, 2m")
     if isinstance(value, int | float):

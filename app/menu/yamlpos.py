@@ -16,11 +16,12 @@ from typing import Any
 import yaml
 
 try:  # the C composer is much faster; both give the same marks
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined,assignment]
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
 MAX_NODES = 200_000
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"})
 MAX_DEPTH = 64
 
 Path = tuple[str | int, ...]
@@ -116,6 +117,8 @@ class _Builder:
                 return self.scalars.construct_object(node)
             except yaml.constructor.ConstructorError as exc:
                 raise YamlError(f"YAML value: {exc.problem}", _pos(node)) from None
+        if isinstance(node, yaml.SequenceNode | yaml.MappingNode) and node.tag not in _COLLECTION_TAGS:
+            raise YamlError(f"YAML value: the tag {node.tag!r} is not allowed here", _pos(node))
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode):

@@ -47,11 +47,18 @@ class AdminProtocol(asyncio.Protocol):
             self.respond(404, "not found; try /healthz or /readyz\n")
 
     def respond(self, status: int, body: str) -> None:
-        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
-                  503: "Service Unavailable"}[status]
+        reason = {
+            200: "OK",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            431: "Request Header Fields Too Large",
+            503: "Service Unavailable",
+        }[status]
         payload = body.encode()
-        head = (f"HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+        head = (
+            f"HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        ).encode()
         if self.transport is not None:
             self.transport.write(head + payload)
             self.transport.close()

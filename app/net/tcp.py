@@ -41,7 +41,7 @@ BUSY: Final = "抱歉,当前来电较多,线路繁忙,请稍后再拨。"
 TIMEOUT: Final = Signal("<timeout>")
 EOF: Final = Signal("<eof>")
 SHUTDOWN: Final = Signal("<shutdown>")
-_HANGUP_REASONS: Final = {INTERRUPT: "interrupt", EOF: "eof", SHUTDOWN: "shutdown"}
+_HANGUP_REASONS: Final[dict[str, str]] = {INTERRUPT: "interrupt", EOF: "eof", SHUTDOWN: "shutdown"}
 _WAIT: Final = object()  # what the coroutine yields while it waits for input
 _CACHE_MAX: Final = 4096
 
@@ -55,8 +55,21 @@ def _next_input() -> Generator[Any, Any, str]:
 class CallerSession(asyncio.Protocol):
     """The protocol and the driver of one caller's session coroutine."""
 
-    __slots__ = ("_coro", "_discipline", "_ended_logged", "_pending", "_started", "_timer",
-                 "_timer_when", "_waiting", "engine", "hub", "peer", "session_id", "transport")
+    __slots__ = (
+        "_coro",
+        "_discipline",
+        "_ended_logged",
+        "_pending",
+        "_started",
+        "_timer",
+        "_timer_when",
+        "_waiting",
+        "engine",
+        "hub",
+        "peer",
+        "session_id",
+        "transport",
+    )
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -87,8 +100,12 @@ class CallerSession(asyncio.Protocol):
         self.session_id = os.urandom(5).hex()
         self._started = time.time()
         self._discipline = LineDiscipline(max_line=settings.max_line, encoding=settings.encoding)
-        self.engine = Session(hub.graph, session_id=self.session_id,
-                              caller=str(peer[0]) if isinstance(peer, tuple) else "", trace=hub.trace)
+        self.engine = Session(
+            hub.graph,
+            session_id=self.session_id,
+            caller=str(peer[0]) if isinstance(peer, tuple) else "",
+            trace=hub.trace,
+        )
         self._log("info", "session_started", menu=hub.graph.name)
         self._coro = self._run()
         self._resume(None)
@@ -281,8 +298,14 @@ class CallerSession(asyncio.Protocol):
             return
         self._ended_logged = True
         engine = self.engine
-        self._log("info", "session_ended", reason=reason, duration=round(time.time() - self._started, 3),
-                  nodes=engine.visits, path=engine.path[-20:])
+        self._log(
+            "info",
+            "session_ended",
+            reason=reason,
+            duration=round(time.time() - self._started, 3),
+            nodes=engine.visits,
+            path=engine.path[-20:],
+        )
 
     def _log(self, level: str, event: str, **fields: Any) -> None:
         getattr(log, level)(event, session_id=self.session_id, peer=self.peer, **fields)

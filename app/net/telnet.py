@@ -18,7 +18,23 @@ import re
 from typing import Final
 
 IAC, DONT, DO, WONT, WILL, SB, GA, EL, EC, AYT, AO, IP, BRK, DM, NOP, SE = (
-    255, 254, 253, 252, 251, 250, 249, 248, 247, 246, 245, 244, 243, 242, 241, 240)
+    255,
+    254,
+    253,
+    252,
+    251,
+    250,
+    249,
+    248,
+    247,
+    246,
+    245,
+    244,
+    243,
+    242,
+    241,
+    240,
+)
 TIMING_MARK: Final = 6
 
 
@@ -39,8 +55,18 @@ _DATA, _IAC, _OPT, _SB, _SB_IAC, _ESC, _CSI = range(7)
 class LineDiscipline:
     """Turns a byte stream into lines; `reply` holds telnet answers to send back to the client."""
 
-    __slots__ = ("_after_cr", "_buf", "_cmd", "_discard", "_refused", "_state", "encoding", "max_line",
-                 "replaced", "reply")
+    __slots__ = (
+        "_after_cr",
+        "_buf",
+        "_cmd",
+        "_discard",
+        "_refused",
+        "_state",
+        "encoding",
+        "max_line",
+        "replaced",
+        "reply",
+    )
 
     def __init__(self, *, max_line: int = 1024, encoding: str = "utf-8") -> None:
         self.max_line = max_line

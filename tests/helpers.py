@@ -1,0 +1,60 @@
+"""Shared test helpers: build menus from YAML text, walk them, talk to a server."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from app.menu import Graph, Hangup, Say, Session, load_menu
+from app.menu.events import Event
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "config"
+
+
+def write_menu(folder: Path, text: str, **files: str) -> Path:
+    """Write menu.yaml (dedented) and any extra files into `folder`; return the menu path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "menu.yaml"
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    for name, body in files.items():
+        (folder / name.replace("__", ".")).write_text(textwrap.dedent(body).lstrip(), encoding="utf-8")
+    return path
+
+
+def graph_of(folder: Path, text: str, **files: str) -> Graph:
+    result = load_menu(write_menu(folder, text, **files))
+    assert result.graph is not None, "\n".join(map(str, result.problems))
+    return result.graph
+
+
+def said(events: list[Event]) -> str:
+    """Everything the events say, one Say per line."""
+    return "\n".join(e.text for e in events if isinstance(e, Say))
+
+
+def hung_up(events: list[Event]) -> str | None:
+    reasons = [e.reason for e in events if isinstance(e, Hangup)]
+    return reasons[0] if reasons else None
+
+
+class Walk:
+    """Drive a Session with a fake clock."""
+
+    def __init__(self, graph: Graph, **kw: object) -> None:
+        self.now = 1_700_000_000.0
+        self.session = Session(graph, session_id="test", caller="127.0.0.1", **kw)  # type: ignore[arg-type]
+        self.events = self.session.start(self.now)
+
+    def __call__(self, line: str) -> list[Event]:
+        self.events = self.session.feed(line, self.now)
+        return self.events
+
+    def wait(self, seconds: float) -> list[Event]:
+        self.now += seconds
+        self.events = self.session.timeout(self.now)
+        return self.events
+
+    @property
+    def node(self) -> str | None:
+        return self.session.node.name if self.session.node else None

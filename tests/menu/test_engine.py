@@ -1,0 +1,304 @@
+"""The engine, walked with a fake clock: every node type, key, counter and timeout path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.menu import Notice, Transfer
+from app.menu.engine import LOOP_LIMIT, normalize
+from tests.helpers import CONFIG, Walk, graph_of, hung_up, said
+
+from app.menu import load_menu
+
+MENU = """
+version: 1
+name: t
+start: main
+settings:
+  timeout: 10s
+  max_timeouts: 3
+  max_failures: 3
+  invalid: 错误。
+  goodbye: 再见。
+keys:
+  "*": back
+  "#": top
+  "?": repeat
+  exit: hangup
+  z: zero
+nodes:
+  main:
+    type: menu
+    prompt: 主菜单 1 2 3 4 5
+    short_prompt: 请选 1-5
+    options:
+      "1": sub
+      "2": ask
+      "3": agent
+      "4": info
+      "5": end
+    patterns:
+      - match: '^1(\\d{3})$'
+        go: code
+        save: {code: 1}
+      - match: '^(?P<who>[a-z]+)!$'
+        go: greet
+        save: {who: who}
+  sub:
+    type: menu
+    prompt: 子菜单 1
+    options: {"1": subsub}
+  subsub:
+    type: menu
+    prompt: 孙菜单 1
+    options: {"1": ask}
+  ask:
+    type: input
+    prompt: 请输入号码
+    save_as: phone
+    pattern: '^1\\d{10}$'
+    invalid: 号码错误。
+    max_failures: 2
+    next: find
+  find:
+    type: lookup
+    table: accounts
+    key: "{phone}"
+    save_as: acct
+    found: show
+    missing: none
+  show:
+    type: message
+    text: "{acct.name} 余额 {acct.balance} {acct.nofield}"
+    next: main
+  none:
+    type: message
+    text: 没有 {phone}
+    next: main
+  code:
+    type: message
+    text: 代码 1{code}
+    next: main
+  greet:
+    type: message
+    text: 你好 {who} {session.id} {caller.address} {now.date}
+    next: main
+  info:
+    type: message
+    text: 信息
+  agent:
+    type: transfer
+    prompt: 转接中
+    busy: 坐席忙
+    next: main
+  end:
+    type: hangup
+    text: 拜拜
+  zero:
+    type: menu
+    prompt: 零菜单
+    disable_keys: ["*"]
+    options: {"*": main}
+data:
+  accounts:
+    "13800138000": {name: 张三, balance: "10.50"}
+"""
+
+
+@pytest.fixture
+def walk(tmp_path: Path) -> Walk:
+    return Walk(graph_of(tmp_path, MENU))
+
+
+def test_start_says_the_prompt_and_waits(walk: Walk) -> None:
+    assert said(walk.events) == "主菜单 1 2 3 4 5"
+    assert walk.node == "main"
+    assert walk.session.deadline == walk.now + 10
+
+
+def test_option_enters_submenu_and_back_returns_one_level(walk: Walk) -> None:
+    assert said(walk("1")) == "子菜单 1"
+    assert said(walk("1")) == "孙菜单 1"
+    assert said(walk("*")) == "子菜单 1"
+    assert said(walk("*")) == "主菜单 1 2 3 4 5"
+    assert said(walk("*")) == "主菜单 1 2 3 4 5"  # back at start repeats start
+    assert walk.node == "main"
+
+
+def test_back_from_input_goes_to_the_menu_before_it(walk: Walk) -> None:
+    walk("1")
+    walk("1")
+    assert said(walk("1")) == "请输入号码"
+    assert said(walk("*")) == "孙菜单 1"
+
+
+def test_top_and_repeat(walk: Walk) -> None:
+    walk("1")
+    walk("1")
+    assert said(walk("?")) == "孙菜单 1"
+    assert said(walk("#")) == "主菜单 1 2 3 4 5"
+    assert said(walk("*")) == "主菜单 1 2 3 4 5"
+
+
+def test_global_key_to_a_node_and_disable_keys(walk: Walk) -> None:
+    assert said(walk("z")) == "零菜单"
+    # '*' is disabled here, so the node's own option "*" applies instead of back
+    assert said(walk("*")) == "主菜单 1 2 3 4 5"
+
+
+def test_hangup_key_is_case_insensitive_and_says_goodbye(walk: Walk) -> None:
+    events = walk("EXIT")
+    assert said(events) == "再见。"
+    assert hung_up(events) == "caller"
+    assert walk.session.ended and walk.session.deadline is None
+    assert walk("1") == []
+
+
+def test_full_width_digits_are_folded(walk: Walk) -> None:
+    assert said(walk("  １ ")) == "子菜单 1"
+    assert normalize("\u3000１２３\u3000") == "123"
+
+
+def test_input_lookup_found_renders_record_fields(walk: Walk) -> None:
+    walk("2")
+    events = walk("13800138000")
+    assert said(events).splitlines()[0] == "张三 余额 10.50 "
+    warnings = [e for e in events if isinstance(e, Notice)]
+    assert warnings and warnings[0].event == "template_field_missing"
+    assert walk.node == "main"
+
+
+def test_input_lookup_missing(walk: Walk) -> None:
+    walk("2")
+    assert said(walk("13900000000")).splitlines()[0] == "没有 13900000000"
+
+
+def test_invalid_input_then_max_failures_hangs_up_without_target(walk: Walk) -> None:
+    walk("2")
+    assert said(walk("12")) == "号码错误。\n请输入号码"
+    events = walk("abc")
+    assert said(events) == "号码错误。\n再见。"
+    assert hung_up(events) == "failures"
+
+
+def test_valid_input_resets_failures(walk: Walk) -> None:
+    for _ in range(5):
+        assert said(walk("x")) == "错误。\n请选 1-5"
+        walk("?")  # a valid key resets the counter
+    assert walk.session.failures == 0
+
+
+def test_max_failures_goes_to_on_max_failures(tmp_path: Path) -> None:
+    text = MENU.replace("  goodbye: 再见。", "  goodbye: 再见。\n  on_max_failures: agent")
+    walk = Walk(graph_of(tmp_path, text))
+    walk("x")
+    walk("x")
+    events = walk("x")
+    assert said(events) == "错误。\n转接中\n坐席忙\n主菜单 1 2 3 4 5"
+    assert any(isinstance(e, Transfer) for e in events)
+
+
+def test_pattern_captures_numbered_and_named(walk: Walk) -> None:
+    assert said(walk("1234")).startswith("代码 1234")
+    events = walk("bob!")
+    first = said(events).splitlines()[0]
+    assert first.startswith("你好 bob test 127.0.0.1 20")
+
+
+def test_options_win_over_patterns(tmp_path: Path) -> None:
+    text = MENU.replace('"1": sub\n      "2": ask', '"1001": sub\n      "1": sub\n      "2": ask')
+    walk = Walk(graph_of(tmp_path, text))
+    assert said(walk("1001")) == "子菜单 1"
+
+
+def test_message_without_next_hangs_up_after_text(walk: Walk) -> None:
+    events = walk("4")
+    assert said(events) == "信息"
+    assert hung_up(events) == "completed"
+
+
+def test_hangup_node(walk: Walk) -> None:
+    events = walk("5")
+    assert said(events) == "拜拜"
+    assert hung_up(events) == "completed"
+
+
+def test_transfer_first_form_reports_busy_and_returns(walk: Walk) -> None:
+    events = walk("3")
+    assert said(events) == "转接中\n坐席忙\n主菜单 1 2 3 4 5"
+    assert [e.queue for e in events if isinstance(e, Transfer)] == ["default"]
+
+
+def test_timeouts_reprompt_then_hang_up(walk: Walk) -> None:
+    assert walk.wait(9.9) == []  # not yet
+    assert said(walk.wait(0.1)) == "请选 1-5"
+    assert said(walk.wait(10)) == "请选 1-5"
+    events = walk.wait(10)
+    assert said(events) == "再见。"
+    assert hung_up(events) == "timeout"
+
+
+def test_input_resets_timeouts(walk: Walk) -> None:
+    walk.wait(10)
+    walk.wait(10)
+    walk("?")
+    assert walk.session.timeouts == 0
+    assert hung_up(walk.wait(10)) is None
+
+
+def test_empty_line_reprompts_without_counting(walk: Walk) -> None:
+    assert said(walk("   ")) == "请选 1-5"
+    assert walk.session.failures == 0
+
+
+def test_external_hangup_says_goodbye(walk: Walk) -> None:
+    events = walk.session.hangup("shutdown", walk.now)
+    assert said(events) == "再见。"
+    assert hung_up(events) == "shutdown"
+    assert walk.session.hangup("shutdown", walk.now) == []
+
+
+def test_message_loop_is_bounded(tmp_path: Path) -> None:
+    text = """
+    version: 1
+    start: a
+    nodes:
+      a: {type: message, text: A, next: b}
+      b: {type: message, text: B, next: a}
+    """
+    walk = Walk(graph_of(tmp_path, text))
+    assert hung_up(walk.events) == "loop"
+    notices = [e for e in walk.events if isinstance(e, Notice)]
+    assert notices[0].event == "loop_limit" and notices[0].level == "error"
+    assert said(walk.events).count("A") == LOOP_LIMIT // 2
+
+
+def test_trace_reports_nodes_and_invalid_input(tmp_path: Path) -> None:
+    walk = Walk(graph_of(tmp_path, MENU), trace=True)
+    assert [e.fields["node"] for e in walk.events if isinstance(e, Notice)] == ["main"]
+    assert [e.event for e in walk("nope") if isinstance(e, Notice)] == ["input_invalid"]
+
+
+def test_untraced_session_emits_no_notices(walk: Walk) -> None:
+    for line in ["1", "1", "x", "*", "#"]:
+        assert not any(isinstance(e, Notice) for e in walk(line))
+
+
+def test_shipped_menu_walks_every_branch() -> None:
+    result = load_menu(CONFIG)
+    assert result.graph is not None and not result.problems
+    walk = Walk(result.graph)
+    assert "欢迎致电中国移动 10086" in said(walk.events)
+    walk("1")
+    assert "张先生" in said(walk("13800138000"))
+    walk("3")
+    walk("1")
+    assert "5G 智享 198 元套餐" in said(walk("2"))
+    assert "套餐办理" in said(walk("*"))
+    assert said(walk("*")).startswith("欢迎致电")
+    assert "业务代码是 1001" in said(walk("1001"))
+    assert "坐席均忙" in said(walk("0"))
+    events = walk("quit")
+    assert hung_up(events) == "completed" and "再见" in said(events)

@@ -1,0 +1,278 @@
+"""The loader: one test per kind of problem, each with its exact line and column."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.menu import load_menu
+from app.menu.loader import MAX_FILE_BYTES
+from tests.helpers import CONFIG, Walk, said, write_menu
+
+GOOD = """\
+version: 1
+start: main
+keys:
+  "#": top
+nodes:
+  main:
+    type: menu
+    prompt: 按 1
+    options:
+      "1": bye
+  bye:
+    type: hangup
+"""
+
+
+def problems(tmp_path: Path, text: str, **files: str) -> list[str]:
+    result = load_menu(write_menu(tmp_path, text, **files))
+    if result.errors:
+        assert result.graph is None
+    return [str(p).replace(str(tmp_path) + "/", "") for p in result.problems]
+
+
+def test_good_menu_has_no_problems(tmp_path: Path) -> None:
+    assert problems(tmp_path, GOOD) == []
+
+
+def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
+    text = GOOD.replace("    prompt: 按 1", "    prompt: [按 1")
+    out = problems(tmp_path, text)
+    assert len(out) == 1 and out[0].startswith("menu.yaml:9:") and "YAML syntax" in out[0]
+
+
+def test_unquoted_star_key_gets_a_hint(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace('"#": top', "*: back"))
+    assert out[0].startswith("menu.yaml:4:4: error: YAML syntax")
+    assert "must be quoted" in out[0]
+
+
+def test_colon_in_text_gets_a_hint(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: 请输入: 号码:"))
+    assert out[0].startswith("menu.yaml:8:") and "in quotes" in out[0]
+
+
+def test_duplicate_key(tmp_path: Path) -> None:
+    text = GOOD.replace('      "1": bye', '      "1": bye\n      "1": main')
+    assert "menu.yaml:11:7: error: key '1' appears twice in the same mapping" in problems(tmp_path, text)
+
+
+def test_unknown_top_level_key_suggests(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("keys:", "kyes:"))
+    assert out == ["menu.yaml:3:1: error: the menu has an unknown key 'kyes' (did you mean 'keys'?)"]
+
+
+def test_unknown_node_key_suggests(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("    prompt: 按 1", "    promt: 按 1\n    prompt: 按 1"))
+    assert out == ["menu.yaml:8:5: error: node 'main' has an unknown key 'promt' (did you mean 'prompt'?)"]
+
+
+def test_unknown_key_in_pattern(tmp_path: Path) -> None:
+    text = GOOD.replace('      "1": bye', '      "1": bye\n    patterns:\n      - mtach: "x"\n        go: bye')
+    out = problems(tmp_path, text)
+    assert out == [
+        "menu.yaml:12:9: error: node 'main' needs 'match' in pattern 1",
+        "menu.yaml:12:9: error: node 'main', in pattern 1, has an unknown key 'mtach' (did you mean 'match'?)",
+    ]
+
+
+def test_unknown_node_type_suggests(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("type: hangup", "type: hangpu"))
+    assert out == ["menu.yaml:12:11: error: node 'bye' has unknown type 'hangpu' (did you mean 'hangup'?)"]
+
+
+def test_node_without_type(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("    type: hangup", "    text: x"))
+    assert out[0].startswith("menu.yaml:12:5: error: node 'bye' needs a 'type', one of: hangup, input")
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("    prompt: 按 1\n", ""))
+    assert out == ["menu.yaml:7:5: error: node 'main' needs 'prompt'"]
+
+
+def test_wrong_value_kind(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("    prompt: 按 1", "    prompt: 按 1\n    timeout: soon"))
+    assert out == [
+        "menu.yaml:9:14: error: node 'main': timeout 'soon' is not a duration; "
+        "write a number of seconds or text like 30s, 2m, 500ms"
+    ]
+
+
+def test_version_must_be_1(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("version: 1", "version: 2"))
+    assert out == ["menu.yaml:1:10: error: version must be 1 (the only format version so far)"]
+
+
+def test_target_not_a_node_suggests(tmp_path: Path) -> None:
+    text = GOOD.replace('"1": bye', '"1": by')
+    out = problems(tmp_path, text)
+    assert out[0] == "menu.yaml:10:12: error: node 'main' option \"1\" goes to 'by', which is not a node (did you mean 'bye'?)"
+
+
+def test_start_not_a_node(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("start: main", "start: mian"))
+    assert out[0] == "menu.yaml:2:8: error: start 'mian' is not a node (did you mean 'main'?)"
+
+
+def test_regex_that_does_not_compile(tmp_path: Path) -> None:
+    text = GOOD.replace('      "1": bye', '      "1": bye\n    patterns:\n      - {match: "^(1", go: bye}')
+    out = problems(tmp_path, text)
+    assert out == [
+        "menu.yaml:12:17: error: node 'main' pattern 1 match: the regular expression does not compile: "
+        "missing ), unterminated subpattern at position 1"
+    ]
+
+
+def test_pattern_saves_a_group_it_does_not_have(tmp_path: Path) -> None:
+    text = GOOD.replace('      "1": bye', '      "1": bye\n    patterns:\n      - {match: "^1(\\\\d)$", go: bye, save: {x: 2}}')
+    out = problems(tmp_path, text)
+    assert out == [
+        "menu.yaml:12:48: error: node 'main' pattern 1 saves group 2 as 'x', but the expression has 1 group(s)"
+    ]
+
+
+def test_template_variable_never_set(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: 您好 {nmae}"))
+    assert out == [
+        "menu.yaml:8:13: error: node 'main' prompt uses '{nmae}', but no input, lookup or pattern saves 'nmae'"
+    ]
+
+
+def test_template_field_on_text_variable(tmp_path: Path) -> None:
+    text = GOOD.replace('"1": bye', '"1": ask') + (
+        "  ask: {type: input, prompt: 号码, save_as: phone, next: show}\n"
+        "  show: {type: message, text: '{phone.x}', next: bye}\n"
+    )
+    assert problems(tmp_path, text) == [
+        "menu.yaml:14:31: error: node 'show' text uses '{phone.x}', but 'phone' is text saved from the caller's "
+        "input, which has no fields"
+    ]
+
+
+def test_template_bad_brace(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: '按 {1+1}'"))
+    assert out == [
+        "menu.yaml:8:13: error: node 'main' prompt: '{1+1}' is not a variable; templates allow only {name} and {name.field}"
+    ]
+
+
+def test_template_unknown_builtin_field(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: '{now.year}'"))
+    assert out == ["menu.yaml:8:13: error: node 'main' prompt uses '{now.year}'; the built-in 'now' offers {now.date}, {now.time}"]
+
+
+def test_data_file_missing(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD + "data:\n  accounts: accounts.yaml\n")
+    assert out[0].startswith("menu.yaml:14:13: error: data 'accounts': file 'accounts.yaml' does not exist")
+
+
+def test_data_file_not_a_mapping(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD + "data:\n  accounts: accounts.yaml\n", accounts__yaml="- a\n- b\n")
+    assert out == ["accounts.yaml:1:1: error: data 'accounts' must be a mapping of keys to records"]
+
+
+def test_data_file_syntax_error_names_the_data_file(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD + "data:\n  accounts: accounts.yaml\n", accounts__yaml="a: [1\n")
+    assert len(out) == 1 and out[0].startswith("accounts.yaml:2:1: error: YAML syntax")
+
+
+def test_lookup_table_not_in_data(tmp_path: Path) -> None:
+    text = GOOD.replace('"1": bye', '"1": find').replace(
+        "  bye:\n", "  find: {type: lookup, table: acounts, key: x, save_as: a, found: bye, missing: bye}\n  bye:\n"
+    )
+    text += "data:\n  accounts: {x: {n: 1}}\n"
+    out = problems(tmp_path, text)
+    assert out == ["menu.yaml:11:31: error: node 'find' reads table 'acounts', which is not in 'data' (did you mean 'accounts'?)"]
+
+
+def test_global_key_with_unknown_action(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace('"#": top', '"#": tpo'))
+    assert out == [
+        "menu.yaml:4:8: error: global key '#' does 'tpo', which is neither back, top, repeat, hangup nor a node "
+        "(did you mean 'top'?)"
+    ]
+
+
+def test_unreachable_node_is_a_warning(tmp_path: Path) -> None:
+    result = load_menu(write_menu(tmp_path, GOOD + "  lost:\n    type: hangup\n"))
+    assert result.graph is not None
+    assert [str(p).split("/")[-1] for p in result.problems] == [
+        "menu.yaml:13:3: warning: node 'lost' cannot be reached from start 'main'"
+    ]
+
+
+def test_menu_with_no_way_out_is_a_warning(tmp_path: Path) -> None:
+    text = GOOD.replace('keys:\n  "#": top\n', "").replace('    options:\n      "1": bye\n', "")
+    out = problems(tmp_path, text)
+    assert "menu.yaml:4:3: warning: menu 'main' has no way out: no option, pattern or global key leads anywhere else" in out
+
+
+def test_option_shadowed_by_global_key_is_a_warning(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace('      "1": bye', '      "1": bye\n      "#": bye'))
+    assert out == ["menu.yaml:11:7: warning: node 'main' option \"#\" is never used: the global key '#' is tried first"]
+
+
+def test_every_error_is_reported_at_once_in_order(tmp_path: Path) -> None:
+    text = GOOD.replace("start: main", "start: mian").replace('"1": bye', '"1": by').replace("type: hangup", "type: hang")
+    out = problems(tmp_path, text)
+    assert [p.split(": ")[0] for p in out] == ["menu.yaml:2:8", "menu.yaml:10:12", "menu.yaml:12:11"]
+
+
+def test_alias_bomb_is_refused(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    out = problems(tmp_path, "\n".join(lines) + "\n")
+    assert len(out) == 1 and "aliases used too many times" in out[0]
+
+
+def test_oversized_file_is_refused(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD + "#" * (MAX_FILE_BYTES + 1) + "\n")
+    assert out[0].startswith("menu.yaml:1:1: error: the file is")
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = write_menu(tmp_path, GOOD)
+    path.write_bytes(GOOD.encode() + "prompt2: 中".encode("gbk"))
+    out = [str(p).split("/")[-1] for p in load_menu(path).problems]
+    assert out == ["menu.yaml:13:10: error: the file is not UTF-8 text"]
+
+
+def test_python_tags_are_not_constructed(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: !!python/object/apply:os.system ['true']"))
+    assert len(out) == 1 and out[0].startswith("menu.yaml:8:13: error: YAML value")
+
+
+def test_unquoted_numeric_option_keys_work(tmp_path: Path) -> None:
+    result = load_menu(write_menu(tmp_path, GOOD.replace('"1": bye', "1: bye")))
+    assert result.graph is not None
+    walk = Walk(result.graph)
+    assert walk("1")[-1].reason == "completed"  # type: ignore[union-attr]
+
+
+def test_menu_format_example_runs_as_written(tmp_path: Path) -> None:
+    """The example in MENU_FORMAT.md, unchanged, with an accounts file beside it."""
+    shutil.copy(Path(__file__).parent / "format_example.yaml", tmp_path / "menu.yaml")
+    (tmp_path / "accounts.yaml").write_text('"13800138000": {name: 张三, balance: "50.00"}\n', encoding="utf-8")
+    result = load_menu(tmp_path)
+    assert result.errors == []
+    assert result.graph is not None
+    walk = Walk(result.graph)
+    walk("1")
+    assert said(walk("13800138000")).startswith("尊敬的张三,您的话费余额为 50.00 元。")
+    assert said(walk("1234")).startswith("您输入的业务代码是 1234。")
+
+
+def test_shipped_config_is_clean() -> None:
+    result = load_menu(CONFIG)
+    assert result.graph is not None
+    assert result.problems == []
+
+
+@pytest.mark.parametrize("bad", ["", "just text", "- a list\n"])
+def test_top_level_must_be_a_mapping(tmp_path: Path, bad: str) -> None:
+    out = problems(tmp_path, bad)
+    assert out and out[0].startswith("menu.yaml:1:1: error")
