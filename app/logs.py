@@ -32,7 +32,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(),  # sys.stdout as it is when a line is written
         cache_logger_on_first_use=False,
     )
 

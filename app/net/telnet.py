@@ -49,7 +49,7 @@ OVERFLOW: Final = Signal("<overflow>")  # a line over the limit was dropped
 
 _SLOW = re.compile(rb"[\xff\x08\x7f\x03\x04\x1b]")
 _CONTROL = bytes(b for b in range(32) if b != 9) + b"\x7f"
-_DATA, _IAC, _OPT, _SB, _SB_IAC, _ESC, _CSI = range(7)
+_DATA, _IAC, _OPT, _SB, _SB_IAC, _ESC, _CSI, _SS3 = range(8)
 
 
 class LineDiscipline:
@@ -195,8 +195,10 @@ class LineDiscipline:
                     state = _SB_IAC
             elif state == _SB_IAC:
                 state = _DATA if b == SE else _SB
-            elif state == _ESC:
-                state = _CSI if b == 0x5B else _DATA  # ESC [ ... final byte; ESC x drops x
+            elif state == _ESC:  # ESC [ ... final byte (CSI); ESC O x (SS3); ESC x
+                state = _CSI if b == 0x5B else _SS3 if b == 0x4F else _DATA
+            elif state == _SS3:
+                state = _DATA
             elif 0x40 <= b <= 0x7E:  # _CSI: parameters until a final byte
                 state = _DATA
         self._state = state

@@ -1,0 +1,193 @@
+"""Fixtures: every async test runs on uvloop; servers run in-process on free ports or as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import uvloop
+
+from app import logs
+from app.menu import load_menu
+from app.server import Server
+from app.settings import Settings
+from tests.helpers import CONFIG, REPO
+
+
+@pytest.fixture(autouse=True)
+def _info_logs() -> Iterator[None]:
+    """Tests run at the default level (info) unless they ask for `debug_logs`."""
+    logs.configure("info", "console")
+    yield
+    logs.configure("info", "console")
+
+
+@pytest.fixture
+def debug_logs() -> None:
+    logs.configure("debug", "console")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"uvloop": uvloop.new_event_loop}
+
+
+async def start_server(config: Path = CONFIG, **overrides: Any) -> Server:
+    settings = Settings(config=config, tcp_port=0, admin_port=0, **overrides)
+    result = load_menu(settings.config)
+    assert result.graph is not None, result.problems
+    server = Server(settings, result.graph)
+    await server.start("uvloop")
+    return server
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[Server]:
+    srv = await start_server()
+    yield srv
+    await srv.shutdown()
+
+
+class Caller:
+    """A test caller over a real TCP socket: send lines, wait for text (with a timeout)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, encoding: str = "utf-8") -> None:
+        self.reader = reader
+        self.writer = writer
+        self.encoding = encoding
+        self.raw = b""
+        self.seen = 0  # end of the text already matched by expect()
+
+    @classmethod
+    async def dial(cls, port: int, encoding: str = "utf-8") -> Caller:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer, encoding)
+
+    @property
+    def text(self) -> str:
+        return self.raw.decode(self.encoding, "replace")
+
+    async def expect(self, wanted: str, timeout: float = 5.0) -> str:
+        """Wait until `wanted` appears after what was already matched; return the text up to it."""
+        async def wait() -> str:
+            while True:
+                i = self.text.find(wanted, self.seen)
+                if i >= 0:
+                    got = self.text[self.seen : i + len(wanted)]
+                    self.seen = i + len(wanted)
+                    return got
+                chunk = await self.reader.read(65536)
+                if not chunk:
+                    raise AssertionError(f"connection closed before {wanted!r}; got {self.text[self.seen:]!r}")
+                self.raw += chunk
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def closed(self, timeout: float = 5.0) -> str:
+        """Wait for the server to close; return everything not yet matched."""
+        async def wait() -> None:
+            while chunk := await self.reader.read(65536):
+                self.raw += chunk
+
+        await asyncio.wait_for(wait(), timeout)
+        rest = self.text[self.seen :]
+        self.seen = len(self.text)
+        return rest
+
+    def send(self, *lines: str, ending: str = "\r\n") -> None:
+        self.writer.write("".join(line + ending for line in lines).encode(self.encoding))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest_asyncio.fixture
+async def dial(server: Server) -> AsyncIterator[Callable[[], Any]]:
+    callers: list[Caller] = []
+
+    async def make() -> Caller:
+        caller = await Caller.dial(server.tcp_port)
+        callers.append(caller)
+        return caller
+
+    yield make
+    for c in callers:
+        c.close()
+
+
+class ServerProcess:
+    """`hotline serve` as a real subprocess; a thread collects its JSON log lines."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO,
+            env={**os.environ, "HOTLINE_TCP_PORT": "0", "HOTLINE_ADMIN_PORT": "0", **(env or {})},
+        )
+        self.lines: list[dict[str, Any]] = []
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        started = self.wait_for("server_started", timeout=20)
+        self.tcp_port: int = started["tcp_port"]
+        self.admin_port: int = started["admin_port"]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                entry = {"event": "<not json>", "text": line.decode(errors="replace")}
+            self._queue.put(entry)
+        self._queue.put(None)
+
+    def wait_for(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """The first log line with this event (and these fields), waiting up to `timeout`."""
+        def matches(entry: dict[str, Any]) -> bool:
+            return entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items())
+
+        for entry in self.lines:
+            if matches(entry):
+                return entry
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                entry = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if entry is None:
+                break
+            self.lines.append(entry)
+            if matches(entry):
+                return entry
+        raise AssertionError(f"no {event!r} log line with {fields}; got {self.lines}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(timeout=5)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+
+@pytest.fixture
+def server_process() -> Iterator[ServerProcess]:
+    proc = ServerProcess([sys.executable, "-m", "app", "serve", "--config", str(CONFIG)])
+    yield proc
+    proc.stop()

@@ -1,0 +1,166 @@
+"""The line discipline: every line ending, editing key and telnet command, whole and byte by byte."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.net.telnet import (
+    DO,
+    DONT,
+    IAC,
+    INTERRUPT,
+    OVERFLOW,
+    SB,
+    SE,
+    TIMING_MARK,
+    WILL,
+    WONT,
+    LineDiscipline,
+    encode_text,
+)
+
+
+def run(data: bytes, *, bytewise: bool = False, **kw: object) -> tuple[list[str], bytes]:
+    d = LineDiscipline(**kw)  # type: ignore[arg-type]
+    out: list[str] = []
+    if bytewise:
+        for i in range(len(data)):
+            out += d.feed(data[i : i + 1])
+    else:
+        out += d.feed(data)
+    return out, bytes(d.reply)
+
+
+CASES = [
+    (b"1\n", ["1"]),
+    (b"1\r\n", ["1"]),
+    (b"1\r\x00", ["1"]),
+    (b"1\r2\r", ["1", "2"]),
+    (b"1\r\n\r\n2\n", ["1", "", "2"]),
+    (b"a\nb\r\nc\rd\r\x00", ["a", "b", "c", "d"]),
+    (b"12\x083\n", ["13"]),
+    (b"12\x7f\x7f3\n", ["3"]),
+    ("你好\x7f\n".encode(), ["你"]),
+    (b"ab" + bytes([IAC, 247]) + b"c\n", ["ac"]),  # IAC EC
+    (b"ab" + bytes([IAC, 248]) + b"c\n", ["c"]),  # IAC EL
+    (b"a" + bytes([IAC, IAC]) + b"\n", ["a\ufffd"]),  # IAC IAC is a data 0xFF
+    (b"x\x1b[A\x1bOBy\x1b[1;5Cz\n", ["xyz"]),  # arrow keys (CSI and SS3 forms) are dropped
+    (b"a\x01\x02b\tc\n", ["ab\tc"]),  # control characters removed, tab kept
+    (bytes([IAC, SB, 24, 0]) + b"xterm" + bytes([IAC, SE]) + b"1\n", ["1"]),  # subnegotiation skipped
+    (bytes([IAC, SB, 1, IAC, IAC, 2, IAC, SE]) + b"ok\n", ["ok"]),
+]
+
+
+@pytest.mark.parametrize(("data", "lines"), CASES)
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_lines(data: bytes, lines: list[str], bytewise: bool) -> None:
+    assert run(data, bytewise=bytewise)[0] == lines
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_cr_lf_split_across_reads_is_one_line_end(bytewise: bool) -> None:
+    d = LineDiscipline()
+    assert d.feed(b"1\r") == ["1"]
+    assert d.feed(b"\n2\r") == ["2"]
+    assert d.feed(b"\x003\n") == ["3"]
+
+
+def test_option_requests_are_refused_once_each() -> None:
+    data = bytes([IAC, DO, 1, IAC, WILL, 3, IAC, DO, 1, IAC, WILL, 3, IAC, DO, 31])
+    lines, reply = run(data + b"hi\n")
+    assert lines == ["hi"]
+    assert reply == bytes([IAC, WONT, 1, IAC, DONT, 3, IAC, WONT, 31])
+
+
+def test_negative_answers_are_not_answered() -> None:
+    _, reply = run(bytes([IAC, WONT, 1, IAC, DONT, 3, IAC, WONT, 1]))
+    assert reply == b""
+
+
+def test_timing_mark_is_answered() -> None:
+    _, reply = run(bytes([IAC, DO, TIMING_MARK]) + b"x")
+    assert reply == bytes([IAC, WILL, TIMING_MARK])
+
+
+def test_are_you_there() -> None:
+    _, reply = run(bytes([IAC, 246]))
+    assert b"[yes]" in reply
+
+
+@pytest.mark.parametrize("data", [bytes([IAC, 244]), b"\x03", b"\x04", b"abc\x03\x03"])
+def test_interrupts_hang_up(data: bytes) -> None:
+    assert INTERRUPT in run(data)[0]
+
+
+def test_ctrl_c_on_a_typed_line_clears_it_and_ctrl_d_is_ignored() -> None:
+    assert run(b"abc\x03def\n")[0] == ["def"]
+    assert run(b"ab\x04c\n")[0] == ["abc"]
+
+
+@pytest.mark.parametrize("bytewise", [False, True])
+def test_over_long_line_is_refused_and_dropped_to_the_newline(bytewise: bool) -> None:
+    data = b"x" * 50 + b"\nok\n" + b"y" * 17 + b"\n"
+    assert run(data, bytewise=bytewise, max_line=16)[0] == [OVERFLOW, "ok", OVERFLOW]
+
+
+def test_long_line_is_not_buffered() -> None:
+    d = LineDiscipline(max_line=1024)
+    assert d.feed(b"z" * 5000) == [OVERFLOW]
+    for _ in range(100):
+        assert d.feed(b"z" * 65536) == []
+        assert len(d._buf) == 0
+    assert d.feed(b"zz\nnext\n") == ["next"]
+
+
+def test_line_at_the_limit_is_kept() -> None:
+    assert run(b"x" * 16 + b"\n", max_line=16)[0] == ["x" * 16]
+
+
+def test_undecodable_bytes_are_replaced_and_counted() -> None:
+    d = LineDiscipline()
+    assert d.feed(b"a\xff\xfeb\n".replace(b"\xff", b"\xc3")) == ["a\ufffd\ufffdb"]
+    assert d.replaced == 1
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "gb18030"])
+def test_chinese_encodings(encoding: str) -> None:
+    d = LineDiscipline(encoding=encoding)
+    assert d.feed("话费查询\r\n".encode(encoding)) == ["话费查询"]
+    assert d.feed("你好\x08\n".encode(encoding)) == ["你"]
+
+
+def test_flush_returns_the_unterminated_last_line() -> None:
+    d = LineDiscipline()
+    assert d.feed(b"1\n2") == ["1"]
+    assert d.flush() == ["2"]
+    assert d.flush() == []
+
+
+def test_encode_text_uses_crlf_and_escapes_iac() -> None:
+    assert encode_text("a\nb", "utf-8") == b"a\r\nb\r\n"
+    assert encode_text("a\r\nb", "utf-8") == b"a\r\nb\r\n"
+    assert encode_text("\u00ff", "latin-1") == b"\xff\xff\r\n"
+    assert encode_text("话费", "gbk") == "话费\r\n".encode("gbk")
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=300), max_size=20), max_line=st.integers(16, 64))
+def test_arbitrary_bytes_never_raise_and_respect_the_limit(chunks: list[bytes], max_line: int) -> None:
+    d = LineDiscipline(max_line=max_line)
+    for chunk in chunks:
+        for item in d.feed(chunk):
+            assert isinstance(item, str)
+            assert len(item.encode("utf-8", "surrogatepass")) <= max_line * 3
+        assert len(d._buf) <= max_line
+        assert len(d.reply) <= 3 * 256 * 2 + 10 * sum(map(len, chunks))
+    d.flush()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["1", "12", "你好", "exit", "*", "#"]), max_size=10),
+       st.sampled_from([b"\n", b"\r\n", b"\r\x00", b"\r"]))
+def test_whole_and_bytewise_agree(lines: list[str], ending: bytes) -> None:
+    data = b"".join(line.encode() + ending for line in lines)
+    assert run(data)[0] == run(data, bytewise=True)[0] == lines
