@@ -38,7 +38,9 @@ def debug_logs() -> None:
     logs.configure("debug", "console")
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     return {"uvloop": uvloop.new_event_loop}
 
 
@@ -61,7 +63,9 @@ async def server() -> AsyncIterator[Server]:
 class Caller:
     """A test caller over a real TCP socket: send lines, wait for text (with a timeout)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, encoding: str = "utf-8") -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, encoding: str = "utf-8"
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.encoding = encoding
@@ -79,6 +83,7 @@ class Caller:
 
     async def expect(self, wanted: str, timeout: float = 5.0) -> str:
         """Wait until `wanted` appears after what was already matched; return the text up to it."""
+
         async def wait() -> str:
             while True:
                 i = self.text.find(wanted, self.seen)
@@ -88,13 +93,16 @@ class Caller:
                     return got
                 chunk = await self.reader.read(65536)
                 if not chunk:
-                    raise AssertionError(f"connection closed before {wanted!r}; got {self.text[self.seen:]!r}")
+                    raise AssertionError(
+                        f"connection closed before {wanted!r}; got {self.text[self.seen :]!r}"
+                    )
                 self.raw += chunk
 
         return await asyncio.wait_for(wait(), timeout)
 
     async def closed(self, timeout: float = 5.0) -> str:
         """Wait for the server to close; return everything not yet matched."""
+
         async def wait() -> None:
             while chunk := await self.reader.read(65536):
                 self.raw += chunk
@@ -130,7 +138,10 @@ class ServerProcess:
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO,
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
             env={**os.environ, "HOTLINE_TCP_PORT": "0", "HOTLINE_ADMIN_PORT": "0", **(env or {})},
         )
         self.lines: list[dict[str, Any]] = []
@@ -153,6 +164,7 @@ class ServerProcess:
 
     def wait_for(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         """The first log line with this event (and these fields), waiting up to `timeout`."""
+
         def matches(entry: dict[str, Any]) -> bool:
             return entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items())
 

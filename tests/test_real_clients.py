@@ -21,12 +21,21 @@ def test_nc_walks_the_menu_and_sees_clean_text(server_process: ServerProcess) ->
     script = "1\n13800138000\n3\n1\n1\n*\n*\n1001\nexit\n"
     out = subprocess.run(
         ["nc", "-N", "127.0.0.1", str(server_process.tcp_port)],
-        input=script.encode(), capture_output=True, timeout=20, check=True,
+        input=script.encode(),
+        capture_output=True,
+        timeout=20,
+        check=True,
     ).stdout
     text = out.decode("utf-8")
     assert b"\xff" not in out  # no telnet negotiation for nc users
-    for wanted in [WELCOME, "尊敬的张先生", "5G 畅享 128 元套餐请按 1", "已成功预约办理 5G 畅享 128 元套餐",
-                   "业务代码是 1001", BYE]:
+    for wanted in [
+        WELCOME,
+        "尊敬的张先生",
+        "5G 畅享 128 元套餐请按 1",
+        "已成功预约办理 5G 畅享 128 元套餐",
+        "业务代码是 1001",
+        BYE,
+    ]:
         assert wanted in text
     assert text.index("已成功预约办理") < text.index("业务代码是 1001") < text.index(BYE)
     assert text.endswith(BYE + "\r\n")
@@ -34,8 +43,13 @@ def test_nc_walks_the_menu_and_sees_clean_text(server_process: ServerProcess) ->
 
 
 def test_telnet_in_a_terminal(server_process: ServerProcess) -> None:
-    child = pexpect.spawn("telnet", ["127.0.0.1", str(server_process.tcp_port)], encoding="utf-8", timeout=10,
-                          env={"LANG": "C.UTF-8", "TERM": "xterm"})
+    child = pexpect.spawn(
+        "telnet",
+        ["127.0.0.1", str(server_process.tcp_port)],
+        encoding="utf-8",
+        timeout=10,
+        env={"LANG": "C.UTF-8", "TERM": "xterm"},
+    )
     try:
         child.expect("Escape character is")
         child.expect(WELCOME)
@@ -83,8 +97,6 @@ def test_sigterm_says_goodbye_to_connected_callers_and_exits_0() -> None:
 def test_sigint_stops_cleanly_too(server_process: ServerProcess) -> None:
     server_process.proc.send_signal(signal.SIGINT)
     assert server_process.stop() == 0
-
-
 
 
 def _read_until(s: socket.socket, marker: bytes) -> bytes:

@@ -197,9 +197,7 @@ class LineDiscipline:
                 state = _DATA if b == SE else _SB
             elif state == _ESC:  # ESC [ ... final byte (CSI); ESC O x (SS3); ESC x
                 state = _CSI if b == 0x5B else _SS3 if b == 0x4F else _DATA
-            elif state == _SS3:
-                state = _DATA
-            elif 0x40 <= b <= 0x7E:  # _CSI: parameters until a final byte
+            elif state == _SS3 or 0x40 <= b <= 0x7E:
                 state = _DATA
         self._state = state
         return out

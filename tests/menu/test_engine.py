@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.menu import Notice, Transfer
+from app.menu import Notice, Transfer, load_menu
 from app.menu.engine import LOOP_LIMIT, normalize
 from tests.helpers import CONFIG, Walk, graph_of, hung_up, said
-
-from app.menu import load_menu
 
 MENU = """
 version: 1

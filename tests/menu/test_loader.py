@@ -71,7 +71,9 @@ def test_unknown_node_key_suggests(tmp_path: Path) -> None:
 
 
 def test_unknown_key_in_pattern(tmp_path: Path) -> None:
-    text = GOOD.replace('      "1": bye', '      "1": bye\n    patterns:\n      - mtach: "x"\n        go: bye')
+    text = GOOD.replace(
+        '      "1": bye', '      "1": bye\n    patterns:\n      - mtach: "x"\n        go: bye'
+    )
     out = problems(tmp_path, text)
     assert out == [
         "menu.yaml:12:9: error: node 'main' needs 'match' in pattern 1",
@@ -110,7 +112,10 @@ def test_version_must_be_1(tmp_path: Path) -> None:
 def test_target_not_a_node_suggests(tmp_path: Path) -> None:
     text = GOOD.replace('"1": bye', '"1": by')
     out = problems(tmp_path, text)
-    assert out[0] == "menu.yaml:10:12: error: node 'main' option \"1\" goes to 'by', which is not a node (did you mean 'bye'?)"
+    assert (
+        out[0]
+        == "menu.yaml:10:12: error: node 'main' option \"1\" goes to 'by', which is not a node (did you mean 'bye'?)"
+    )
 
 
 def test_start_not_a_node(tmp_path: Path) -> None:
@@ -128,7 +133,10 @@ def test_regex_that_does_not_compile(tmp_path: Path) -> None:
 
 
 def test_pattern_saves_a_group_it_does_not_have(tmp_path: Path) -> None:
-    text = GOOD.replace('      "1": bye', '      "1": bye\n    patterns:\n      - {match: "^1(\\\\d)$", go: bye, save: {x: 2}}')
+    text = GOOD.replace(
+        '      "1": bye',
+        '      "1": bye\n    patterns:\n      - {match: "^1(\\\\d)$", go: bye, save: {x: 2}}',
+    )
     out = problems(tmp_path, text)
     assert out == [
         "menu.yaml:12:48: error: node 'main' pattern 1 saves group 2 as 'x', but the expression has 1 group(s)"
@@ -162,7 +170,9 @@ def test_template_bad_brace(tmp_path: Path) -> None:
 
 def test_template_unknown_builtin_field(tmp_path: Path) -> None:
     out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: '{now.year}'"))
-    assert out == ["menu.yaml:8:13: error: node 'main' prompt uses '{now.year}'; the built-in 'now' offers {now.date}, {now.time}"]
+    assert out == [
+        "menu.yaml:8:13: error: node 'main' prompt uses '{now.year}'; the built-in 'now' offers {now.date}, {now.time}"
+    ]
 
 
 def test_data_file_missing(tmp_path: Path) -> None:
@@ -182,11 +192,14 @@ def test_data_file_syntax_error_names_the_data_file(tmp_path: Path) -> None:
 
 def test_lookup_table_not_in_data(tmp_path: Path) -> None:
     text = GOOD.replace('"1": bye', '"1": find').replace(
-        "  bye:\n", "  find: {type: lookup, table: acounts, key: x, save_as: a, found: bye, missing: bye}\n  bye:\n"
+        "  bye:\n",
+        "  find: {type: lookup, table: acounts, key: x, save_as: a, found: bye, missing: bye}\n  bye:\n",
     )
     text += "data:\n  accounts: {x: {n: 1}}\n"
     out = problems(tmp_path, text)
-    assert out == ["menu.yaml:11:31: error: node 'find' reads table 'acounts', which is not in 'data' (did you mean 'accounts'?)"]
+    assert out == [
+        "menu.yaml:11:31: error: node 'find' reads table 'acounts', which is not in 'data' (did you mean 'accounts'?)"
+    ]
 
 
 def test_global_key_with_unknown_action(tmp_path: Path) -> None:
@@ -208,16 +221,25 @@ def test_unreachable_node_is_a_warning(tmp_path: Path) -> None:
 def test_menu_with_no_way_out_is_a_warning(tmp_path: Path) -> None:
     text = GOOD.replace('keys:\n  "#": top\n', "").replace('    options:\n      "1": bye\n', "")
     out = problems(tmp_path, text)
-    assert "menu.yaml:4:3: warning: menu 'main' has no way out: no option, pattern or global key leads anywhere else" in out
+    assert (
+        "menu.yaml:4:3: warning: menu 'main' has no way out: no option, pattern or global key leads anywhere else"
+        in out
+    )
 
 
 def test_option_shadowed_by_global_key_is_a_warning(tmp_path: Path) -> None:
     out = problems(tmp_path, GOOD.replace('      "1": bye', '      "1": bye\n      "#": bye'))
-    assert out == ["menu.yaml:11:7: warning: node 'main' option \"#\" is never used: the global key '#' is tried first"]
+    assert out == [
+        "menu.yaml:11:7: warning: node 'main' option \"#\" is never used: the global key '#' is tried first"
+    ]
 
 
 def test_every_error_is_reported_at_once_in_order(tmp_path: Path) -> None:
-    text = GOOD.replace("start: main", "start: mian").replace('"1": bye', '"1": by').replace("type: hangup", "type: hang")
+    text = (
+        GOOD.replace("start: main", "start: mian")
+        .replace('"1": bye', '"1": by')
+        .replace("type: hangup", "type: hang")
+    )
     out = problems(tmp_path, text)
     assert [p.split(": ")[0] for p in out] == ["menu.yaml:2:8", "menu.yaml:10:12", "menu.yaml:12:11"]
 
@@ -256,7 +278,9 @@ def test_unquoted_numeric_option_keys_work(tmp_path: Path) -> None:
 def test_menu_format_example_runs_as_written(tmp_path: Path) -> None:
     """The example in MENU_FORMAT.md, unchanged, with an accounts file beside it."""
     shutil.copy(Path(__file__).parent / "format_example.yaml", tmp_path / "menu.yaml")
-    (tmp_path / "accounts.yaml").write_text('"13800138000": {name: 张三, balance: "50.00"}\n', encoding="utf-8")
+    (tmp_path / "accounts.yaml").write_text(
+        '"13800138000": {name: 张三, balance: "50.00"}\n', encoding="utf-8"
+    )
     result = load_menu(tmp_path)
     assert result.errors == []
     assert result.graph is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -152,13 +153,16 @@ async def _until(cond: Any, timeout: float = 5.0) -> bool:
 
 
 async def test_silence_reprompts_then_hangs_up(tmp_path: Path) -> None:
-    write_menu(tmp_path, """
+    write_menu(
+        tmp_path,
+        """
         version: 1
         start: main
         settings: {timeout: 0.2s, max_timeouts: 3, goodbye: 再见}
         nodes:
           main: {type: menu, prompt: 主菜单, short_prompt: 请选择, options: {"1": main}}
-    """)
+    """,
+    )
     srv = await start_server(tmp_path)
     try:
         c = await Caller.dial(srv.tcp_port)
@@ -177,10 +181,8 @@ async def test_silence_reprompts_then_hangs_up(tmp_path: Path) -> None:
 async def test_caller_who_never_reads_is_cut_off_and_others_are_served(tmp_path: Path) -> None:
     srv = await start_server(max_output=8192)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", srv.tcp_port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", srv.tcp_port)
         sock = writer.get_extra_info("socket")
-        import socket
-
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         good = await Caller.dial(srv.tcp_port)
         payload = b"?\r\n" * 2000  # each asks for the full main prompt again
@@ -268,7 +270,9 @@ async def test_logs_carry_session_and_peer_and_no_input_at_info(dial: Any) -> No
     assert "13800138000" not in repr(logs)
 
 
-async def test_debug_logs_show_input_with_sensitive_nodes_masked(debug_logs: None, dial: Any, server: Server) -> None:
+async def test_debug_logs_show_input_with_sensitive_nodes_masked(
+    debug_logs: None, dial: Any, server: Server
+) -> None:
     server.hub.trace = True
     with structlog.testing.capture_logs() as logs:
         c: Caller = await dial()

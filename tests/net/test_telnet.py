@@ -159,8 +159,10 @@ def test_arbitrary_bytes_never_raise_and_respect_the_limit(chunks: list[bytes], 
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["1", "12", "你好", "exit", "*", "#"]), max_size=10),
-       st.sampled_from([b"\n", b"\r\n", b"\r\x00", b"\r"]))
+@given(
+    st.lists(st.sampled_from(["1", "12", "你好", "exit", "*", "#"]), max_size=10),
+    st.sampled_from([b"\n", b"\r\n", b"\r\x00", b"\r"]),
+)
 def test_whole_and_bytewise_agree(lines: list[str], ending: bytes) -> None:
     data = b"".join(line.encode() + ending for line in lines)
     assert run(data)[0] == run(data, bytewise=True)[0] == lines
