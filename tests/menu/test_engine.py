@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from app.menu import Notice, Transfer, load_menu
+from app.menu import Hangup, Notice, Say, Transfer, load_menu
 from app.menu.engine import LOOP_LIMIT, normalize
 from tests.helpers import CONFIG, Walk, graph_of, hung_up, said
 
@@ -300,3 +302,24 @@ def test_shipped_menu_walks_every_branch() -> None:
     assert "坐席均忙" in said(walk("0"))
     events = walk("quit")
     assert hung_up(events) == "completed" and "再见" in said(events)
+
+
+KEYS = ["1", "2", "3", "8", "0", "9", "*", "#", "?", "exit", "", "1001", "13800138000", "１", "x" * 50]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(KEYS), st.text(max_size=30), st.floats(0, 100)), max_size=40))
+def test_any_sequence_against_the_shipped_menu_ends_in_a_defined_state(steps: list[object]) -> None:
+    result = load_menu(CONFIG)
+    assert result.graph is not None
+    walk = Walk(result.graph)
+    for step in steps:
+        events = walk.wait(step) if isinstance(step, float) else walk(str(step))
+        assert all(isinstance(e, Say | Hangup | Transfer | Notice) for e in events)
+        s = walk.session
+        if s.ended:
+            assert s.node is None and s.deadline is None and s.end_reason
+            break
+        assert s.node is not None and s.node.name in result.graph.nodes
+        assert s.deadline is not None and s.deadline > walk.now - 0.001
+        assert len(s.stack) <= len(result.graph.nodes)
