@@ -15,6 +15,12 @@ import structlog
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+def _event_first(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """JSON lines read best as {"event", "level", "timestamp", ...the rest}."""
+    head: dict[str, Any] = {k: event.pop(k) for k in ("event", "level", "timestamp") if k in event}
+    return {**head, **event}
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
     """Configure structlog for the whole process."""
     processors: list[Any] = [

@@ -192,11 +192,12 @@ class CallerSession(asyncio.Protocol):
             self._coro = None
             self._close()
             return
-        except Exception:
+        except Exception:  # a bug must cost this caller a polite line, never the server or a traceback
             self._coro = None
             self._log("exception", "session_crashed")
             self._log_end("crashed")
-            self.abort()
+            self._write(self._encode(self.engine.graph.error.template.source))
+            self._close()
             return
         if yielded is _WAIT:
             self._waiting = True

@@ -295,3 +295,27 @@ async def test_admin_health_and_readiness(server: Server) -> None:
     assert (await get("/healthz")).startswith(b"HTTP/1.0 200 OK")
     assert (await get("/readyz")).startswith(b"HTTP/1.0 200 OK")
     assert (await get("/nope")).startswith(b"HTTP/1.0 404")
+
+
+async def test_a_crashing_session_costs_only_that_caller(dial: Any, server: Server, monkeypatch: Any) -> None:
+    from app.menu.nodes import MenuNode
+
+    ok: Caller = await dial()
+    await ok.expect(WELCOME)
+    original = MenuNode.handle
+
+    def boom(self: MenuNode, s: Any, text: str, folded: str) -> str | None:
+        if text == "boom":
+            raise RuntimeError("a bug")
+        return original(self, s, text, folded)
+
+    monkeypatch.setattr(MenuNode, "handle", boom)
+    bad: Caller = await dial()
+    await bad.expect(WELCOME)
+    with structlog.testing.capture_logs() as logs:
+        bad.send("boom")
+        rest = await bad.closed()
+    assert "系统繁忙" in rest and "Traceback" not in rest
+    assert [e["event"] for e in logs][:2] == ["session_crashed", "session_ended"]
+    ok.send("2")
+    await ok.expect("剩余 7.5 GB")
