@@ -118,9 +118,9 @@ class Server:
         return True
 
     async def run(self, loop_name: str = "") -> None:
-        await self.start(loop_name)
         loop = asyncio.get_running_loop()
         handled = []
+        # Handlers first: a signal that arrives as soon as `server_started` is logged must be handled.
         for sig, action in (
             (signal.SIGTERM, self.stop),
             (signal.SIGINT, self.stop),
@@ -130,6 +130,7 @@ class Server:
                 loop.add_signal_handler(sig, action)
                 handled.append(sig)
         try:
+            await self.start(loop_name)
             await self.stopping.wait()
         finally:
             for sig in handled:

@@ -7,7 +7,8 @@ Nothing in this package touches sockets, asyncio, the clock or logging: the netw
 from app.menu.engine import Session
 from app.menu.events import Event, Hangup, Notice, Say, Transfer
 from app.menu.graph import Graph
-from app.menu.loader import LoadResult, Problem, load_menu
+from app.menu.loader import LoadResult, load_menu
+from app.yamlfile import Problem
 
 __all__ = [
     "Event",
