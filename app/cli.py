@@ -1,4 +1,4 @@
-"""The `hotline` command: serve and check (more commands arrive with their issues)."""
+"""The `hotline` command: serve, check and ask."""
 
 from __future__ import annotations
 
@@ -51,6 +51,36 @@ def _check(config: str | None) -> int:
     return 0
 
 
+def _ask(question: str, host: str | None, port: int | None, as_json: bool, timeout: float) -> int:
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    settings = load_settings()
+    host = host or ("127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host)
+    port = port if port is not None else settings.udp_port
+    request_id = os.urandom(4).hex()
+    payload = json.dumps({"id": request_id, "q": question}, ensure_ascii=False) if as_json else question
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(payload.encode("utf-8"), (host, port))
+            reply, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            print(
+                f"hotline ask: no answer from {host}:{port} within {timeout:g} s (is the server running? "
+                "over the robot's rate limit?)",
+                file=sys.stderr,
+            )
+            return 1
+        except OSError as exc:
+            print(f"hotline ask: {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    print(reply.decode("utf-8", "replace").rstrip("\n"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description="A 10086-style customer-service bot server.")
     parser.add_argument("--version", action="version", version=f"hotline {__version__}")
@@ -65,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--config", metavar="DIR", help="config folder or menu file (default: HOTLINE_CONFIG or config)"
     )
+    ask = sub.add_parser(
+        "ask",
+        help="ask the UDP robot a question and print the answer",
+        description="Send QUESTION to the robot on HOST:PORT (UDP) and print its answer.",
+    )
+    ask.add_argument("question", metavar="QUESTION")
+    ask.add_argument("--host", help="default: 127.0.0.1 (or HOTLINE_HOST)")
+    ask.add_argument("--port", type=int, help="default: HOTLINE_UDP_PORT or 10086")
+    ask.add_argument(
+        "--json", action="store_true", help="ask in JSON and print the JSON reply (intent, confidence)"
+    )
+    ask.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (default 2)")
     return parser
 
 
@@ -74,6 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         try:
             return _check(args.config)
+        except SettingsError as exc:
+            print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
+            return 2
+    if args.command == "ask":
+        try:
+            return _ask(args.question, args.host, args.port, args.json, args.timeout)
         except SettingsError as exc:
             print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
             return 2

@@ -33,6 +33,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     else:
         processors += [
             structlog.processors.format_exc_info,
+            _event_first,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ]
     structlog.configure(

@@ -19,9 +19,12 @@ from collections.abc import Callable
 import structlog
 
 from app import logs
-from app.menu import Graph, load_menu
+from app.configdir import Config, load_config
+from app.menu import Graph
 from app.net.admin import AdminProtocol
 from app.net.tcp import CallerSession
+from app.net.udp import RobotEndpoint
+from app.robot import Matcher
 from app.settings import Settings
 
 log = structlog.get_logger("hotline.server")
@@ -39,36 +42,49 @@ def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
 class Hub:
     """What every session shares: settings, the current menu, the live sessions, caches, counters."""
 
-    def __init__(self, settings: Settings, graph: Graph) -> None:
+    def __init__(self, settings: Settings, graph: Graph, robot: Matcher) -> None:
         self.settings = settings
         self.graph = graph
+        self.robot = robot
         self.sessions: set[CallerSession] = set()
         self.encoded: dict[str, bytes] = {}
         self.trace = logs.enabled("debug")
         self.refusals: dict[str, int] = {}
-        self._refusal_logged: set[tuple[str, str]] = set()
+        self.udp_dropped: dict[str, int] = {}
+        self._logged: set[tuple[str, str]] = set()
 
     def refuse(self, peer: str, reason: str) -> None:
-        """Count a refusal; log it once per client address and reason."""
+        """Count a refused or cut-off caller; log it once per client address and reason."""
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
-        key = (peer.rsplit(":", 1)[0], reason)
-        if key not in self._refusal_logged:
-            if len(self._refusal_logged) > 10000:
-                self._refusal_logged.clear()
-            self._refusal_logged.add(key)
-            log.warning("refused", peer=peer, reason=reason)
+        self._once("refused", peer, reason)
+
+    def count_drop(self, host: str, reason: str) -> None:
+        """Count a dropped robot datagram; log it once per sender address and reason."""
+        self.udp_dropped[reason] = self.udp_dropped.get(reason, 0) + 1
+        self._once("udp_dropped", host, reason)
+
+    def _once(self, event: str, peer: str, reason: str) -> None:
+        key = (peer.rsplit(":", 1)[0] if peer.count(":") == 1 else peer, reason)
+        if key not in self._logged:
+            if len(self._logged) >= 10000:  # bounded: a flood from many addresses cannot grow it
+                self._logged.clear()
+            self._logged.add(key)
+            log.warning(event, peer=peer, reason=reason)
 
 
 class Server:
     """Owns the listeners and the live sessions; `run()` serves until `stop()` is called."""
 
-    def __init__(self, settings: Settings, graph: Graph) -> None:
+    def __init__(self, settings: Settings, config: Config) -> None:
+        assert config.graph is not None and config.robot is not None
         self.settings = settings
-        self.hub = Hub(settings, graph)
+        self.hub = Hub(settings, config.graph, config.robot)
         self.stopping = asyncio.Event()
         self.tcp: asyncio.Server | None = None
         self.admin: asyncio.Server | None = None
+        self.udp: RobotEndpoint | None = None
         self.tcp_port = 0
+        self.udp_port = 0
         self.admin_port = 0
         self.ready = False
 
@@ -81,14 +97,19 @@ class Server:
         self.admin = await loop.create_server(
             lambda: AdminProtocol(lambda: self.ready), s.host, s.admin_port, reuse_address=True
         )
+        self.udp = RobotEndpoint(self.hub)
+        self.udp.start(s.host, s.udp_port)
         self.tcp_port = self.tcp.sockets[0].getsockname()[1]
+        self.udp_port = self.udp.port
         self.admin_port = self.admin.sockets[0].getsockname()[1]
         self.ready = True
         log.info(
             "server_started",
             host=s.host,
             tcp_port=self.tcp_port,
+            udp_port=self.udp_port,
             admin_port=self.admin_port,
+            intents=len(self.hub.robot.ids),
             menu=self.hub.graph.name,
             nodes=len(self.hub.graph.nodes),
             loop=loop_name or type(loop).__module__,
@@ -101,13 +122,14 @@ class Server:
         self.stopping.set()
 
     def reload(self) -> bool:
-        """Load the menu again; keep the old one if the new one has errors."""
-        result = load_menu(self.settings.config)
-        if result.graph is None:
+        """Load the menu and the robot again; keep the old ones if anything has errors."""
+        result = load_config(self.settings.config)
+        if result.graph is None or result.robot is None:
             log.error("menu_rejected", errors=[str(p) for p in result.errors])
             return False
         old = self.hub.graph
         self.hub.graph = result.graph
+        self.hub.robot = result.robot
         log.info(
             "menu_reloaded",
             menu=result.graph.name,
@@ -144,6 +166,8 @@ class Server:
         for srv in (self.tcp, self.admin):
             if srv is not None:
                 srv.close()
+        if self.udp is not None:
+            self.udp.close()
         sessions = list(self.hub.sessions)
         for session in sessions:
             session.shutdown()
@@ -167,13 +191,13 @@ def serve(settings: Settings) -> int:
     factory, loop_name = loop_factory()
     if loop_name != "uvloop":
         log.warning("uvloop_unavailable", fallback="asyncio")
-    result = load_menu(settings.config)
+    result = load_config(settings.config)
     for problem in result.warnings:
         log.warning("menu_warning", problem=str(problem))
     if result.graph is None:
         log.error("menu_rejected", errors=[str(p) for p in result.errors])
         return 1
-    server = Server(settings, result.graph)
+    server = Server(settings, result)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(server.run(loop_name))

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     config: Path = Field(Path("config"), description="folder holding menu.yaml, robot.yaml and data files")
     host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 for every interface)")
     tcp_port: Port = Field(10086, description="the caller menu (telnet / nc); 0 picks a free port")
+    udp_port: Port = Field(10086, description="the UDP robot; 0 picks a free port")
     admin_port: Port = Field(9108, description="admin HTTP: /healthz, /readyz; 0 picks a free port")
     log_format: Literal["auto", "console", "json"] = Field(
         "auto", description="auto: console on a terminal, json otherwise"
@@ -50,6 +51,18 @@ class Settings(BaseSettings):
     )
     max_sessions: Annotated[int, Field(ge=1)] = Field(
         10000, description="concurrent callers; past it a caller hears a busy line and is closed"
+    )
+    udp_max_datagram: Annotated[int, Field(ge=64, le=65000)] = Field(
+        1024, description="largest robot question in bytes; larger datagrams are dropped"
+    )
+    robot_rate: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="robot replies per second to one sender address (token bucket)"
+    )
+    robot_burst: Annotated[float, Field(ge=1)] = Field(
+        20.0, description="robot replies one sender may get at once before robot_rate applies"
+    )
+    robot_global_rate: Annotated[float, Field(gt=0)] = Field(
+        20000.0, description="robot replies per second to everyone together"
     )
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = Field(
         5.0, description="seconds to let callers finish after the goodbye on shutdown"

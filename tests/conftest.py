@@ -19,7 +19,7 @@ import pytest_asyncio
 import uvloop
 
 from app import logs
-from app.menu import load_menu
+from app.configdir import load_config
 from app.server import Server
 from app.settings import Settings
 from tests.helpers import CONFIG, REPO
@@ -45,10 +45,10 @@ def pytest_asyncio_loop_factories(
 
 
 async def start_server(config: Path = CONFIG, **overrides: Any) -> Server:
-    settings = Settings(config=config, tcp_port=0, admin_port=0, **overrides)
-    result = load_menu(settings.config)
+    settings = Settings(config=config, tcp_port=0, udp_port=0, admin_port=0, **overrides)
+    result = load_config(settings.config)
     assert result.graph is not None, result.problems
-    server = Server(settings, result.graph)
+    server = Server(settings, result)
     await server.start("uvloop")
     return server
 
@@ -142,7 +142,13 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, "HOTLINE_TCP_PORT": "0", "HOTLINE_ADMIN_PORT": "0", **(env or {})},
+            env={
+                **os.environ,
+                "HOTLINE_TCP_PORT": "0",
+                "HOTLINE_UDP_PORT": "0",
+                "HOTLINE_ADMIN_PORT": "0",
+                **(env or {}),
+            },
         )
         self.lines: list[dict[str, Any]] = []
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -150,6 +156,7 @@ class ServerProcess:
         self._reader.start()
         started = self.wait_for("server_started", timeout=20)
         self.tcp_port: int = started["tcp_port"]
+        self.udp_port: int = started["udp_port"]
         self.admin_port: int = started["admin_port"]
 
     def _read(self) -> None:

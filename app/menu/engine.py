@@ -153,9 +153,6 @@ class Session:
     def emit(self, event: Event) -> None:
         self._out.append(event)
 
-    def ask_robot(self, question: str) -> str:
-        return self.graph.answer(question)
-
     def wait_at(self, node: WaitNode) -> None:
         self.node = node
         self._deadline = self._now + node.wait.timeout

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from app.menu.nodes import Node, Text
 
 
-def _no_robot(question: str) -> str:
-    return "抱歉,智能客服暂未开通。请按 # 返回主菜单。"
+class Reply(Protocol):
+    """What a robot answers: the text said to the caller, the intent and the confidence."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def intent(self) -> str | None: ...
+    @property
+    def confidence(self) -> float: ...
+
+
+class Answerer(Protocol):
+    """Anything that answers free text (the robot's Matcher); `robot` nodes ask it."""
+
+    def answer(self, question: str) -> Reply: ...
+
+
+@dataclass(frozen=True)
+class _Unavailable:
+    text: str = "抱歉,智能客服暂未开通。请按 # 返回主菜单。"
+    intent: str | None = None
+    confidence: float = 0.0
+
+
+class NoRobot:
+    """The answerer when no robot knowledge base is configured."""
+
+    def answer(self, question: str) -> Reply:
+        return _Unavailable()
 
 
 @dataclass(frozen=True)
@@ -25,7 +52,7 @@ class Graph:
     goodbye: Text
     error: Text
     source: str = ""
-    answer: Callable[[str], str] = field(default=_no_robot)
+    robot: Answerer = field(default_factory=NoRobot)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", MappingProxyType(dict(self.nodes)))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.menu import schema
-from app.menu.events import Say, Transfer
+from app.menu.events import Notice, Say, Transfer
 from app.menu.templates import Template
 
 if TYPE_CHECKING:
@@ -132,7 +132,12 @@ class RobotNode(WaitNode):
     type: ClassVar[str] = "robot"
 
     def handle(self, s: Session, text: str, folded: str) -> str | None:
-        s.say_text(s.ask_robot(text))
+        reply = s.graph.robot.answer(text)
+        s.say_text(reply.text)
+        if s.trace:
+            s.emit(
+                Notice("debug", "robot_answered", {"intent": reply.intent, "confidence": reply.confidence})
+            )
         s.accept()
         return None
 

@@ -1,0 +1,62 @@
+"""The config folder: `menu.yaml` (with its data files) and `robot.yaml`, loaded and checked together.
+
+`hotline check`, the server at start-up and every reload go through `load_config`, so they agree on
+what is an error. The robot is attached to the menu graph so that `robot` nodes and the UDP endpoint
+answer from the same knowledge base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.menu import Graph, load_menu
+from app.robot import Matcher, load_robot
+from app.robot.schema import RobotFile
+from app.yamlfile import Problem
+
+
+@dataclass
+class Config:
+    """A loaded config folder; `graph` and `robot` are None when anything has an error."""
+
+    graph: Graph | None
+    robot: Matcher | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def load_config(folder: str | Path) -> Config:
+    """Load menu.yaml and robot.yaml from `folder` (or a menu file and the robot.yaml beside it)."""
+    path = Path(folder)
+    menu_path = path / "menu.yaml" if path.is_dir() else path
+    menu = load_menu(menu_path)
+    problems = list(menu.problems)
+    robot_path = menu_path.parent / "robot.yaml"
+    if robot_path.exists():
+        loaded = load_robot(robot_path)
+        problems += loaded.problems
+        robot = loaded.matcher
+    else:
+        robot = Matcher(RobotFile(version=1))
+        if menu.graph is not None and any(n.type == "robot" for n in menu.graph.nodes.values()):
+            problems.append(
+                Problem(
+                    str(robot_path),
+                    1,
+                    1,
+                    "warning",
+                    "there is no robot.yaml: robot nodes answer every question with the fallback",
+                )
+            )
+    if menu.graph is None or robot is None:
+        return Config(None, None, problems)
+    return Config(dataclasses.replace(menu.graph, robot=robot), robot, problems)

@@ -1,0 +1,219 @@
+"""The UDP robot endpoint: one datagram in, one datagram out, to the sender; never a reflector.
+
+How this works: the socket is non-blocking and registered with the loop's reader callback; on each
+readiness it is drained (up to BATCH datagrams, for fairness with TCP callers) instead of one
+datagram per loop iteration, and replies are sent straight away with `sendto`. Each datagram passes,
+in order: size, the global token bucket, the sender's token bucket, UTF-8, then JSON if it starts
+with `{`. Anything that fails is dropped and counted by reason (and logged once per sender and
+reason), never answered with an error: answering garbage from a forged address would make us a
+reflector. Replies never exceed MAX_REPLY bytes. Recent replies to identical datagrams are cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from app.robot import Answer
+from app.robot.loader import MAX_REPLY_BYTES
+
+if TYPE_CHECKING:
+    from app.server import Hub
+
+log = structlog.get_logger("hotline.robot")
+
+BATCH: Final = 256
+MAX_REPLY: Final = MAX_REPLY_BYTES
+MAX_ID: Final = 128  # characters of a JSON request id we echo back
+MAX_SOURCES: Final = 65536  # senders tracked by the per-source rate limit
+CACHE_SIZE: Final = 4096
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up."""
+
+    __slots__ = ("burst", "last", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.last = now
+
+    def take(self, now: float) -> bool:
+        tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        return False
+
+
+def truncate_utf8(data: bytes, limit: int) -> bytes:
+    """At most `limit` bytes, cut on a character boundary."""
+    if len(data) <= limit:
+        return data
+    return data[:limit].decode("utf-8", "ignore").encode("utf-8")
+
+
+def json_reply(request_id: Any, answer: Answer) -> bytes:
+    """The JSON reply, shortened (answer text first) until it fits one datagram."""
+    body = {"id": request_id, "answer": answer.text, "intent": answer.intent, "confidence": answer.confidence}
+    if answer.candidates:
+        body["candidates"] = list(answer.candidates)
+    data = json.dumps(body, ensure_ascii=False).encode()
+    while len(data) > MAX_REPLY and body["answer"]:
+        body["answer"] = body["answer"][: max(0, len(body["answer"]) - (len(data) - MAX_REPLY) // 3 - 1)]
+        data = json.dumps(body, ensure_ascii=False).encode()
+    return data
+
+
+class RobotEndpoint:
+    """Owns the UDP socket; answers from the hub's current robot matcher."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        s = hub.settings
+        self.max_datagram = s.udp_max_datagram
+        self.rate = s.robot_rate
+        self.burst = s.robot_burst
+        self.global_bucket = TokenBucket(s.robot_global_rate, s.robot_global_rate, time.monotonic())
+        self.sources: dict[str, TokenBucket] = {}
+        self.cache: dict[bytes, bytes] = {}
+        self.cache_robot: object = None
+        self.sock: socket.socket | None = None
+        self.port = 0
+        self.trace = hub.trace
+
+    def start(self, host: str, port: int) -> None:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.bind(addr)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        recvfrom = sock.recvfrom
+        bufsize = self.max_datagram + 1
+        for _ in range(BATCH):
+            try:
+                data, addr = recvfrom(bufsize)
+            except BlockingIOError:
+                return
+            except OSError:  # e.g. an ICMP error from an earlier reply; the socket is still fine
+                continue
+            reply = self._reply(data, addr[0])
+            if reply is not None:
+                try:
+                    sock.sendto(reply, addr)
+                except BlockingIOError:
+                    self.hub.count_drop(addr[0], "send_buffer_full")
+                except OSError:
+                    self.hub.count_drop(addr[0], "send_failed")
+
+    def _reply(self, data: bytes, host: str) -> bytes | None:
+        if len(data) > self.max_datagram:
+            return self._drop(host, "oversized")
+        now = time.monotonic()
+        if not self.global_bucket.take(now):
+            return self._drop(host, "rate_global")
+        bucket = self.sources.get(host)
+        if bucket is None:
+            bucket = self._new_source(host, now)
+        if not bucket.take(now):
+            return self._drop(host, "rate_source")
+        robot = self.hub.robot
+        if robot is not self.cache_robot:  # a reload: cached replies belong to the old knowledge base
+            self.cache.clear()
+            self.cache_robot = robot
+        if data[:1] != b"{":
+            cached = self.cache.get(data)
+            if cached is not None:
+                return cached
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._drop(host, "undecodable")
+        if data[:1] == b"{":
+            return self._json(text, host, now)
+        if not text.strip():
+            return self._drop(host, "empty")
+        answer = robot.answer(text)
+        if self.trace:
+            self._log_answer(answer, now, host)
+        reply = truncate_utf8(answer.text.encode() + b"\n", MAX_REPLY)
+        if len(self.cache) >= CACHE_SIZE:
+            self.cache.clear()
+        self.cache[data] = reply
+        return reply
+
+    def _json(self, text: str, host: str, started: float) -> bytes | None:
+        try:
+            request = json.loads(text)
+        except (ValueError, RecursionError):
+            return self._drop(host, "malformed_json")
+        if not isinstance(request, dict):
+            return self._drop(host, "malformed_json")
+        question = request.get("q")
+        request_id = request.get("id")
+        if not isinstance(question, str) or not question.strip():
+            return self._drop(host, "missing_question")
+        if not (request_id is None or isinstance(request_id, int | str)) or isinstance(request_id, bool):
+            return self._drop(host, "bad_id")
+        if isinstance(request_id, str) and len(request_id) > MAX_ID:
+            return self._drop(host, "bad_id")
+        if isinstance(request_id, int) and abs(request_id) > 2**63:
+            return self._drop(host, "bad_id")
+        answer = self.hub.robot.answer(question)
+        if self.trace:
+            self._log_answer(answer, started, host)
+        return json_reply(request_id, answer)
+
+    def _new_source(self, host: str, now: float) -> TokenBucket:
+        sources = self.sources
+        if len(sources) >= MAX_SOURCES:
+            full = self.burst / self.rate if self.rate > 0 else 0.0
+            for key in [k for k, b in sources.items() if now - b.last >= full]:
+                del sources[key]  # idle long enough to be full again: forgetting them changes nothing
+            if len(sources) >= MAX_SOURCES:
+                sources.clear()
+        bucket = sources[host] = TokenBucket(self.rate, self.burst, now)
+        return bucket
+
+    def _drop(self, host: str, reason: str) -> bytes | None:
+        """Count and log (once per sender and reason) a datagram we do not answer; no reply."""
+        self.hub.count_drop(host, reason)
+        return None
+
+    def _log_answer(self, answer: Answer, started: float, host: str) -> None:
+        log.debug(
+            "robot_answered",
+            intent=answer.intent,
+            confidence=answer.confidence,
+            latency_ms=round((time.monotonic() - started) * 1000, 3),
+            peer=host,
+        )
