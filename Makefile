@@ -21,13 +21,13 @@ check: $(STAMP)  ## lint the shipped menu
 	$(BIN)/hotline check --config config
 
 lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict
-	$(BIN)/ruff check app tests benchmarks
-	$(BIN)/ruff format --check app tests benchmarks
+	$(BIN)/ruff check app tests benchmarks scripts
+	$(BIN)/ruff format --check app tests benchmarks scripts
 	$(BIN)/mypy app
 
 format: $(STAMP)
-	$(BIN)/ruff format app tests benchmarks
-	$(BIN)/ruff check --fix app tests benchmarks
+	$(BIN)/ruff format app tests benchmarks scripts
+	$(BIN)/ruff check --fix app tests benchmarks scripts
 
 test: lint  ## everything CI runs
 	$(BIN)/hotline check --config config

@@ -164,6 +164,6 @@ class Reporter:
             elif kind == "literal_error" and loc == ("type",):
                 continue  # the type was chosen by us; cannot happen
             else:
-                msg = _KINDS.get(kind) or str(err["msg"]).removeprefix("Value error, ")
+                msg = _KINDS.get(kind) or str(err["msg"]).removeprefix("Value error, ").removeprefix("Input ")
                 msg = msg[:1].lower() + msg[1:]
                 self.error(here, f"{who}: {self.describe(loc)} {msg}")

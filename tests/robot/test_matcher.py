@@ -1,0 +1,107 @@
+"""The matcher on the shipped knowledge base: held-out accuracy, typos, fallback, clarification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.robot import Matcher, load_robot
+from app.robot.matcher import by_sound, normalize
+from app.robot.schema import RobotFile
+from tests.helpers import CONFIG
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def robot() -> Matcher:
+    result = load_robot(CONFIG)
+    assert result.matcher is not None, result.problems
+    return result.matcher
+
+
+@pytest.mark.parametrize("name", ["heldout.yaml", "heldout_fresh.yaml"])
+def test_held_out_accuracy_is_at_least_90_percent(robot: Matcher, name: str) -> None:
+    items = yaml.safe_load((HERE / name).read_text(encoding="utf-8"))
+    assert len(items) >= 40
+    examples = {normalize(q) for i in robot.kb.intents for q in i.questions}
+    assert not [it["q"] for it in items if normalize(str(it["q"])) in examples], (
+        "held-out must not copy examples"
+    )
+    wrong = [
+        (it["q"], it["intent"], robot.answer(str(it["q"])).intent)
+        for it in items
+        if robot.answer(str(it["q"])).intent != it["intent"]
+    ]
+    accuracy = 1 - len(wrong) / len(items)
+    assert accuracy >= 0.9, f"accuracy {accuracy:.1%}; wrong: {wrong}"
+
+
+def test_the_shipped_knowledge_base_is_big_enough(robot: Matcher) -> None:
+    assert len(robot.kb.intents) >= 25
+    assert all(len(i.questions) >= 4 for i in robot.kb.intents)
+
+
+@pytest.mark.parametrize(
+    ("question", "intent"),
+    [
+        ("话费怎么查", "balance"),
+        ("  我的話費還剩多少？ ", "balance"),  # traditional characters, full-width punctuation
+        ("流两还剩多少", "data_usage"),  # homophone typo from a pinyin input method
+        ("５Ｇ套餐", "plan_5g"),  # full-width letters and digits
+        ("请问一下我的积分怎么兑换呢谢谢", "points"),  # the example inside a longer question
+    ],
+)
+def test_paraphrases_typos_and_width(robot: Matcher, question: str, intent: str) -> None:
+    answer = robot.answer(question)
+    assert answer.intent == intent, robot.scores(question)[:3]
+    assert answer.confidence >= robot.threshold
+    assert answer.text == next(i.answer for i in robot.kb.intents if i.id == intent)
+
+
+@pytest.mark.parametrize("question", ["今天天气怎么样", "红烧肉怎么做", "asdfghjkl", "?!", ""])
+def test_questions_from_nowhere_get_the_fallback(robot: Matcher, question: str) -> None:
+    answer = robot.answer(question)
+    assert answer.intent is None and answer.text == robot.kb.fallback
+    assert answer.confidence < robot.threshold
+
+
+def test_close_intents_get_a_clarifying_question() -> None:
+    kb = RobotFile.model_validate(
+        {
+            "version": 1,
+            "ambiguity": 0.2,
+            "intents": [
+                {"id": "a", "title": "查话费", "questions": ["查话费余额"], "answer": "A"},
+                {"id": "b", "title": "查流量", "questions": ["查流量余额"], "answer": "B"},
+            ],
+        }
+    )
+    answer = Matcher(kb).answer("查余额")
+    assert answer.intent is None
+    assert answer.text in ("您是想问「查话费」还是「查流量」?", "您是想问「查流量」还是「查话费」?")
+    assert set(answer.candidates) == {"a", "b"}
+
+
+def test_an_empty_knowledge_base_answers_the_fallback() -> None:
+    answer = Matcher(RobotFile(version=1)).answer("话费")
+    assert answer.intent is None and answer.confidence == 0
+
+
+def test_normalisation() -> None:
+    assert normalize("  Ｈｅｌｌｏ， 世界！ ") == "hello世界"
+    assert by_sound("花费") == by_sound("话费") != by_sound("流量")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_gets_an_answer_in_range(text: str) -> None:
+    result = load_robot(CONFIG)
+    assert result.matcher is not None
+    answer = result.matcher.answer(text)
+    assert 0.0 <= answer.confidence <= 1.0
+    assert answer.text
