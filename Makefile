@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test lint format check bench lock clean
+.PHONY: run test lint format check bench bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,12 @@ format: $(STAMP)
 test: lint  ## everything CI runs
 	$(BIN)/hotline check --config config
 	$(BIN)/pytest -q $(ARGS)
+
+bench: $(STAMP)  ## side-by-side benchmarks (servers pinned to CPU 0, load on CPU 1); needs gcc
+	$(BIN)/python -m benchmarks.udp
+
+bench-udp: $(STAMP)
+	$(BIN)/python -m benchmarks.udp
 
 lock:  ## re-pin dependencies after editing pyproject.toml (needs uv: pip install uv)
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock

@@ -241,7 +241,7 @@ ENDPOINT = _endpoint()
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=2000))
 def test_any_bytes_never_raise_and_replies_fit(data: bytes) -> None:
-    reply = ENDPOINT._reply(data, "192.0.2.1")
+    reply = ENDPOINT._reply(data, "192.0.2.1", 0.0)
     assert reply is None or len(reply) <= MAX_REPLY
 
 
@@ -258,5 +258,5 @@ def test_any_json_never_raises_and_replies_fit(value: Any) -> None:
     data = json.dumps(value, ensure_ascii=False).encode()
     if not data.startswith(b"{"):
         data = b"{" + data
-    reply = ENDPOINT._reply(data, "192.0.2.1")
+    reply = ENDPOINT._reply(data, "192.0.2.1", 0.0)
     assert reply is None or (len(reply) <= MAX_REPLY and "answer" in json.loads(reply))
