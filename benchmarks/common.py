@@ -66,11 +66,8 @@ class Proc:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{argv} exited with {self.proc.returncode}")
-            if (
-                (tcp_port is not None
-                and _tcp_up(tcp_port))
-                or (udp_port is not None
-                and _udp_up(udp_port, udp_probe))
+            if (tcp_port is not None and _tcp_up(tcp_port)) or (
+                udp_port is not None and _udp_up(udp_port, udp_probe)
             ):
                 return
             time.sleep(0.05)
