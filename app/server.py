@@ -15,12 +15,15 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
 from app import logs
 from app.configdir import Config, load_config
 from app.menu import Graph
+from app.menu.engine import Stats
+from app.metrics import DurationHistogram, registry_for, render
 from app.net.admin import AdminProtocol
 from app.net.tcp import CallerSession
 from app.net.udp import RobotEndpoint
@@ -28,6 +31,18 @@ from app.robot import Matcher
 from app.settings import Settings
 
 log = structlog.get_logger("hotline.server")
+
+
+def folder_signature(folder: Path) -> frozenset[tuple[str, int, int]]:
+    """Names, sizes and modification times of the files in the config folder."""
+    try:
+        return frozenset(
+            (p.name, st.st_size, st.st_mtime_ns)
+            for p in Path(folder).iterdir()
+            if p.is_file() and (st := p.stat())
+        )
+    except OSError:
+        return frozenset()
 
 
 def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
@@ -47,10 +62,17 @@ class Hub:
         self.graph = graph
         self.robot = robot
         self.sessions: set[CallerSession] = set()
+        self.per_address: dict[str, int] = {}
         self.encoded: dict[str, bytes] = {}
         self.trace = logs.enabled("debug")
+        self.stats = Stats()
+        self.sessions_total = 0
+        self.durations = DurationHistogram()
         self.refusals: dict[str, int] = {}
         self.udp_dropped: dict[str, int] = {}
+        self.reloads: dict[str, int] = {}
+        self.line_rate = settings.max_lines_per_second
+        self.line_burst = 2.0 * settings.max_lines_per_second
         self._logged: set[tuple[str, str]] = set()
 
     def refuse(self, peer: str, reason: str) -> None:
@@ -75,7 +97,7 @@ class Hub:
 class Server:
     """Owns the listeners and the live sessions; `run()` serves until `stop()` is called."""
 
-    def __init__(self, settings: Settings, config: Config) -> None:
+    def __init__(self, settings: Settings, config: Config, signature: object = None) -> None:
         assert config.graph is not None and config.robot is not None
         self.settings = settings
         self.hub = Hub(settings, config.graph, config.robot)
@@ -83,6 +105,7 @@ class Server:
         self.tcp: asyncio.Server | None = None
         self.admin: asyncio.Server | None = None
         self.udp: RobotEndpoint | None = None
+        self.signature = signature
         self.tcp_port = 0
         self.udp_port = 0
         self.admin_port = 0
@@ -94,8 +117,12 @@ class Server:
         self.tcp = await loop.create_server(
             lambda: CallerSession(self.hub), s.host, s.tcp_port, backlog=4096, reuse_address=True
         )
+        registry = registry_for(self.hub)
         self.admin = await loop.create_server(
-            lambda: AdminProtocol(lambda: self.ready), s.host, s.admin_port, reuse_address=True
+            lambda: AdminProtocol(lambda: self.ready, lambda: render(registry)),
+            s.host,
+            s.admin_port,
+            reuse_address=True,
         )
         self.udp = RobotEndpoint(self.hub)
         self.udp.start(s.host, s.udp_port)
@@ -121,23 +148,57 @@ class Server:
         """Ask `run()` to shut down (safe to call from a signal handler)."""
         self.stopping.set()
 
-    def reload(self) -> bool:
+    def reload(self, trigger: str = "signal") -> bool:
         """Load the menu and the robot again; keep the old ones if anything has errors."""
+        hub = self.hub
+        self.signature = folder_signature(self.settings.config)
         result = load_config(self.settings.config)
         if result.graph is None or result.robot is None:
-            log.error("menu_rejected", errors=[str(p) for p in result.errors])
+            hub.reloads["rejected"] = hub.reloads.get("rejected", 0) + 1
+            log.error("menu_rejected", trigger=trigger, errors=[str(p) for p in result.errors])
             return False
-        old = self.hub.graph
-        self.hub.graph = result.graph
-        self.hub.robot = result.robot
+        hub.reloads["ok"] = hub.reloads.get("ok", 0) + 1
+        old, new = hub.graph.nodes, result.graph.nodes
+        changed = sorted(n for n in set(old) & set(new) if old[n] != new[n])
+        hub.graph = result.graph
+        hub.robot = result.robot
         log.info(
             "menu_reloaded",
+            trigger=trigger,
             menu=result.graph.name,
-            nodes_added=sorted(set(result.graph.nodes) - set(old.nodes)),
-            nodes_removed=sorted(set(old.nodes) - set(result.graph.nodes)),
+            nodes_added=sorted(set(new) - set(old)),
+            nodes_removed=sorted(set(old) - set(new)),
+            nodes_changed=changed,
+            intents=len(result.robot.ids),
             warnings=[str(p) for p in result.warnings],
         )
         return True
+
+    async def watch(self) -> None:
+        """Reload when files in the config folder change; editors' save bursts are debounced."""
+        from watchfiles import awatch  # noqa: PLC0415 - imported only when watching
+
+        folder = self.settings.config
+        # An edit made while the watcher was starting would be missed: compare once it runs.
+        catch_up = asyncio.get_running_loop().call_later(1.0, self._catch_up)
+        try:
+            async for _changes in awatch(
+                folder,
+                debounce=300,
+                step=50,
+                stop_event=self.stopping,
+                force_polling=self.settings.reload_poll,
+                poll_delay_ms=300,
+            ):
+                self.reload("file")
+        except (OSError, RuntimeError) as exc:
+            log.error("reload_watch_failed", folder=str(folder), error=str(exc))
+        finally:
+            catch_up.cancel()
+
+    def _catch_up(self) -> None:
+        if folder_signature(self.settings.config) != self.signature:
+            self.reload("file")
 
     async def run(self, loop_name: str = "") -> None:
         loop = asyncio.get_running_loop()
@@ -151,10 +212,17 @@ class Server:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, action)
                 handled.append(sig)
+        watcher: asyncio.Task[None] | None = None
         try:
             await self.start(loop_name)
+            if self.settings.reload_watch:
+                watcher = asyncio.create_task(self.watch())
             await self.stopping.wait()
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             for sig in handled:
                 loop.remove_signal_handler(sig)
             await self.shutdown()
@@ -191,13 +259,14 @@ def serve(settings: Settings) -> int:
     factory, loop_name = loop_factory()
     if loop_name != "uvloop":
         log.warning("uvloop_unavailable", fallback="asyncio")
+    signature = folder_signature(settings.config)
     result = load_config(settings.config)
     for problem in result.warnings:
         log.warning("menu_warning", problem=str(problem))
     if result.graph is None:
         log.error("menu_rejected", errors=[str(p) for p in result.errors])
         return 1
-    server = Server(settings, result)
+    server = Server(settings, result, signature)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(server.run(loop_name))

@@ -52,6 +52,19 @@ class Settings(BaseSettings):
     max_sessions: Annotated[int, Field(ge=1)] = Field(
         10000, description="concurrent callers; past it a caller hears a busy line and is closed"
     )
+    max_sessions_per_address: Annotated[int, Field(ge=1)] = Field(
+        100, description="concurrent callers from one IP address; past it: a busy line"
+    )
+    max_lines_per_second: Annotated[float, Field(gt=0)] = Field(
+        20.0, description="lines one caller may send per second (bursts of twice that); more are ignored"
+    )
+    first_input_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        60.0, description="seconds a new caller may stay silent before the first line; then goodbye"
+    )
+    reload_watch: bool = Field(True, description="reload when a file in the config folder changes")
+    reload_poll: bool = Field(
+        False, description="watch by polling (for mounts where file events do not arrive)"
+    )
     udp_max_datagram: Annotated[int, Field(ge=64, le=65000)] = Field(
         1024, description="largest robot question in bytes; larger datagrams are dropped"
     )

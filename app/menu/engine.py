@@ -26,6 +26,21 @@ LOOP_LIMIT = 100
 PATH_LIMIT = 200  # nodes remembered for the session_ended log line
 
 
+class Stats:
+    """Counters shared by many sessions (for metrics). The engine only adds to them; pass one in."""
+
+    __slots__ = ("invalid", "node_visits", "robot_queries")
+
+    def __init__(self) -> None:
+        self.invalid = 0
+        self.node_visits: dict[str, int] = {}
+        self.robot_queries: dict[str, int] = {}
+
+    def robot_query(self, intent: str | None) -> None:
+        key = intent or "none"
+        self.robot_queries[key] = self.robot_queries.get(key, 0) + 1
+
+
 def normalize(line: str) -> str:
     """Strip white space and fold full-width forms (NFKC): `１` typed by a Chinese IME is `1`."""
     text = line.strip()
@@ -50,14 +65,24 @@ class Session:
         "path",
         "session_id",
         "stack",
+        "stats",
         "timeouts",
         "trace",
         "vars",
         "visits",
     )
 
-    def __init__(self, graph: Graph, *, session_id: str = "", caller: str = "", trace: bool = False) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        *,
+        session_id: str = "",
+        caller: str = "",
+        trace: bool = False,
+        stats: Stats | None = None,
+    ) -> None:
         self.graph = graph
+        self.stats = stats
         self.session_id = session_id
         self.caller = caller
         self.trace = trace
@@ -169,6 +194,8 @@ class Session:
         assert node is not None
         wait = node.wait
         self.failures += 1
+        if self.stats is not None:
+            self.stats.invalid += 1
         if self.trace:
             self._out.append(Notice("debug", "input_invalid", {"node": node.name, "failures": self.failures}))
         self.say(wait.invalid)
@@ -214,6 +241,10 @@ class Session:
         self.node = None
         self.failures = self.timeouts = 0
         self.visits += 1
+        stats = self.stats
+        if stats is not None:
+            visits = stats.node_visits
+            visits[node.name] = visits.get(node.name, 0) + 1
         if len(self.path) < PATH_LIMIT:
             self.path.append(node.name)
         if node.is_menu:

@@ -134,6 +134,8 @@ class RobotNode(WaitNode):
     def handle(self, s: Session, text: str, folded: str) -> str | None:
         reply = s.graph.robot.answer(text)
         s.say_text(reply.text)
+        if s.stats is not None:
+            s.stats.robot_query(reply.intent)
         if s.trace:
             s.emit(
                 Notice("debug", "robot_answered", {"intent": reply.intent, "confidence": reply.confidence})

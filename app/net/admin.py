@@ -1,4 +1,4 @@
-"""The admin HTTP endpoint: GET /healthz (the process runs) and GET /readyz (listening, menu loaded).
+"""The admin HTTP endpoint: /healthz (the process runs), /readyz (listening, menu loaded), /metrics.
 
 Deliberately tiny: one request per connection, bounded request size and time, HTTP/1.0 answers.
 """
@@ -16,8 +16,9 @@ REQUEST_TIMEOUT: Final = 5.0
 class AdminProtocol(asyncio.Protocol):
     """Answers one HTTP request, then closes."""
 
-    def __init__(self, ready: Callable[[], bool]) -> None:
+    def __init__(self, ready: Callable[[], bool], metrics: Callable[[], bytes]) -> None:
         self.ready = ready
+        self.metrics = metrics
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -43,10 +44,14 @@ class AdminProtocol(asyncio.Protocol):
         elif path == b"/readyz":
             ok = self.ready()
             self.respond(200 if ok else 503, "ready\n" if ok else "not ready\n")
+        elif path == b"/metrics":
+            self.respond(200, self.metrics(), "text/plain; version=0.0.4; charset=utf-8")
         else:
-            self.respond(404, "not found; try /healthz or /readyz\n")
+            self.respond(404, "not found; try /healthz, /readyz or /metrics\n")
 
-    def respond(self, status: int, body: str) -> None:
+    def respond(
+        self, status: int, body: str | bytes, content_type: str = "text/plain; charset=utf-8"
+    ) -> None:
         reason = {
             200: "OK",
             404: "Not Found",
@@ -54,9 +59,9 @@ class AdminProtocol(asyncio.Protocol):
             431: "Request Header Fields Too Large",
             503: "Service Unavailable",
         }[status]
-        payload = body.encode()
+        payload = body.encode() if isinstance(body, str) else body
         head = (
-            f"HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"HTTP/1.0 {status} {reason}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
         ).encode()
         if self.transport is not None:

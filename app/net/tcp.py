@@ -37,11 +37,18 @@ log = structlog.get_logger("hotline.session")
 
 LINE_TOO_LONG: Final = "您的输入过长,已忽略,请重新输入。"
 BUSY: Final = "抱歉,当前来电较多,线路繁忙,请稍后再拨。"
+TOO_FAST: Final = "您输入得太快了,部分输入已被忽略,请稍后再试。"
 
 TIMEOUT: Final = Signal("<timeout>")
 EOF: Final = Signal("<eof>")
 SHUTDOWN: Final = Signal("<shutdown>")
-_HANGUP_REASONS: Final[dict[str, str]] = {INTERRUPT: "interrupt", EOF: "eof", SHUTDOWN: "shutdown"}
+NO_INPUT: Final = Signal("<no input>")
+_HANGUP_REASONS: Final[dict[str, str]] = {
+    INTERRUPT: "interrupt",
+    EOF: "eof",
+    SHUTDOWN: "shutdown",
+    NO_INPUT: "first_input_timeout",
+}
 _WAIT: Final = object()  # what the coroutine yields while it waits for input
 _CACHE_MAX: Final = 4096
 
@@ -56,11 +63,16 @@ class CallerSession(asyncio.Protocol):
     """The protocol and the driver of one caller's session coroutine."""
 
     __slots__ = (
+        "_address",
         "_coro",
         "_discipline",
         "_ended_logged",
+        "_first_deadline",
+        "_line_last",
+        "_line_tokens",
         "_pending",
         "_started",
+        "_throttled_at",
         "_timer",
         "_timer_when",
         "_waiting",
@@ -80,6 +92,7 @@ class CallerSession(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._ended_logged = False
+        self._address: str | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -88,23 +101,34 @@ class CallerSession(asyncio.Protocol):
         hub = self.hub
         settings = hub.settings
         peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if len(hub.sessions) >= settings.max_sessions:
-            hub.refuse(self.peer, "max_sessions")
-            transport.write(encode_text(BUSY, settings.encoding))
-            transport.close()
+            self._refuse(transport, "max_sessions")
             return
+        same_address = hub.per_address.get(address, 0)
+        if same_address >= settings.max_sessions_per_address:
+            self._refuse(transport, "max_sessions_per_address")
+            return
+        hub.per_address[address] = same_address + 1
+        self._address = address
         self.transport = transport
         hub.sessions.add(self)
+        hub.sessions_total += 1
         transport.set_write_buffer_limits(high=min(64 * 1024, settings.max_output // 2))
         self.session_id = os.urandom(5).hex()
         self._started = time.time()
+        self._first_deadline = self._started + settings.first_input_timeout
+        self._line_tokens = hub.line_burst
+        self._line_last = time.monotonic()
+        self._throttled_at = 0.0
         self._discipline = LineDiscipline(max_line=settings.max_line, encoding=settings.encoding)
         self.engine = Session(
             hub.graph,
             session_id=self.session_id,
-            caller=str(peer[0]) if isinstance(peer, tuple) else "",
+            caller=address,
             trace=hub.trace,
+            stats=hub.stats,
         )
         self._log("info", "session_started", menu=hub.graph.name)
         self._coro = self._run()
@@ -119,6 +143,17 @@ class CallerSession(asyncio.Protocol):
             self._write(bytes(discipline.reply))
             discipline.reply.clear()
         for item in items:
+            if type(item) is str:  # a line, not a Signal: counts against the caller's line rate
+                self._first_deadline = 0.0
+                now = time.monotonic()
+                hub = self.hub
+                tokens = self._line_tokens + (now - self._line_last) * hub.line_rate
+                self._line_last = now
+                if tokens < 1.0:
+                    self._line_tokens = tokens
+                    self._too_fast(now)
+                    continue
+                self._line_tokens = (hub.line_burst if tokens > hub.line_burst else tokens) - 1.0
             self._deliver(item)
 
     def eof_received(self) -> bool:
@@ -130,7 +165,16 @@ class CallerSession(asyncio.Protocol):
         return True  # keep the transport open so that the answers and the goodbye still go out
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.hub.sessions.discard(self)
+        hub = self.hub
+        hub.sessions.discard(self)
+        address = self._address
+        if address is not None:
+            self._address = None
+            left = hub.per_address.get(address, 1) - 1
+            if left > 0:
+                hub.per_address[address] = left
+            else:
+                hub.per_address.pop(address, None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -226,6 +270,9 @@ class CallerSession(asyncio.Protocol):
 
     def _arm_timer(self) -> None:
         deadline = self.engine.deadline
+        first = self._first_deadline
+        if first and (deadline is None or first < deadline):
+            deadline = first
         if deadline is None:
             return
         loop = asyncio.get_running_loop() if self._timer is None else None
@@ -241,13 +288,32 @@ class CallerSession(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        deadline = self.engine.deadline
-        if deadline is None or self._coro is None:
+        if self._coro is None:
             return
-        if time.time() >= deadline:
+        now = time.time()
+        first = self._first_deadline
+        if first and now >= first:  # connected but never said anything
+            self._first_deadline = 0.0
+            self.hub.refuse(self.peer, "first_input_timeout")
+            self._deliver(NO_INPUT)
+            return
+        deadline = self.engine.deadline
+        if deadline is not None and now >= deadline:
             self._deliver(TIMEOUT)
         elif self._waiting:
             self._arm_timer()
+
+    def _too_fast(self, now: float) -> None:
+        """Lines over the caller's rate are ignored; say so at most once a second."""
+        if now - self._throttled_at >= 1.0:
+            self._throttled_at = now
+            self.hub.refuse(self.peer, "lines_per_second")
+            self._write(self._encode(TOO_FAST))
+
+    def _refuse(self, transport: asyncio.Transport, reason: str) -> None:
+        self.hub.refuse(self.peer, reason)
+        transport.write(encode_text(BUSY, self.hub.settings.encoding))
+        transport.close()
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -299,6 +365,7 @@ class CallerSession(asyncio.Protocol):
             return
         self._ended_logged = True
         engine = self.engine
+        self.hub.durations.observe(time.time() - self._started)
         self._log(
             "info",
             "session_ended",

@@ -76,7 +76,7 @@ class RobotEndpoint:
         self.burst = s.robot_burst
         self.global_bucket = TokenBucket(s.robot_global_rate, s.robot_global_rate, time.monotonic())
         self.sources: dict[str, TokenBucket] = {}
-        self.cache: dict[bytes, bytes] = {}
+        self.cache: dict[bytes, tuple[bytes, str | None]] = {}  # datagram -> (reply, intent)
         self.cache_robot: object = None
         self.sock: socket.socket | None = None
         self.port = 0
@@ -119,6 +119,7 @@ class RobotEndpoint:
             cache.clear()
             self.cache_robot = self.hub.robot
         sources = self.sources
+        stats = self.hub.stats
         rate, burst = self.rate, self.burst
         now = time.monotonic()
         g = self.global_bucket
@@ -150,8 +151,12 @@ class RobotEndpoint:
                     self._drop(host, "rate_source")
                     continue
                 bucket.tokens = (burst if tokens > burst else tokens) - 1.0
-                reply = cache.get(data)
-                if reply is None:
+                cached = cache.get(data)
+                reply: bytes | None
+                if cached is not None:
+                    reply = cached[0]
+                    stats.robot_query(cached[1])
+                else:
                     reply = self._reply(data, host, now)
                     if reply is None:
                         continue
@@ -175,13 +180,14 @@ class RobotEndpoint:
         if not text.strip():
             return self._drop(host, "empty")
         answer = self.hub.robot.answer(text)
+        self.hub.stats.robot_query(answer.intent)
         if self.trace:
             self._log_answer(answer, now, host)
         reply = truncate_utf8(answer.text.encode() + b"\n", MAX_REPLY)
         cache = self.cache
         if len(cache) >= CACHE_SIZE:
             cache.clear()
-        cache[data] = reply  # only plain questions: a JSON reply echoes the request's id
+        cache[data] = (reply, answer.intent)  # only plain questions: a JSON reply echoes the request's id
         return reply
 
     def _json(self, text: str, host: str, started: float) -> bytes | None:
@@ -202,6 +208,7 @@ class RobotEndpoint:
         if isinstance(request_id, int) and abs(request_id) > 2**63:
             return self._drop(host, "bad_id")
         answer = self.hub.robot.answer(question)
+        self.hub.stats.robot_query(answer.intent)
         if self.trace:
             self._log_answer(answer, started, host)
         return json_reply(request_id, answer)

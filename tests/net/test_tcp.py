@@ -179,7 +179,7 @@ async def test_silence_reprompts_then_hangs_up(tmp_path: Path) -> None:
 
 
 async def test_caller_who_never_reads_is_cut_off_and_others_are_served(tmp_path: Path) -> None:
-    srv = await start_server(max_output=8192)
+    srv = await start_server(max_output=8192, max_lines_per_second=1e6)
     try:
         _reader, writer = await asyncio.open_connection("127.0.0.1", srv.tcp_port)
         sock = writer.get_extra_info("socket")

@@ -1,0 +1,102 @@
+"""Prometheus metrics for /metrics, read from plain counters at scrape time.
+
+The hot paths (a caller's line, a robot datagram) only add to ints and dicts on the hub and in the
+engine's `Stats`; prometheus-client's labelled counters cost a lock and a lookup per increment,
+which at a hundred thousand lines a second would be a tenth of the server's time. This collector
+turns those counters into metric families when Prometheus asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from app import __version__
+
+if TYPE_CHECKING:
+    from app.server import Hub
+
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+class DurationHistogram:
+    """Session durations in fixed buckets: an int per bucket, no locks."""
+
+    __slots__ = ("counts", "total", "total_seconds")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.total = 0
+        self.total_seconds = 0.0
+
+    def observe(self, seconds: float) -> None:
+        i = 0
+        while i < len(DURATION_BUCKETS) and seconds > DURATION_BUCKETS[i]:
+            i += 1
+        self.counts[i] += 1
+        self.total += 1
+        self.total_seconds += seconds
+
+
+class HubCollector(Collector):
+    """Yields every hotline_* metric from the hub's counters."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        info = GaugeMetricFamily("hotline_info", "Version and current menu.", labels=["version", "menu"])
+        info.add_metric([__version__, hub.graph.name], 1)
+        yield info
+        yield GaugeMetricFamily("hotline_sessions_active", "Callers connected now.", value=len(hub.sessions))
+        yield CounterMetricFamily(
+            "hotline_sessions_total", "Callers accepted since start.", value=hub.sessions_total
+        )
+        hist = hub.durations
+        buckets, running = [], 0
+        for bound, count in zip((*DURATION_BUCKETS, float("inf")), hist.counts, strict=True):
+            running += count
+            buckets.append((str(bound) if bound != float("inf") else "+Inf", running))
+        yield HistogramMetricFamily(
+            "hotline_session_duration_seconds",
+            "How long calls last.",
+            buckets=buckets,
+            sum_value=hist.total_seconds,
+        )
+        yield _labelled("hotline_node_visits", "Arrivals at each menu node.", "node", hub.stats.node_visits)
+        yield CounterMetricFamily(
+            "hotline_invalid_inputs", "Caller lines a node did not accept.", value=hub.stats.invalid
+        )
+        yield _labelled(
+            "hotline_robot_queries",
+            "Robot questions by the intent answered (none: fallback or clarifying question).",
+            "intent",
+            hub.stats.robot_queries,
+        )
+        yield _labelled(
+            "hotline_udp_dropped", "Robot datagrams dropped unanswered.", "reason", hub.udp_dropped
+        )
+        yield _labelled("hotline_refused", "Callers refused or cut off.", "reason", hub.refusals)
+        yield _labelled("hotline_menu_reloads", "Config reloads by result.", "result", hub.reloads)
+
+
+def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+def registry_for(hub: Hub) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(hub))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
