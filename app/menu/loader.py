@@ -18,8 +18,8 @@ from typing import Any
 
 import pydantic
 
+from app.menu import lint, schema, templates
 from app.menu import nodes as handlers
-from app.menu import schema, templates
 from app.menu.graph import Graph
 from app.yamlfile import Problem, Reporter, YPath, read_yaml, suggest
 
@@ -90,6 +90,8 @@ class _Loader(Reporter):
         raw_data = data.get("data")
         self._tables(models, tables, raw_data if isinstance(raw_data, dict) else ())
         self._reachability(models, start, keys, settings)
+        if not self.broken:  # whole-menu advice only when every node could be read
+            lint.run(models, start, keys, settings, self.error, self.warning)
         self.problems.sort(key=lambda p: (p.file != self.label, p.file, p.line, p.col))
         if any(p.severity == "error" for p in self.problems) or not top_ok or start is None:
             return LoadResult(None, self.problems)

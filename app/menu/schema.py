@@ -128,6 +128,7 @@ class MenuNode(WaitingNode):
     type: Literal["menu"]
     options: dict[str, NodeName] = {}
     patterns: list[PatternRule] = []
+    check_prompt_keys: StrictBool = True
 
     def targets(self) -> list[tuple[Path, str]]:
         out: list[tuple[Path, str]] = [(("options", k), v) for k, v in self.options.items()]

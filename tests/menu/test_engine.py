@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 
 from app.menu import Hangup, Notice, Say, Transfer, load_menu
 from app.menu.engine import LOOP_LIMIT, normalize
-from tests.helpers import CONFIG, Walk, graph_of, hung_up, said
+from app.menu.graph import Graph
+from app.menu.nodes import MessageNode, Text
+from app.menu.templates import parse
+from tests.helpers import CONFIG, Walk, graph_of, hung_up, said, write_menu
 
 MENU = """
 version: 1
@@ -261,6 +264,7 @@ def test_external_hangup_says_goodbye(walk: Walk) -> None:
 
 
 def test_message_loop_is_bounded(tmp_path: Path) -> None:
+    """The loader refuses such a loop; a graph built by hand shows the engine bounds it anyway."""
     text = """
     version: 1
     start: a
@@ -268,7 +272,15 @@ def test_message_loop_is_bounded(tmp_path: Path) -> None:
       a: {type: message, text: A, next: b}
       b: {type: message, text: B, next: a}
     """
-    walk = Walk(graph_of(tmp_path, text))
+    result = load_menu(write_menu(tmp_path, text))
+    assert [p.message for p in result.errors] == [
+        "nodes a -> b -> a form a loop that never waits for input; a caller who gets there is cut off"
+    ]
+    a, b = (MessageNode(n, Text.of(parse(n.upper())), nxt) for n, nxt in (("a", "b"), ("b", "a")))
+    goodbye = Text.of(parse("再见"))
+    walk = Walk(
+        Graph(name="loop", start="a", nodes={"a": a, "b": b}, tables={}, goodbye=goodbye, error=goodbye)
+    )
     assert hung_up(walk.events) == "loop"
     notices = [e for e in walk.events if isinstance(e, Notice)]
     assert notices[0].event == "loop_limit" and notices[0].level == "error"

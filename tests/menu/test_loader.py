@@ -144,7 +144,7 @@ def test_pattern_saves_a_group_it_does_not_have(tmp_path: Path) -> None:
 
 
 def test_template_variable_never_set(tmp_path: Path) -> None:
-    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: 您好 {nmae}"))
+    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: 您好 {nmae} 按 1"))
     assert out == [
         "menu.yaml:8:13: error: node 'main' prompt uses '{nmae}', but no input, lookup or pattern saves 'nmae'"
     ]
@@ -169,7 +169,7 @@ def test_template_bad_brace(tmp_path: Path) -> None:
 
 
 def test_template_unknown_builtin_field(tmp_path: Path) -> None:
-    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: '{now.year}'"))
+    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: '{now.year} 按 1'"))
     assert out == [
         "menu.yaml:8:13: error: node 'main' prompt uses '{now.year}'; the built-in 'now' offers {now.date}, {now.time}"
     ]
