@@ -31,6 +31,7 @@ format: $(STAMP)
 
 test: lint  ## everything CI runs
 	$(BIN)/hotline check --config config
+	$(BIN)/hotline test --coverage --config config tests/conversations
 	$(BIN)/pytest -q $(ARGS)
 
 bench: $(STAMP)  ## side-by-side benchmarks (servers pinned to CPU 0, load on CPU 1); needs gcc

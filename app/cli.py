@@ -1,4 +1,4 @@
-"""The `hotline` command: serve, check and ask."""
+"""The `hotline` command: serve, check, ask, chat, graph and test."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app import __version__, logs
+from app.menu.graph import Graph
 from app.settings import Settings, SettingsError, load_settings
 
 
@@ -81,6 +82,82 @@ def _ask(question: str, host: str | None, port: int | None, as_json: bool, timeo
     return 0
 
 
+def _graph_or_none(config: str | None) -> Graph | None:
+    """Load the config folder for an authoring command; problems go to stderr; None on errors."""
+    from app.configdir import load_config  # noqa: PLC0415
+
+    folder = Path(config) if config else load_settings().config
+    result = load_config(folder)
+    for problem in result.problems:
+        print(problem, file=sys.stderr)
+    return result.graph
+
+
+def _chat(config: str | None, trace: bool) -> int:
+    from app.authoring.chat import run_chat  # noqa: PLC0415
+
+    graph = _graph_or_none(config)
+    return 1 if graph is None else run_chat(graph, trace=trace)
+
+
+def _graph(config: str | None, fmt: str) -> int:
+    from app.authoring import diagram  # noqa: PLC0415
+
+    graph = _graph_or_none(config)
+    if graph is None:
+        return 1
+    sys.stdout.write(diagram.mermaid(graph) if fmt == "mermaid" else diagram.dot(graph))
+    return 0
+
+
+def _test(files: list[str], config: str | None, server: str | None, coverage: bool) -> int:
+    import time  # noqa: PLC0415
+
+    from app.authoring import conversations as conv  # noqa: PLC0415
+
+    started = time.monotonic()
+    paths = conv.collect(Path(f) for f in (files or ["tests/conversations"]))
+    graph = None
+    if server is None:
+        graph = _graph_or_none(config)
+        if graph is None:
+            return 1
+    else:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            print("hotline test: --server takes HOST:PORT, e.g. 127.0.0.1:10086", file=sys.stderr)
+            return 2
+    outcomes = []
+    problems = []
+    visited: set[str] = set()
+    for path in paths:
+        loaded = conv.load(path)
+        problems += loaded.problems
+        if any(p.severity == "error" for p in loaded.problems):
+            continue
+        for c, lines in zip(loaded.conversations, loaded.lines, strict=True):
+            if graph is not None:
+                outcome = conv.run_in_process(graph, c, lines)
+            else:
+                try:
+                    outcome = conv.run_over_tcp(host, int(port), c, lines, load_settings().encoding)
+                except OSError as exc:
+                    print(f"hotline test: cannot dial {server}: {exc.strerror or exc}", file=sys.stderr)
+                    return 1
+            visited |= outcome.visited
+            outcomes.append((str(path), outcome))
+    if not paths:
+        print("hotline test: no conversation files found", file=sys.stderr)
+    code = conv.report(outcomes, problems, time.monotonic() - started, sys.stdout)
+    if coverage and graph is not None:
+        missed = sorted(set(graph.nodes) - visited)
+        print(
+            f"nodes visited: {len(graph.nodes) - len(missed)}/{len(graph.nodes)}"
+            + (f"; never: {', '.join(missed)}" if missed else "")
+        )
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description="A 10086-style customer-service bot server.")
     parser.add_argument("--version", action="version", version=f"hotline {__version__}")
@@ -107,15 +184,64 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="ask in JSON and print the JSON reply (intent, confidence)"
     )
     ask.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (default 2)")
+    chat = sub.add_parser(
+        "chat",
+        help="walk the menu in the terminal, offline",
+        description="Walk the menu with the real engine, no server and no network. "
+        "/wait simulates silence, /vars shows saved variables, /quit hangs up.",
+    )
+    chat.add_argument("--config", metavar="DIR", help="config folder (default: HOTLINE_CONFIG or config)")
+    chat.add_argument("--trace", action="store_true", help="show the node and variables after every step")
+    graph = sub.add_parser(
+        "graph",
+        help="draw the menu as a Mermaid or Graphviz diagram",
+        description="Print the menu as a diagram: Mermaid (renders on GitHub) or DOT.",
+    )
+    graph.add_argument("--config", metavar="DIR", help="config folder (default: HOTLINE_CONFIG or config)")
+    graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    test = sub.add_parser(
+        "test",
+        help="run conversation tests against the menu",
+        description="Run conversation tests (docs/menu-format.md, 'Testing a menu'): in "
+        "process with a simulated clock, or against a running server with --server.",
+    )
+    test.add_argument(
+        "files", nargs="*", metavar="FILES", help="files or folders (default: tests/conversations)"
+    )
+    test.add_argument("--config", metavar="DIR", help="config folder (default: HOTLINE_CONFIG or config)")
+    test.add_argument(
+        "--server", metavar="HOST:PORT", help="dial a running server instead of running in process"
+    )
+    test.add_argument("--coverage", action="store_true", help="list the menu nodes no conversation visits")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `hotline graph | head`: the reader left; that is not an error
+        import os  # noqa: PLC0415
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "check":
         try:
             return _check(args.config)
+        except SettingsError as exc:
+            print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
+            return 2
+    if args.command in ("chat", "graph", "test"):
+        try:
+            if args.command == "chat":
+                return _chat(args.config, args.trace)
+            if args.command == "graph":
+                return _graph(args.config, args.format)
+            return _test(args.files, args.config, args.server, args.coverage)
         except SettingsError as exc:
             print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
             return 2

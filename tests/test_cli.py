@@ -47,7 +47,7 @@ def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
         nodes:
           main:
             type: menu
-            prompt: hi
+            prompt: 按 1 或 2
             options: {"1": nowhere, "2": lost}
           lost: {type: hangup}
           orphan: {type: hangup}

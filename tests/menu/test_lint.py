@@ -41,7 +41,9 @@ def test_lookup_sets_its_variable_only_when_found(tmp_path: Path) -> None:
         "  find: {type: lookup, table: t, key: '{phone}', save_as: rec, found: show, missing: show}\n"
         "data: {t: {'1': {n: x}}}\n"
     ).replace("", "")
-    text = text.replace('text: "号码 {phone}"', 'text: "号码 {phone} {rec.n}"').replace('"2": show', '"2": ask')
+    text = text.replace('text: "号码 {phone}"', 'text: "号码 {phone} {rec.n}"').replace(
+        '"2": show', '"2": ask'
+    )
     out = problems(tmp_path, text)
     assert out == [
         "menu.yaml:10:31: warning: node 'show' text uses '{rec.n}', which is not set on every path to this node "
@@ -60,20 +62,37 @@ def test_loop_that_never_waits_is_an_error(tmp_path: Path) -> None:
 
 
 def test_pattern_hidden_by_an_option(tmp_path: Path) -> None:
-    text = BASE.replace('options: {"1": ask, "2": show}', 'options: {"1": ask, "2": ask}\n    patterns: [{match: "^1$", go: show}]')
-    assert "menu.yaml:9:24: warning: node 'main' pattern 1 can never match: option \"1\" is tried first" in problems(tmp_path, text)
+    text = BASE.replace(
+        'options: {"1": ask, "2": show}',
+        'options: {"1": ask, "2": ask}\n    patterns: [{match: "^1$", go: show}]',
+    )
+    assert (
+        "menu.yaml:9:24: warning: node 'main' pattern 1 can never match: option \"1\" is tried first"
+        in problems(tmp_path, text)
+    )
 
 
 def test_pattern_after_a_catch_all(tmp_path: Path) -> None:
-    text = BASE.replace('options: {"1": ask, "2": show}', 'options: {"1": ask, "2": ask}\n'
-                        '    patterns: [{match: ".*", go: ask}, {match: "^9(\\\\d)$", go: ask}]')
-    assert "menu.yaml:9:48: warning: node 'main' pattern 2 can never match: pattern 1 matches everything" in problems(tmp_path, text)
+    text = BASE.replace(
+        'options: {"1": ask, "2": show}',
+        'options: {"1": ask, "2": ask}\n'
+        '    patterns: [{match: ".*", go: ask}, {match: "^9(\\\\d)$", go: ask}]',
+    )
+    assert (
+        "menu.yaml:9:48: warning: node 'main' pattern 2 can never match: pattern 1 matches everything"
+        in problems(tmp_path, text)
+    )
 
 
 def test_duplicate_pattern(tmp_path: Path) -> None:
-    text = BASE.replace('options: {"1": ask, "2": show}', 'options: {"1": ask, "2": ask}\n'
-                        '    patterns: [{match: "^9$", go: ask}, {match: "^9$", go: ask}]')
-    assert "menu.yaml:9:49: warning: node 'main' pattern 2 can never match: it is the same as pattern 1" in problems(tmp_path, text)
+    text = BASE.replace(
+        'options: {"1": ask, "2": show}',
+        'options: {"1": ask, "2": ask}\n    patterns: [{match: "^9$", go: ask}, {match: "^9$", go: ask}]',
+    )
+    assert (
+        "menu.yaml:9:49: warning: node 'main' pattern 2 can never match: it is the same as pattern 1"
+        in problems(tmp_path, text)
+    )
 
 
 def test_prompt_that_does_not_mention_an_option(tmp_path: Path) -> None:
