@@ -62,9 +62,6 @@ class Settings(BaseSettings):
         60.0, description="seconds a new caller may stay silent before the first line; then goodbye"
     )
     reload_watch: bool = Field(True, description="reload when a file in the config folder changes")
-    reload_poll: bool = Field(
-        False, description="watch by polling (for mounts where file events do not arrive)"
-    )
     udp_max_datagram: Annotated[int, Field(ge=64, le=65000)] = Field(
         1024, description="largest robot question in bytes; larger datagrams are dropped"
     )

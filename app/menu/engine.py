@@ -23,6 +23,7 @@ from app.menu.nodes import Node, Text, WaitNode
 from app.menu.templates import Ref, value_text
 
 LOOP_LIMIT = 100
+_NO_EVENTS: list[Event] = []  # never appended to: every API call starts a new list first
 PATH_LIMIT = 200  # nodes remembered for the session_ended log line
 
 
@@ -97,7 +98,7 @@ class Session:
         self.visits = 0
         self._deadline: float | None = None
         self._now = 0.0
-        self._out: list[Event] = []
+        self._out: list[Event] = _NO_EVENTS  # replaced by a fresh list at each call
 
     # ---- the API the I/O layer uses ---------------------------------------------------------
 

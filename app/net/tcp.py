@@ -1,27 +1,32 @@
 """One caller's TCP session: an asyncio Protocol that drives one coroutine from accept to close.
 
-How this works: the session is a plain coroutine (`_run`) that loops "take the next input, feed the
-engine, write the events". It is not wrapped in a Task: `data_received` resumes it directly with
-`coro.send(line)`, so a line costs no Task step and no Future. When the coroutine awaits something
-asynchronous (an asyncio Future: a timer, the agent queue), `_resume` sees the Future it yields and
-resumes the coroutine from the Future's done-callback, as a Task would; input arriving meanwhile
-waits in `_pending`. Every log line of a session goes through `_log`, which adds `session_id` and
-`peer`: the coroutine is not a Task, so a contextvars Context would have to be entered on every
-resume, and storing a bound logger per session costs memory on every idle caller.
+How this works: the session is one generator-based coroutine (`_run`, a `types.coroutine`) that loops
+"take the next input, feed the engine, write the events". It is not wrapped in a Task:
+`data_received` resumes it directly with `coro.send(line)` and it receives the line from a plain
+`yield`, so a line costs no Task step, no Future and no awaitable object. When it must wait on
+something asynchronous (a Future or a coroutine: a timer, the agent queue) it can `yield from` it;
+`_resume` sees the Future that comes out and resumes the coroutine from the Future's done-callback,
+as a Task would; input arriving meanwhile waits in `_pending`.
 
-Time belongs here, not to the engine: one lazily re-armed timer per session fires at the engine's
-deadline. Output is bounded: when the client stops reading, reading from it pauses; past
+Time belongs here, not to the engine: the hub's shared timer heap (`timers.py`) calls back at the
+engine's deadline. Output is bounded: when the client stops reading, reading from it pauses; past
 `max_output` bytes queued it is cut off.
+
+Memory matters (thousands of idle callers): per session there is this object, the coroutine, the
+line discipline and the engine state, and nothing else: no Task, no TimerHandle, no per-wait
+object, and the peer and session id strings are only made when a log line needs them. Every log
+line goes through `_log`, which adds `session_id` and `peer`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import os
 import time
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
@@ -51,12 +56,8 @@ _HANGUP_REASONS: Final[dict[str, str]] = {
 }
 _WAIT: Final = object()  # what the coroutine yields while it waits for input
 _CACHE_MAX: Final = 4096
-
-
-@types.coroutine
-def _next_input() -> Generator[Any, Any, str]:
-    line: str = yield _WAIT
-    return line
+_RUN_PREFIX: Final = os.urandom(3).hex()  # session ids: unique across restarts, cheap to hold
+_COUNTER = itertools.count(1)
 
 
 class CallerSession(asyncio.Protocol):
@@ -70,29 +71,44 @@ class CallerSession(asyncio.Protocol):
         "_first_deadline",
         "_line_last",
         "_line_tokens",
+        "_now",
+        "_paused",
         "_pending",
+        "_port",
         "_started",
         "_throttled_at",
-        "_timer",
-        "_timer_when",
+        "_timer_due",
         "_waiting",
         "engine",
         "hub",
-        "peer",
-        "session_id",
+        "number",
         "transport",
     )
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.transport: asyncio.Transport | None = None
-        self._coro: Coroutine[Any, Any, None] | None = None
+        self._coro: Generator[Any, Any, None] | None = None
         self._pending: collections.deque[str] | None = None
         self._waiting = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when = 0.0
+        self._paused = False
+        self._timer_due = 0.0
         self._ended_logged = False
         self._address: str | None = None
+        self._port = 0
+        self.number = 0
+
+    @property
+    def peer(self) -> str:
+        return f"{self._address}:{self._port}"
+
+    @property
+    def session_id(self) -> str:
+        return f"{_RUN_PREFIX}{self.number:x}"
+
+    @property
+    def alive(self) -> bool:
+        return self._coro is not None
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -101,8 +117,8 @@ class CallerSession(asyncio.Protocol):
         hub = self.hub
         settings = hub.settings
         peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        address, port = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else (str(peer), 0)
+        self._address, self._port = address, port
         if len(hub.sessions) >= settings.max_sessions:
             self._refuse(transport, "max_sessions")
             return
@@ -111,24 +127,19 @@ class CallerSession(asyncio.Protocol):
             self._refuse(transport, "max_sessions_per_address")
             return
         hub.per_address[address] = same_address + 1
-        self._address = address
         self.transport = transport
         hub.sessions.add(self)
         hub.sessions_total += 1
+        self.number = next(_COUNTER)
         transport.set_write_buffer_limits(high=min(64 * 1024, settings.max_output // 2))
-        self.session_id = os.urandom(5).hex()
-        self._started = time.time()
-        self._first_deadline = self._started + settings.first_input_timeout
+        now = self._now = self._started = time.time()
+        self._first_deadline = now + settings.first_input_timeout
         self._line_tokens = hub.line_burst
-        self._line_last = time.monotonic()
+        self._line_last = now
         self._throttled_at = 0.0
         self._discipline = LineDiscipline(max_line=settings.max_line, encoding=settings.encoding)
         self.engine = Session(
-            hub.graph,
-            session_id=self.session_id,
-            caller=address,
-            trace=hub.trace,
-            stats=hub.stats,
+            hub.graph, session_id=self.session_id, caller=address, trace=hub.trace, stats=hub.stats
         )
         self._log("info", "session_started", menu=hub.graph.name)
         self._coro = self._run()
@@ -141,13 +152,15 @@ class CallerSession(asyncio.Protocol):
         items = discipline.feed(data)
         if discipline.reply:
             self._write(bytes(discipline.reply))
-            discipline.reply.clear()
+            discipline.reply = b""
+        if not items:
+            return
+        now = self._now = time.time()
+        hub = self.hub
         for item in items:
             if type(item) is str:  # a line, not a Signal: counts against the caller's line rate
                 self._first_deadline = 0.0
-                now = time.monotonic()
-                hub = self.hub
-                tokens = self._line_tokens + (now - self._line_last) * hub.line_rate
+                tokens = self._line_tokens + max(0.0, now - self._line_last) * hub.line_rate
                 self._line_last = now
                 if tokens < 1.0:
                     self._line_tokens = tokens
@@ -159,6 +172,7 @@ class CallerSession(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self._coro is None:
             return False
+        self._now = time.time()
         for item in self._discipline.flush():
             self._deliver(item)
         self._deliver(EOF)
@@ -167,28 +181,29 @@ class CallerSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         hub = self.hub
         hub.sessions.discard(self)
-        address = self._address
-        if address is not None:
-            self._address = None
-            left = hub.per_address.get(address, 1) - 1
+        if self.transport is not None:
+            self.transport = None
+            address = self._address
+            left = hub.per_address.get(address, 1) - 1  # type: ignore[arg-type]
             if left > 0:
-                hub.per_address[address] = left
+                hub.per_address[address] = left  # type: ignore[index]
             else:
-                hub.per_address.pop(address, None)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+                hub.per_address.pop(address, None)  # type: ignore[arg-type]
+        if self._timer_due:
+            self._timer_due = 0.0
+            hub.timers.forget()
         coro, self._coro = self._coro, None
         if coro is not None:
             coro.close()
             self._log_end("disconnected")
-        self.transport = None
 
     def pause_writing(self) -> None:
+        self._paused = True
         if self.transport is not None:
             self.transport.pause_reading()  # do not take more input from a caller who does not read
 
     def resume_writing(self) -> None:
+        self._paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -196,6 +211,7 @@ class CallerSession(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """The server is stopping: say goodbye and close as soon as the coroutine can."""
+        self._now = time.time()
         self._deliver(SHUTDOWN)
 
     def abort(self) -> None:
@@ -204,27 +220,27 @@ class CallerSession(asyncio.Protocol):
 
     # -- the coroutine and its driver -------------------------------------------------------------
 
-    async def _run(self) -> None:
+    @types.coroutine
+    def _run(self) -> Generator[Any, Any, None]:
         engine = self.engine
-        pending_say = self._emit
-        pending_say(engine.start(time.time()))
+        self._emit(engine.start(self._now))
         trace = self.hub.trace
         while not engine.ended:
             self._arm_timer()
             pending = self._pending
-            item = pending.popleft() if pending else await _next_input()
+            item = pending.popleft() if pending else (yield _WAIT)
             if type(item) is str:
                 if trace:
                     node = engine.node
                     shown = "***" if node is not None and node.sensitive else item
                     self._log("debug", "input", node=node.name if node else None, input=shown)
-                pending_say(engine.feed(item, time.time()))
+                self._emit(engine.feed(item, self._now))
             elif item is TIMEOUT:
-                pending_say(engine.timeout(time.time()))
+                self._emit(engine.timeout(self._now))
             elif item is OVERFLOW:
                 self._write(self._encode(LINE_TOO_LONG))
             else:
-                pending_say(engine.hangup(_HANGUP_REASONS[item], time.time()))
+                self._emit(engine.hangup(_HANGUP_REASONS[item], self._now))
 
     def _resume(self, value: Any) -> None:
         coro = self._coro
@@ -252,6 +268,7 @@ class CallerSession(asyncio.Protocol):
             raise RuntimeError(f"session coroutine yielded {yielded!r}")
 
     def _future_done(self, _future: asyncio.Future[Any]) -> None:
+        self._now = time.time()
         self._resume(None)
 
     def _deliver(self, item: str) -> None:
@@ -275,22 +292,18 @@ class CallerSession(asyncio.Protocol):
             deadline = first
         if deadline is None:
             return
-        loop = asyncio.get_running_loop() if self._timer is None else None
-        when_in = deadline - time.time()
-        if self._timer is not None:
-            if self._timer_when - time.monotonic() <= when_in + 0.001:
-                return  # fires earlier than needed; _on_timer re-arms for the rest
-            self._timer.cancel()
-            loop = asyncio.get_running_loop()
-        assert loop is not None
-        self._timer_when = time.monotonic() + when_in
-        self._timer = loop.call_later(max(when_in, 0.0), self._on_timer)
+        due = self._timer_due
+        if due and due <= deadline:
+            return  # an entry fires earlier than needed; timer_fired re-arms for the rest
+        self._timer_due = deadline
+        self.hub.timers.schedule(deadline, self)
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def timer_fired(self, due: float) -> None:
+        """Called by the hub's timers at `due` (a deadline this session asked for)."""
+        self._timer_due = 0.0
         if self._coro is None:
             return
-        now = time.time()
+        now = self._now = time.time()
         first = self._first_deadline
         if first and now >= first:  # connected but never said anything
             self._first_deadline = 0.0
@@ -318,6 +331,9 @@ class CallerSession(asyncio.Protocol):
     # -- output ------------------------------------------------------------------------------------
 
     def _emit(self, events: list[Any]) -> None:
+        if len(events) == 1 and type(events[0]) is Say:  # the common case: one prompt
+            self._write(self._encode(events[0].text))
+            return
         chunks: list[bytes] = []
         hangup: Hangup | None = None
         for ev in events:
@@ -351,7 +367,8 @@ class CallerSession(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         transport.write(data)
-        if transport.get_write_buffer_size() > self.hub.settings.max_output:
+        # below the high-water mark nothing is queued to speak of; only a paused caller can pile up
+        if self._paused and transport.get_write_buffer_size() > self.hub.settings.max_output:
             self.hub.refuse(self.peer, "slow_reader")
             self._log_end("slow_reader")
             transport.abort()

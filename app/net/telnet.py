@@ -15,7 +15,7 @@ Lines are decoded with the listener's encoding; undecodable bytes become U+FFFD 
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, cast
 
 IAC, DONT, DO, WONT, WILL, SB, GA, EL, EC, AYT, AO, IP, BRK, DM, NOP, SE = (
     255,
@@ -36,6 +36,7 @@ IAC, DONT, DO, WONT, WILL, SB, GA, EL, EC, AYT, AO, IP, BRK, DM, NOP, SE = (
     240,
 )
 TIMING_MARK: Final = 6
+REPLY_MAX: Final = 4096
 
 
 class Signal(str):
@@ -72,8 +73,8 @@ class LineDiscipline:
         self.max_line = max_line
         self.encoding = encoding
         self.replaced = 0  # lines that held undecodable bytes
-        self.reply = bytearray()
-        self._buf = bytearray()
+        self.reply: bytes | bytearray = b""  # telnet answers to send (rare: a bytearray only when needed)
+        self._buf: bytes | bytearray = b""  # the line being typed; a bytearray once editing keys arrive
         self._after_cr = False
         self._discard = False
         self._state = _DATA
@@ -82,7 +83,37 @@ class LineDiscipline:
 
     def feed(self, data: bytes) -> list[str]:
         """Consume `data`; return the complete lines (str) and Signals, in order."""
+        # A key or a number pressed alone ("1\r\n", "13800138000\n") with nothing pending.
+        if data[-2:] == b"\r\n":
+            body = data[:-2]
+        elif data[-1:] == b"\n":
+            body = data[:-1]
+        else:
+            body = b""
+        if (
+            body.isalnum()
+            and len(body) <= self.max_line
+            and self._state == _DATA
+            and not self._buf
+            and not self._after_cr
+            and not self._discard
+        ):
+            return [body.decode("ascii")]
         if self._state == _DATA and _SLOW.search(data) is None:
+            # Most reads are whole short lines with nothing pending: "1\r\n" from telnet, "1\n" from nc.
+            if (
+                data[-1:] == b"\n"
+                and len(data) <= self.max_line
+                and not self._buf
+                and not self._after_cr
+                and not self._discard
+            ):
+                if b"\r" in data:
+                    data = data.replace(b"\r\n", b"\n")
+                    if b"\r" in data:
+                        return self._fast(data)
+                decode = self._decode
+                return [decode(part) for part in data[:-1].split(b"\n")]
             return self._fast(data)
         return self._slow(data)
 
@@ -90,9 +121,9 @@ class LineDiscipline:
         """End of input: an unterminated last line still counts."""
         if self._buf and not self._discard:
             line = self._decode(bytes(self._buf))
-            self._buf.clear()
+            self._buf = b""
             return [line]
-        self._buf.clear()
+        self._buf = b""
         return []
 
     # -- the common case: no telnet commands, no editing keys --------------------------------
@@ -118,12 +149,12 @@ class LineDiscipline:
         if parts:
             if self._buf:
                 parts[0] = bytes(self._buf) + parts[0]
-                self._buf.clear()
+                self._buf = b""
             for part in parts:
                 out.append(OVERFLOW if len(part) > limit else self._decode(part))
         if tail:
             if len(self._buf) + len(tail) > limit:
-                self._buf.clear()
+                self._buf = b""
                 self._discard = True
                 out.append(OVERFLOW)
             else:
@@ -142,7 +173,9 @@ class LineDiscipline:
 
     def _slow(self, data: bytes) -> list[str]:
         out: list[str] = []
-        buf = self._buf
+        if type(self._buf) is bytes:
+            self._buf = bytearray(self._buf)
+        buf = cast(bytearray, self._buf)
         state = self._state
         for b in data:
             if state == _DATA:
@@ -186,7 +219,7 @@ class LineDiscipline:
                 elif b == EL:
                     buf.clear()
                 elif b == AYT:
-                    self.reply += b"\r\n[yes]\r\n"
+                    self._answer(b"\r\n[yes]\r\n")
             elif state == _OPT:
                 state = _DATA
                 self._option(self._cmd, b)
@@ -204,7 +237,7 @@ class LineDiscipline:
 
     def _option(self, cmd: int, opt: int) -> None:
         if cmd == DO and opt == TIMING_MARK:
-            self.reply += bytes((IAC, WILL, TIMING_MARK))
+            self._answer(bytes((IAC, WILL, TIMING_MARK)))
             return
         if cmd in (WONT, DONT):
             return  # we never enable anything, so "no" needs no answer (RFC 1143)
@@ -215,12 +248,20 @@ class LineDiscipline:
         if key in refused:
             return
         refused.add(key)
-        self.reply += bytes((IAC, WONT if cmd == DO else DONT, opt))
+        self._answer(bytes((IAC, WONT if cmd == DO else DONT, opt)))
+
+    def _answer(self, data: bytes) -> None:
+        """Queue a telnet answer; a flood of requests gets at most REPLY_MAX bytes of answers per read."""
+        if len(self.reply) >= REPLY_MAX:
+            return
+        if type(self.reply) is bytes:
+            self.reply = bytearray(self.reply)
+        cast(bytearray, self.reply).extend(data)
 
     def _append(self, b: int, out: list[str]) -> None:
         if self._discard:
             return
-        buf = self._buf
+        buf = cast(bytearray, self._buf)
         if len(buf) >= self.max_line:
             buf.clear()
             self._discard = True
@@ -233,10 +274,10 @@ class LineDiscipline:
             self._discard = False
         else:
             out.append(self._decode(bytes(self._buf)))
-        self._buf.clear()
+        cast(bytearray, self._buf).clear()
 
     def _erase(self) -> None:
-        buf = self._buf
+        buf = cast(bytearray, self._buf)
         if not buf:
             return
         if self.encoding.replace("-", "").replace("_", "").lower() == "utf8":
