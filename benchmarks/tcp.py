@@ -52,8 +52,18 @@ def baseline(module: str, *extra: str) -> Callable[[int], list[str]]:
 
 
 DESIGNS = [
-    Design("hotline", "hotline", lambda port: [python(), "-m", "app", "serve", "--tcp-port", str(port)], HOTLINE_ENV),
-    Design("hotline-nowatch", "hotline, no file watch", lambda port: [python(), "-m", "app", "serve", "--tcp-port", str(port)], {**HOTLINE_ENV, "HOTLINE_RELOAD_WATCH": "false"}),
+    Design(
+        "hotline",
+        "hotline",
+        lambda port: [python(), "-m", "app", "serve", "--tcp-port", str(port)],
+        HOTLINE_ENV,
+    ),
+    Design(
+        "hotline-nowatch",
+        "hotline, no file watch",
+        lambda port: [python(), "-m", "app", "serve", "--tcp-port", str(port)],
+        {**HOTLINE_ENV, "HOTLINE_RELOAD_WATCH": "false"},
+    ),
     Design("protocol", "bare uvloop Protocol", baseline("protocol")),
     Design("streams", "asyncio streams, uvloop", baseline("streams", "uvloop")),
     Design("streams-std", "asyncio streams, standard loop", baseline("streams", "asyncio")),
@@ -80,7 +90,9 @@ def loadgen(port: int, conns: int, seconds: float, timeout: float) -> Run:
         out = subprocess.run(pinned(CLIENT_CPU, argv), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return Run(failed=f"did not greet {conns} callers within {timeout:.0f} s")
-    m = re.search(r"ready=(\d+) errors=(\d+) steps=\d+ rate=(\d+)/s p50=([\d.]+)ms p99=([\d.]+)ms", out.stdout)
+    m = re.search(
+        r"ready=(\d+) errors=(\d+) steps=\d+ rate=(\d+)/s p50=([\d.]+)ms p99=([\d.]+)ms", out.stdout
+    )
     if m is None:
         return Run(failed=(out.stderr or out.stdout).strip()[:80] or f"loadgen exit {out.returncode}")
     ready, errors = int(m.group(1)), int(m.group(2))
@@ -110,8 +122,14 @@ def idle_kib_per_session(design: Design, conns: int, timeout: float) -> tuple[fl
         time.sleep(0.5)  # let start-up allocation settle before the baseline reading
         before = server.rss_kib()
         tool = build_tool("loadgen")
-        proc = subprocess.Popen(pinned(CLIENT_CPU, [str(tool), "-p", str(port), "-c", str(conns), "-g", GREETING,
-                                                    "-H", "2", "-r", "200"]), stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            pinned(
+                CLIENT_CPU,
+                [str(tool), "-p", str(port), "-c", str(conns), "-g", GREETING, "-H", "2", "-r", "200"],
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None
         line = ""
         deadline = time.monotonic() + timeout
@@ -141,7 +159,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--hold", type=int, default=19000)
-    parser.add_argument("--only", help="comma-separated keys: hotline,protocol,streams,streams-std,twisted,seed")
+    parser.add_argument(
+        "--only", help="comma-separated keys: hotline,protocol,streams,streams-std,twisted,seed"
+    )
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # loadgen and the servers inherit it
@@ -152,24 +172,36 @@ def main() -> None:
             for design in designs:
                 if design.name.startswith("seed") and conns > 100 and results.get((design.name, conns)):
                     continue  # one attempt is enough to show it; each costs a long ramp
-                results.setdefault((design.name, conns), []).append(measure(design, conns, args.seconds, timeout))
+                results.setdefault((design.name, conns), []).append(
+                    measure(design, conns, args.seconds, timeout)
+                )
     idle = {d.name: idle_kib_per_session(d, args.idle, 120) for d in designs if not d.name.startswith("seed")}
     hold_note = ""
     if any(d.name == "hotline" for d in designs):
         kib, note = idle_kib_per_session(DESIGNS[0], args.hold, 180)
-        hold_note = note or f"{args.hold:,} sessions held by one hotline process, no errors ({kib:.2f} KiB each)"
+        hold_note = (
+            note or f"{args.hold:,} sessions held by one hotline process, no errors ({kib:.2f} KiB each)"
+        )
 
     def best(name: str, conns: int) -> Run:
         runs = [r for r in results.get((name, conns), []) if not r.failed]
         if not runs:
             failed = results.get((name, conns), [Run(failed="not run")])
             return failed[0]
-        return Run(median([r.rate for r in runs]), median([r.p50 for r in runs]), median([r.p99 for r in runs]),
-                   max(r.errors for r in runs))
+        return Run(
+            median([r.rate for r in runs]),
+            median([r.p50 for r in runs]),
+            median([r.p99 for r in runs]),
+            max(r.errors for r in runs),
+        )
 
     hot100, hot5k = best("hotline", 100), best("hotline", 5000)
-    print(f"\n### TCP menu steps per second (medians of {args.rounds} alternating rounds of {args.seconds:g} s)\n")
-    print("| design | 100 sessions | hotline is | p50 / p99 | 5,000 sessions | hotline is | p50 / p99 | RSS per idle session |")
+    print(
+        f"\n### TCP menu steps per second (medians of {args.rounds} alternating rounds of {args.seconds:g} s)\n"
+    )
+    print(
+        "| design | 100 sessions | hotline is | p50 / p99 | 5,000 sessions | hotline is | p50 / p99 | RSS per idle session |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for d in designs:
         r1, r5 = best(d.name, 100), best(d.name, 5000)
@@ -179,7 +211,9 @@ def main() -> None:
         mem = f"{kib:.2f} KiB" + (f" ({note})" if note else "") if kib else note
         lat1 = f"{r1.p50:.2f} / {r1.p99:.2f} ms" if not r1.failed else "—"
         lat5 = f"{r5.p50:.1f} / {r5.p99:.1f} ms" if not r5.failed else "—"
-        print(f"| {d.name} | {fmt_rate(r1)} | {ratio1} | {lat1} | {fmt_rate(r5)} | {ratio5} | {lat5} | {mem} |")
+        print(
+            f"| {d.name} | {fmt_rate(r1)} | {ratio1} | {lat1} | {fmt_rate(r5)} | {ratio5} | {lat5} | {mem} |"
+        )
     if hold_note:
         print(f"\n{hold_note}.")
 

@@ -17,11 +17,11 @@ from benchmarks.baselines.menu2 import MAIN, answer  # noqa: E402
 class Menu(LineReceiver):
     delimiter = b"\n"
 
-    def connectionMade(self) -> None:  # noqa: N802 - Twisted's name
+    def connectionMade(self) -> None:
         self.state = 0
         self.transport.write(MAIN)
 
-    def lineReceived(self, line: bytes) -> None:  # noqa: N802
+    def lineReceived(self, line: bytes) -> None:
         self.state, reply = answer(self.state, line)
         self.transport.write(reply)
 
