@@ -163,7 +163,7 @@ def main() -> None:
         "--only", help="comma-separated keys: hotline,protocol,streams,streams-std,twisted,seed"
     )
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # loadgen and the servers inherit it
     designs = [d for d in DESIGNS if not args.only or d.key in args.only.split(",")]
     results: dict[tuple[str, int], list[Run]] = {}
