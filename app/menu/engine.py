@@ -54,10 +54,10 @@ class Session:
     """The state of one call: where it is, what it saved, its counters and its next deadline."""
 
     __slots__ = (
-        "_deadline",
         "_now",
         "_out",
         "caller",
+        "deadline",
         "end_reason",
         "ended",
         "failures",
@@ -96,16 +96,11 @@ class Session:
         self.end_reason = ""
         self.path: list[str] = []
         self.visits = 0
-        self._deadline: float | None = None
+        self.deadline: float | None = None  # when `timeout()` should be called next; None when ended
         self._now = 0.0
         self._out: list[Event] = _NO_EVENTS  # replaced by a fresh list at each call
 
     # ---- the API the I/O layer uses ---------------------------------------------------------
-
-    @property
-    def deadline(self) -> float | None:
-        """When `timeout()` should be called next (seconds since the epoch), or None."""
-        return None if self.ended else self._deadline
 
     def start(self, now: float) -> list[Event]:
         """Enter the start node."""
@@ -116,18 +111,32 @@ class Session:
 
     def feed(self, line: str, now: float) -> list[Event]:
         """The caller typed `line` (without its line ending)."""
-        out = self._out = []
+        out: list[Event] = []
+        self._out = out
         node = self.node
-        if self.ended or node is None:
+        if node is None:  # ended, or not started
             return out
         self._now = now
-        text = normalize(line)
+        text = line.strip()
+        if text.isascii():
+            folded = text.lower()
+        else:
+            text = normalize(text)
+            folded = text.casefold()
+        nxt = node.wait.moves.get(folded)
+        if nxt is not None:  # an option leading straight to a node that waits: the common keypress
+            self._arrive(nxt)
+            wait = nxt.wait
+            say = wait.prompt.say
+            out.append(say if say is not None else Say(self.render(wait.prompt)))
+            self.node = nxt
+            self.deadline = now + wait.timeout
+            return out
         wait = node.wait
         if not text:  # a bare Enter: show the choices again, count nothing
             self.say(wait.short_prompt)
-            self._deadline = now + wait.timeout
+            self.deadline = now + wait.timeout
             return out
-        folded = text.lower() if text.isascii() else text.casefold()
         action = wait.keys.get(folded)
         if action is not None:
             self._key(action, node)
@@ -141,7 +150,7 @@ class Session:
         """Call when `deadline` has passed; silence re-prompts, then hangs up."""
         out = self._out = []
         node = self.node
-        if self.ended or node is None or self._deadline is None or now < self._deadline:
+        if self.ended or node is None or self.deadline is None or now < self.deadline:
             return out
         self._now = now
         wait = node.wait
@@ -151,7 +160,7 @@ class Session:
             self.end("timeout")
         else:
             self.say(wait.short_prompt)
-            self._deadline = now + wait.timeout
+            self.deadline = now + wait.timeout
         return out
 
     def hangup(self, reason: str, now: float) -> list[Event]:
@@ -181,13 +190,13 @@ class Session:
 
     def wait_at(self, node: WaitNode) -> None:
         self.node = node
-        self._deadline = self._now + node.wait.timeout
+        self.deadline = self._now + node.wait.timeout
 
     def accept(self) -> None:
         """The line was valid and the node stays: reset the counters and the silence timer."""
         self.failures = self.timeouts = 0
         if self.node is not None:
-            self._deadline = self._now + self.node.wait.timeout
+            self.deadline = self._now + self.node.wait.timeout
 
     def fail(self) -> str | None:
         """An invalid line: say so; at the limit, go to `on_max_failures` or hang up."""
@@ -202,7 +211,7 @@ class Session:
         self.say(wait.invalid)
         if self.failures < wait.max_failures:
             self.say(wait.short_prompt)
-            self._deadline = self._now + wait.timeout
+            self.deadline = self._now + wait.timeout
             return None
         if wait.on_max_failures is not None:
             return wait.on_max_failures
@@ -215,7 +224,7 @@ class Session:
             self.ended = True
             self.end_reason = reason
             self.node = None
-            self._deadline = None
+            self.deadline = None
             self._out.append(Hangup(reason))
 
     def render(self, text: Text) -> str:
@@ -224,38 +233,46 @@ class Session:
     # ---- internals --------------------------------------------------------------------------
 
     def _go(self, name: str) -> None:
-        nodes = self.graph.nodes
-        hops = 0
+        nodes = self.graph.table
         target: str | None = name
-        while target is not None and not self.ended:
-            hops += 1
-            if hops > LOOP_LIMIT:
-                self._out.append(Notice("error", "loop_limit", {"node": target, "limit": LOOP_LIMIT}))
-                self.say(self.graph.error)
-                self.end("loop")
-                return
-            node: Node = nodes[target]
+        for _ in range(LOOP_LIMIT):
+            node: Node = nodes[target]  # type: ignore[index]
             self._arrive(node)
+            if node.waits:  # the common arrival, inlined: say the prompt and wait (WaitNode.enter)
+                wait = node.wait  # type: ignore[attr-defined]
+                say = wait.prompt.say
+                self._out.append(say if say is not None else Say(self.render(wait.prompt)))
+                self.node = node  # type: ignore[assignment]
+                self.deadline = self._now + wait.timeout
+                return
             target = node.enter(self)
+            if target is None or self.ended:
+                return
+        self._out.append(Notice("error", "loop_limit", {"node": target, "limit": LOOP_LIMIT}))
+        self.say(self.graph.error)
+        self.end("loop")
 
     def _arrive(self, node: Node) -> None:
         self.node = None
         self.failures = self.timeouts = 0
         self.visits += 1
+        name = node.name
         stats = self.stats
         if stats is not None:
             visits = stats.node_visits
-            visits[node.name] = visits.get(node.name, 0) + 1
-        if len(self.path) < PATH_LIMIT:
-            self.path.append(node.name)
+            visits[name] = visits.get(name, 0) + 1
+        path = self.path
+        if len(path) < PATH_LIMIT:
+            path.append(name)
         if node.is_menu:
             stack = self.stack
-            if node.name in stack:
-                del stack[stack.index(node.name) + 1 :]
-            else:
-                stack.append(node.name)
+            if not stack or stack[-1] != name:
+                if name in stack:
+                    del stack[stack.index(name) + 1 :]
+                else:
+                    stack.append(name)
         if self.trace:
-            self._out.append(Notice("debug", "node_entered", {"node": node.name, "type": node.type}))
+            self._out.append(Notice("debug", "node_entered", {"node": name, "type": node.type}))
 
     def _key(self, action: str, node: WaitNode) -> None:
         if action == "back":

@@ -53,7 +53,10 @@ class Graph:
     error: Text
     source: str = ""
     robot: Answerer = field(default_factory=NoRobot)
+    table: dict[str, Node] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nodes", MappingProxyType(dict(self.nodes)))
+        table = dict(self.nodes)
+        object.__setattr__(self, "table", table)  # the plain dict behind `nodes`, for the engine's lookups
+        object.__setattr__(self, "nodes", MappingProxyType(table))
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))

@@ -392,6 +392,12 @@ class _Loader(Reporter):
 
         ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__)
         compiled = {name: handlers.HANDLERS[m.type](name, m, ctx) for name, m in models.items()}
+        for node in compiled.values():  # direct moves: option -> waiting node, when no global key wins
+            if isinstance(node, handlers.MenuNode):
+                for key, target in node.options.items():
+                    nxt = compiled[target]
+                    if key not in node.wait.keys and isinstance(nxt, handlers.WaitNode):
+                        node.wait.moves[key] = nxt
         return Graph(
             name=str(data.get("name", "menu")),
             start=str(data["start"]),

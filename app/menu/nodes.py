@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.menu import schema
@@ -48,6 +48,9 @@ class Waiting:
     max_failures: int
     on_max_failures: str | None
     keys: Mapping[str, str]
+    # Folded input -> the waiting node it leads to directly, for options no global key shadows.
+    # Filled once the whole graph is compiled; the engine takes these moves without calling handle().
+    moves: dict[str, WaitNode] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class Node:
     name: str
     type: ClassVar[str] = ""
     is_menu: ClassVar[bool] = False
+    waits: ClassVar[bool] = False  # True: arriving says `wait.prompt` and waits (the engine inlines it)
 
     def enter(self, s: Session) -> str | None:
         raise NotImplementedError
@@ -71,6 +75,7 @@ class WaitNode(Node):
     """A node that says its prompt and waits for a line."""
 
     wait: Waiting
+    waits: ClassVar[bool] = True
 
     def enter(self, s: Session) -> str | None:
         s.say(self.wait.prompt)

@@ -160,14 +160,19 @@ class CallerSession(asyncio.Protocol):
         for item in items:
             if type(item) is str:  # a line, not a Signal: counts against the caller's line rate
                 self._first_deadline = 0.0
-                tokens = self._line_tokens + max(0.0, now - self._line_last) * hub.line_rate
+                elapsed = now - self._line_last
+                tokens = self._line_tokens + elapsed * hub.line_rate if elapsed > 0.0 else self._line_tokens
                 self._line_last = now
                 if tokens < 1.0:
                     self._line_tokens = tokens
                     self._too_fast(now)
                     continue
                 self._line_tokens = (hub.line_burst if tokens > hub.line_burst else tokens) - 1.0
-            self._deliver(item)
+            if self._waiting and not self._pending:  # _deliver, inlined for the common case
+                self._waiting = False
+                self._resume(item)
+            else:
+                self._deliver(item)
 
     def eof_received(self) -> bool:
         if self._coro is None:
@@ -226,7 +231,9 @@ class CallerSession(asyncio.Protocol):
         self._emit(engine.start(self._now))
         trace = self.hub.trace
         while not engine.ended:
-            self._arm_timer()
+            due, deadline = self._timer_due, engine.deadline
+            if not due or deadline is None or due > deadline or self._first_deadline:
+                self._arm_timer()  # else: an entry fires at or before the deadline; it re-arms then
             pending = self._pending
             item = pending.popleft() if pending else (yield _WAIT)
             if type(item) is str:
@@ -332,7 +339,9 @@ class CallerSession(asyncio.Protocol):
 
     def _emit(self, events: list[Any]) -> None:
         if len(events) == 1 and type(events[0]) is Say:  # the common case: one prompt
-            self._write(self._encode(events[0].text))
+            text = events[0].text
+            data = self.hub.encoded.get(text)
+            self._write(data if data is not None else self._encode(text))
             return
         chunks: list[bytes] = []
         hangup: Hangup | None = None

@@ -48,6 +48,7 @@ class Signal(str):
 INTERRUPT: Final = Signal("<interrupt>")  # Ctrl-C / Ctrl-D on an empty line, IAC IP: hang up politely
 OVERFLOW: Final = Signal("<overflow>")  # a line over the limit was dropped
 
+_KEYPRESSES: dict[bytes, list[str]] = {}  # b"1\r\n" -> ["1"]: ASCII, so the same in every encoding
 _SLOW = re.compile(rb"[\xff\x08\x7f\x03\x04\x1b]")
 _CONTROL = bytes(b for b in range(32) if b != 9) + b"\x7f"
 _DATA, _IAC, _OPT, _SB, _SB_IAC, _ESC, _CSI, _SS3 = range(8)
@@ -61,6 +62,7 @@ class LineDiscipline:
         "_buf",
         "_cmd",
         "_discard",
+        "_idle",
         "_refused",
         "_state",
         "encoding",
@@ -80,51 +82,39 @@ class LineDiscipline:
         self._state = _DATA
         self._cmd = 0
         self._refused: set[int] | None = None
+        self._idle = True  # between lines, in plain data: the keypress fast path applies
 
     def feed(self, data: bytes) -> list[str]:
-        """Consume `data`; return the complete lines (str) and Signals, in order."""
-        # A key or a number pressed alone ("1\r\n", "13800138000\n") with nothing pending.
-        if data[-2:] == b"\r\n":
-            body = data[:-2]
-        elif data[-1:] == b"\n":
-            body = data[:-1]
-        else:
-            body = b""
-        if (
-            body.isalnum()
-            and len(body) <= self.max_line
-            and self._state == _DATA
-            and not self._buf
-            and not self._after_cr
-            and not self._discard
-        ):
-            return [body.decode("ascii")]
-        if self._state == _DATA and _SLOW.search(data) is None:
-            # Most reads are whole short lines with nothing pending: "1\r\n" from telnet, "1\n" from nc.
-            if (
-                data[-1:] == b"\n"
-                and len(data) <= self.max_line
-                and not self._buf
-                and not self._after_cr
-                and not self._discard
-            ):
+        """Consume `data`; return the complete lines (str) and Signals, in order (do not modify the list)."""
+        if self._idle and data[-1:] == b"\n":
+            # A key or a number pressed alone ("1\r\n", "13800138000\n") with nothing pending.
+            hit = _KEYPRESSES.get(data)
+            if hit is not None:
+                return hit
+            body = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
+            if body.isalnum() and len(body) <= self.max_line:
+                lines = [body.decode("ascii")]
+                if len(data) <= 8 and len(_KEYPRESSES) < 4096:
+                    _KEYPRESSES[data] = lines  # shared: callers only iterate over what feed returns
+                return lines
+            # Whole short lines with no telnet command or editing key: split them in C.
+            if len(data) <= self.max_line and _SLOW.search(data) is None:
                 if b"\r" in data:
                     data = data.replace(b"\r\n", b"\n")
-                    if b"\r" in data:
-                        return self._fast(data)
-                decode = self._decode
-                return [decode(part) for part in data[:-1].split(b"\n")]
-            return self._fast(data)
-        return self._slow(data)
+                if b"\r" not in data:
+                    decode = self._decode
+                    return [decode(part) for part in data[:-1].split(b"\n")]
+        lines = self._fast(data) if self._state == _DATA and _SLOW.search(data) is None else self._slow(data)
+        self._idle = self._state == _DATA and not self._buf and not self._after_cr and not self._discard
+        return lines
 
     def flush(self) -> list[str]:
         """End of input: an unterminated last line still counts."""
-        if self._buf and not self._discard:
-            line = self._decode(bytes(self._buf))
-            self._buf = b""
-            return [line]
+        lines = [self._decode(bytes(self._buf))] if self._buf and not self._discard else []
         self._buf = b""
-        return []
+        self._discard = False
+        self._idle = self._state == _DATA and not self._after_cr
+        return lines
 
     # -- the common case: no telnet commands, no editing keys --------------------------------
 
