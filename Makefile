@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test lint format check bench bench-udp lock clean
+.PHONY: run test lint format check bench bench-tcp bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,15 +34,25 @@ test: lint  ## everything CI runs
 	$(BIN)/hotline test --coverage --config config tests/conversations
 	$(BIN)/pytest -q $(ARGS)
 
-bench: $(STAMP)  ## side-by-side benchmarks (servers pinned to CPU 0, load on CPU 1); needs gcc
-	$(BIN)/python -m benchmarks.udp
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.lock
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-bench.lock
+	touch $@
+
+bench: $(BENCH_STAMP)  ## side-by-side benchmarks, TCP then UDP (servers on CPU 0, load on CPU 1); needs gcc
+	$(BIN)/python -m benchmarks
+
+bench-tcp: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.tcp $(ARGS)
 
 bench-udp: $(STAMP)
-	$(BIN)/python -m benchmarks.udp
+	$(BIN)/python -m benchmarks.udp $(ARGS)
 
 lock:  ## re-pin dependencies after editing pyproject.toml (needs uv: pip install uv)
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements-dev.lock
+	uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 --generate-hashes -q -o requirements-bench.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -341,7 +341,11 @@ class CallerSession(asyncio.Protocol):
         if len(events) == 1 and type(events[0]) is Say:  # the common case: one prompt
             text = events[0].text
             data = self.hub.encoded.get(text)
-            self._write(data if data is not None else self._encode(text))
+            transport = self.transport
+            if data is not None and transport is not None and not self._paused and not transport.is_closing():
+                transport.write(data)  # _write's fast path: below the high-water mark, nothing to check
+            else:
+                self._write(data if data is not None else self._encode(text))
             return
         chunks: list[bytes] = []
         hangup: Hangup | None = None

@@ -86,11 +86,12 @@ class LineDiscipline:
 
     def feed(self, data: bytes) -> list[str]:
         """Consume `data`; return the complete lines (str) and Signals, in order (do not modify the list)."""
-        if self._idle and data[-1:] == b"\n":
+        if self._idle:
             # A key or a number pressed alone ("1\r\n", "13800138000\n") with nothing pending.
             hit = _KEYPRESSES.get(data)
             if hit is not None:
                 return hit
+        if self._idle and data[-1:] == b"\n":
             body = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
             if body.isalnum() and len(body) <= self.max_line:
                 lines = [body.decode("ascii")]
