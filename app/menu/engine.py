@@ -24,6 +24,7 @@ from app.menu.templates import Ref, value_text
 
 LOOP_LIMIT = 100
 _NO_EVENTS: list[Event] = []  # never appended to: every API call starts a new list first
+_NO_VARS: dict[str, Any] = {}  # never written to: `save` gives each session its own dict
 PATH_LIMIT = 200  # nodes remembered for the session_ended log line
 
 
@@ -87,7 +88,7 @@ class Session:
         self.session_id = session_id
         self.caller = caller
         self.trace = trace
-        self.vars: dict[str, Any] = {}
+        self.vars: dict[str, Any] = _NO_VARS  # a dict of its own from the first save (idle callers have none)
         self.node: WaitNode | None = None
         self.stack: list[str] = []
         self.failures = 0
@@ -107,7 +108,7 @@ class Session:
         out = self._out = []
         self._now = now
         self._go(self.graph.start)
-        return out
+        return self._done(out)
 
     def feed(self, line: str, now: float) -> list[Event]:
         """The caller typed `line` (without its line ending)."""
@@ -115,7 +116,7 @@ class Session:
         self._out = out
         node = self.node
         if node is None:  # ended, or not started
-            return out
+            return self._done(out)
         self._now = now
         text = line.strip()
         if text.isascii():
@@ -131,27 +132,28 @@ class Session:
             out.append(say if say is not None else Say(self.render(wait.prompt)))
             self.node = nxt
             self.deadline = now + wait.timeout
+            self._out = _NO_EVENTS
             return out
         wait = node.wait
         if not text:  # a bare Enter: show the choices again, count nothing
             self.say(wait.short_prompt)
             self.deadline = now + wait.timeout
-            return out
+            return self._done(out)
         action = wait.keys.get(folded)
         if action is not None:
             self._key(action, node)
-            return out
+            return self._done(out)
         target = node.handle(self, text, folded)
         if target is not None:
             self._go(target)
-        return out
+        return self._done(out)
 
     def timeout(self, now: float) -> list[Event]:
         """Call when `deadline` has passed; silence re-prompts, then hangs up."""
         out = self._out = []
         node = self.node
         if self.ended or node is None or self.deadline is None or now < self.deadline:
-            return out
+            return self._done(out)
         self._now = now
         wait = node.wait
         self.timeouts += 1
@@ -161,7 +163,7 @@ class Session:
         else:
             self.say(wait.short_prompt)
             self.deadline = now + wait.timeout
-        return out
+        return self._done(out)
 
     def hangup(self, reason: str, now: float) -> list[Event]:
         """End the call from outside (caller interrupt, end of input, server shutdown): say goodbye."""
@@ -170,6 +172,11 @@ class Session:
             self._now = now
             self.say(self.node.wait.goodbye if self.node is not None else self.goodbye)
             self.end(reason)
+        return self._done(out)
+
+    def _done(self, out: list[Event]) -> list[Event]:
+        """Hand `out` to the caller without keeping it: idle sessions hold no event list."""
+        self._out = _NO_EVENTS
         return out
 
     # ---- what handlers use ------------------------------------------------------------------
@@ -177,6 +184,12 @@ class Session:
     @property
     def goodbye(self) -> Text:
         return self.graph.goodbye
+
+    def save(self, name: str, value: Any) -> None:
+        """Set a variable (from an input, a lookup or a pattern capture)."""
+        if self.vars is _NO_VARS:
+            self.vars = {}
+        self.vars[name] = value
 
     def say(self, text: Text) -> None:
         say = text.say

@@ -108,7 +108,7 @@ class MenuNode(WaitNode):
             m = rule.regex.search(text)
             if m is not None:
                 for var, group in rule.save:
-                    s.vars[var] = m.group(group) or ""
+                    s.save(var, m.group(group) or "")
                 return rule.go
         return s.fail()
 
@@ -127,7 +127,7 @@ class InputNode(WaitNode):
 
     def handle(self, s: Session, text: str, folded: str) -> str | None:
         if self.pattern is None or self.pattern.fullmatch(text) is not None:
-            s.vars[self.save_as] = text
+            s.save(self.save_as, text)
             return self.next
         return s.fail()
 
@@ -176,7 +176,7 @@ class LookupNode(Node):
         record = s.graph.tables.get(self.table, {}).get(key)
         if record is None:
             return self.missing
-        s.vars[self.save_as] = record
+        s.save(self.save_as, record)
         return self.found
 
 

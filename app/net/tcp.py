@@ -24,6 +24,7 @@ import asyncio
 import collections
 import itertools
 import os
+import sys
 import time
 import types
 from collections.abc import Generator
@@ -81,7 +82,6 @@ class CallerSession(asyncio.Protocol):
         "_waiting",
         "engine",
         "hub",
-        "number",
         "transport",
     )
 
@@ -96,7 +96,6 @@ class CallerSession(asyncio.Protocol):
         self._ended_logged = False
         self._address: str | None = None
         self._port = 0
-        self.number = 0
 
     @property
     def peer(self) -> str:
@@ -104,7 +103,7 @@ class CallerSession(asyncio.Protocol):
 
     @property
     def session_id(self) -> str:
-        return f"{_RUN_PREFIX}{self.number:x}"
+        return self.engine.session_id
 
     @property
     def alive(self) -> bool:
@@ -118,6 +117,7 @@ class CallerSession(asyncio.Protocol):
         settings = hub.settings
         peer = transport.get_extra_info("peername")
         address, port = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else (str(peer), 0)
+        address = sys.intern(address)  # one string per calling address, not one per call
         self._address, self._port = address, port
         if len(hub.sessions) >= settings.max_sessions:
             self._refuse(transport, "max_sessions")
@@ -130,7 +130,6 @@ class CallerSession(asyncio.Protocol):
         self.transport = transport
         hub.sessions.add(self)
         hub.sessions_total += 1
-        self.number = next(_COUNTER)
         transport.set_write_buffer_limits(high=min(64 * 1024, settings.max_output // 2))
         now = self._now = self._started = time.time()
         self._first_deadline = now + settings.first_input_timeout
@@ -138,8 +137,9 @@ class CallerSession(asyncio.Protocol):
         self._line_last = now
         self._throttled_at = 0.0
         self._discipline = LineDiscipline(max_line=settings.max_line, encoding=settings.encoding)
+        session_id = f"{_RUN_PREFIX}{next(_COUNTER):x}"
         self.engine = Session(
-            hub.graph, session_id=self.session_id, caller=address, trace=hub.trace, stats=hub.stats
+            hub.graph, session_id=session_id, caller=address, trace=hub.trace, stats=hub.stats
         )
         self._log("info", "session_started", menu=hub.graph.name)
         self._coro = self._run()

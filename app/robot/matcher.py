@@ -43,6 +43,8 @@ _COVER = 0.7  # weight of "the question holds all of the example's words" (order
 # Measured on the held-out questions of the shipped knowledge base: correct paraphrases mostly score
 # above 0.4 raw, questions from other domains below 0.37.
 _PIVOT = 0.4
+_COMMON_MIN = 40  # a character in more intents than this (and than _COMMON_SHARE of them) is "common"
+_COMMON_SHARE = 0.3
 
 
 def normalize(text: str) -> str:
@@ -115,14 +117,13 @@ class Matcher:
             [*self.sounds_of(n), *(by_sound(normalize(w)) for w in intent.keywords)]
             for n, intent in enumerate(kb.intents)
         ]
-        self.keywords: list[tuple[tuple[re.Pattern[str], float], ...]] = []
-        for intent in kb.intents:
-            entries = []
+        # Keywords indexed by their first syllable: a question only tries those it could contain.
+        self.keywords: dict[str, list[tuple[int, re.Pattern[str], float]]] = defaultdict(list)
+        for n, intent in enumerate(kb.intents):
             for k in (by_sound(normalize(w)) for w in intent.keywords):
                 if k:
                     users = sum(1 for texts in vocab if any(k in t for t in texts))
-                    entries.append((_keyword_pattern(k), 1.0 / max(users, 1)))
-            self.keywords.append(tuple(entries))
+                    self.keywords[k[0]].append((n, _keyword_pattern(k), 1.0 / max(users, 1)))
         # IDF over intents: a syllable every intent uses says nothing about which one is meant
         docs: dict[str, set[int]] = defaultdict(set)
         for idx, bag in enumerate(bags):
@@ -132,10 +133,14 @@ class Matcher:
         self.idf = {sym: math.log((n_intents + 1) / (len(owners) + 0.5)) for sym, owners in docs.items()}
         self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.weights: list[float] = []
+        # In a large knowledge base, characters most intents use (我, 的, 么) would make every question
+        # walk long posting lists for little weight; they still count in the totals, not in the walk.
+        common = max(_COMMON_MIN, int(_COMMON_SHARE * n_intents))
         for idx, bag in enumerate(bags):
             self.weights.append(sum(self.idf[s] * c for s, c in bag.items()))
             for sym, count in bag.items():
-                self.postings[sym].append((idx, count))
+                if len(docs[sym]) <= common:
+                    self.postings[sym].append((idx, count))
         self.default_idf = math.log((n_intents + 1) / 0.5)
 
     def sounds_of(self, intent: int) -> list[str]:
@@ -212,8 +217,9 @@ class Matcher:
         #    A keyword found inside a longer keyword of another intent does not count: in 流量包,
         #    "流量包" (buy a data pack) is meant, not "流量" (data usage).
         hits: list[tuple[int, int, int, float]] = []
-        for i, keywords in enumerate(self.keywords):
-            for k, weight in keywords:
+        keywords = self.keywords
+        for first in set(sound) & keywords.keys():
+            for i, k, weight in keywords[first]:
                 found = k.search(sound)
                 if found is not None:
                     hits.append((i, found.start(), found.end(), weight))
