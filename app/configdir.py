@@ -14,24 +14,16 @@ from pathlib import Path
 from app.menu import Graph, load_menu
 from app.robot import Matcher, load_robot
 from app.robot.schema import RobotFile
-from app.yamlfile import Problem
+from app.yamlfile import HasProblems, Problem
 
 
 @dataclass
-class Config:
+class Config(HasProblems):
     """A loaded config folder; `graph` and `robot` are None when anything has an error."""
 
     graph: Graph | None
     robot: Matcher | None
     problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
 
 def load_config(folder: str | Path) -> Config:

@@ -58,12 +58,6 @@ DESIGNS = [
         lambda port: [python(), "-m", "app", "serve", "--tcp-port", str(port)],
         HOTLINE_ENV,
     ),
-    Design(
-        "hotline-nowatch",
-        "hotline, no file watch",
-        lambda port: [python(), "-m", "app", "serve", "--tcp-port", str(port)],
-        {**HOTLINE_ENV, "HOTLINE_RELOAD_WATCH": "false"},
-    ),
     Design("protocol", "bare uvloop Protocol", baseline("protocol")),
     Design("streams", "asyncio streams, uvloop", baseline("streams", "uvloop")),
     Design("streams-std", "asyncio streams, standard loop", baseline("streams", "asyncio")),

@@ -60,6 +60,17 @@ async def server() -> AsyncIterator[Server]:
     await srv.shutdown()
 
 
+async def wait_until(cond: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll `cond` until it is true or `timeout` passes (a condition, never a blind sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
 class Caller:
     """A test caller over a real TCP socket: send lines, wait for text (with a timeout)."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.server import Server
-from tests.conftest import Caller, ServerProcess, start_server
+from tests.conftest import Caller, ServerProcess, start_server, wait_until
 from tests.helpers import CONFIG
 
 WELCOME = "欢迎致电中国移动 10086"
@@ -73,10 +73,7 @@ async def test_per_address_limit_refuses_politely_and_counts() -> None:
         a.close()
         await a.writer.wait_closed()
         # a place is free again once a caller leaves
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while srv.hub.per_address.get("127.0.0.1", 0) >= 2 and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        assert await wait_until(lambda: srv.hub.per_address.get("127.0.0.1", 0) < 2)
         d = await Caller.dial(srv.tcp_port)
         await d.expect(WELCOME)
         for x in (b, c, d):

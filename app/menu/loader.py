@@ -21,7 +21,7 @@ import pydantic
 from app.menu import lint, schema, templates
 from app.menu import nodes as handlers
 from app.menu.graph import Graph
-from app.yamlfile import Problem, Reporter, YPath, read_yaml, suggest
+from app.yamlfile import HasProblems, Problem, Reporter, YPath, read_yaml, suggest
 
 MAX_FILE_BYTES = 1 << 20
 MAX_DATA_BYTES = 16 << 20
@@ -29,19 +29,11 @@ MAX_REGEX_LEN = 1000
 
 
 @dataclass
-class LoadResult:
+class LoadResult(HasProblems):
     """The compiled graph (None when there were errors) and every problem found."""
 
     graph: Graph | None
     problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
 
 def _describe(path: YPath) -> str:

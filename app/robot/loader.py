@@ -11,26 +11,18 @@ import pydantic
 
 from app.robot.matcher import Matcher, by_sound, normalize
 from app.robot.schema import Intent, RobotFile
-from app.yamlfile import Problem, Reporter, read_yaml
+from app.yamlfile import HasProblems, Problem, Reporter, read_yaml
 
 MAX_FILE_BYTES = 4 << 20
 MAX_REPLY_BYTES = 1200  # one reply must fit one datagram that no network fragments
 
 
 @dataclass
-class RobotLoadResult:
+class RobotLoadResult(HasProblems):
     """The matcher (None when there were errors) and every problem found."""
 
     matcher: Matcher | None
     problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
 
 def reply_size(answer: str, intent: str | None) -> int:

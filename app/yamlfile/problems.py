@@ -105,6 +105,20 @@ _KINDS = {
 }
 
 
+class HasProblems:
+    """For load results: `errors` and `warnings`, picked out of `problems`."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
 class Reporter:
     """Collects problems for one file; `describe` words a path inside it (loaders may refine it)."""
 

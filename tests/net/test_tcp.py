@@ -12,6 +12,7 @@ import structlog
 from app.net.telnet import DO, IAC, WONT
 from app.server import Server
 from tests.conftest import Caller, start_server
+from tests.conftest import wait_until as _until
 from tests.helpers import write_menu
 
 WELCOME = "欢迎致电中国移动 10086"
@@ -141,15 +142,6 @@ async def test_many_concurrent_callers(server: Server) -> None:
 
     await asyncio.gather(*(one(i) for i in range(300)))
     assert await _until(lambda: not server.hub.sessions)
-
-
-async def _until(cond: Any, timeout: float = 5.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def test_silence_reprompts_then_hangs_up(tmp_path: Path) -> None:
