@@ -50,6 +50,8 @@ class HubCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
+        for fold in hub.before_scrape:
+            fold()
         info = GaugeMetricFamily("hotline_info", "Version and current menu.", labels=["version", "menu"])
         info.add_metric([__version__, hub.graph.name], 1)
         yield info

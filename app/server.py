@@ -73,6 +73,7 @@ class Hub:
         self.refusals: dict[str, int] = {}
         self.udp_dropped: dict[str, int] = {}
         self.reloads: dict[str, int] = {}
+        self.before_scrape: list[Callable[[], None]] = []  # bring counters kept elsewhere up to date
         self.timers = Timers()
         self.line_rate = settings.max_lines_per_second
         self.line_burst = 2.0 * settings.max_lines_per_second
@@ -128,6 +129,7 @@ class Server:
             reuse_address=True,
         )
         self.udp = RobotEndpoint(self.hub)
+        self.hub.before_scrape.append(self.udp.fold_counts)
         self.udp.start(s.host, s.udp_port)
         self.tcp_port = self.tcp.sockets[0].getsockname()[1]
         self.udp_port = self.udp.port

@@ -76,7 +76,8 @@ class RobotEndpoint:
         self.burst = s.robot_burst
         self.global_bucket = TokenBucket(s.robot_global_rate, s.robot_global_rate, time.monotonic())
         self.sources: dict[str, TokenBucket] = {}
-        self.cache: dict[bytes, tuple[bytes, str | None]] = {}  # datagram -> (reply, intent)
+        # datagram -> [reply, intent, answers from the cache not yet counted in the metrics]
+        self.cache: dict[bytes, list[Any]] = {}
         self.cache_robot: object = None
         self.sock: socket.socket | None = None
         self.port = 0
@@ -116,10 +117,9 @@ class RobotEndpoint:
         max_datagram = self.max_datagram
         cache = self.cache
         if self.hub.robot is not self.cache_robot:  # a reload: cached replies are the old knowledge base's
-            cache.clear()
+            self.clear_cache()
             self.cache_robot = self.hub.robot
         sources = self.sources
-        stats = self.hub.stats
         rate, burst = self.rate, self.burst
         now = time.monotonic()
         g = self.global_bucket
@@ -155,7 +155,7 @@ class RobotEndpoint:
                 reply: bytes | None
                 if cached is not None:
                     reply = cached[0]
-                    stats.robot_query(cached[1])
+                    cached[2] += 1  # counted here, added to the metrics by fold_counts()
                 else:
                     reply = self._reply(data, host, now)
                     if reply is None:
@@ -184,10 +184,9 @@ class RobotEndpoint:
         if self.trace:
             self._log_answer(answer, now, host)
         reply = truncate_utf8(answer.text.encode() + b"\n", MAX_REPLY)
-        cache = self.cache
-        if len(cache) >= CACHE_SIZE:
-            cache.clear()
-        cache[data] = (reply, answer.intent)  # only plain questions: a JSON reply echoes the request's id
+        if len(self.cache) >= CACHE_SIZE:
+            self.clear_cache()
+        self.cache[data] = [reply, answer.intent, 0]  # only plain questions: a JSON reply echoes its id
         return reply
 
     def _json(self, text: str, host: str, started: float) -> bytes | None:
@@ -212,6 +211,19 @@ class RobotEndpoint:
         if self.trace:
             self._log_answer(answer, started, host)
         return json_reply(request_id, answer)
+
+    def fold_counts(self) -> None:
+        """Add the answers served from the cache to the robot's query counts (before /metrics reads them)."""
+        stats = self.hub.stats
+        for entry in self.cache.values():
+            if entry[2]:
+                key = entry[1] or "none"
+                stats.robot_queries[key] = stats.robot_queries.get(key, 0) + entry[2]
+                entry[2] = 0
+
+    def clear_cache(self) -> None:
+        self.fold_counts()
+        self.cache.clear()
 
     def _new_source(self, host: str, now: float) -> TokenBucket:
         sources = self.sources

@@ -260,3 +260,16 @@ def test_any_json_never_raises_and_replies_fit(value: Any) -> None:
         data = b"{" + data
     reply = ENDPOINT._reply(data, "192.0.2.1", 0.0)
     assert reply is None or (len(reply) <= MAX_REPLY and "answer" in json.loads(reply))
+
+
+async def test_answers_from_the_reply_cache_are_counted_in_metrics(
+    client: Client, robot_server: Server
+) -> None:
+    from tests.test_operations import http_get, metric
+
+    for _ in range(3):  # the first is matched, the next two come from the cache
+        assert (await client.ask("话费怎么查")).decode().startswith(BALANCE)
+    await client.ask("今天天气怎么样")
+    text = await http_get(robot_server.admin_port, "/metrics")
+    assert metric(text, "hotline_robot_queries_total", intent="balance") == 3
+    assert metric(text, "hotline_robot_queries_total", intent="none") == 1
