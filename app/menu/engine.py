@@ -268,15 +268,14 @@ class Session:
     def _arrive(self, node: Node) -> None:
         self.node = None
         self.failures = self.timeouts = 0
-        self.visits += 1
+        visits = self.visits = self.visits + 1
         name = node.name
+        if visits <= PATH_LIMIT:
+            self.path.append(name)
         stats = self.stats
         if stats is not None:
-            visits = stats.node_visits
-            visits[name] = visits.get(name, 0) + 1
-        path = self.path
-        if len(path) < PATH_LIMIT:
-            path.append(name)
+            counts = stats.node_visits
+            counts[name] = counts.get(name, 0) + 1
         if node.is_menu:
             stack = self.stack
             if not stack or stack[-1] != name:

@@ -168,9 +168,17 @@ class CallerSession(asyncio.Protocol):
                     self._too_fast(now)
                     continue
                 self._line_tokens = (hub.line_burst if tokens > hub.line_burst else tokens) - 1.0
-            if self._waiting and not self._pending:  # _deliver, inlined for the common case
+            if self._waiting and not self._pending:  # _deliver and _resume, inlined for the common case
                 self._waiting = False
-                self._resume(item)
+                try:
+                    yielded = self._coro.send(item)
+                except BaseException as exc:  # handled exactly as _resume does
+                    self._stopped(exc)
+                    return
+                if yielded is _WAIT:
+                    self._waiting = True
+                else:
+                    self._awaiting(yielded)
             else:
                 self._deliver(item)
 
@@ -255,20 +263,29 @@ class CallerSession(asyncio.Protocol):
             return
         try:
             yielded = coro.send(value)
-        except StopIteration:
-            self._coro = None
-            self._close()
-            return
-        except Exception:  # a bug must cost this caller a polite line, never the server or a traceback
-            self._coro = None
-            self._log("exception", "session_crashed")
-            self._log_end("crashed")
-            self._write(self._encode(self.engine.graph.error.template.source))
-            self._close()
+        except BaseException as exc:  # sorted out in _stopped
+            self._stopped(exc)
             return
         if yielded is _WAIT:
             self._waiting = True
-        elif asyncio.isfuture(yielded):  # awaiting a Future: resume when it is done, as a Task would
+        else:
+            self._awaiting(yielded)
+
+    def _stopped(self, exc: BaseException) -> None:
+        """The coroutine ended: normally (StopIteration), or by a bug, which costs only this caller."""
+        self._coro = None
+        if isinstance(exc, StopIteration):
+            self._close()
+            return
+        if not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt, SystemExit: not ours to swallow
+        self._log("exception", "session_crashed", exc_info=exc)
+        self._log_end("crashed")
+        self._write(self._encode(self.engine.graph.error.template.source))
+        self._close()
+
+    def _awaiting(self, yielded: Any) -> None:
+        if asyncio.isfuture(yielded):  # awaiting a Future: resume when it is done, as a Task would
             yielded._asyncio_future_blocking = False
             yielded.add_done_callback(self._future_done)
         else:  # pragma: no cover - a programming error in the session body
