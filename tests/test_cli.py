@@ -194,3 +194,15 @@ def test_the_container_command_runs_in_the_venv() -> None:
 def test_python_dash_m_app_is_the_same_command() -> None:
     out = run("--help")
     assert out.returncode == 0 and "serve" in out.stdout and "check" in out.stdout
+
+
+def test_readme_lists_every_setting_with_its_default() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name, field in Settings.model_fields.items():
+        env, flag = f"HOTLINE_{name.upper()}", "--" + name.replace("_", "-")
+        m = re.search(rf"\| `{env}` \| `{flag}[^`]*` \| `([^`]*)` \|", readme)
+        assert m is not None, f"README's settings table lacks {env} / {flag}"
+        default = "auto" if name == "log_format" else str(field.default)
+        assert m.group(1) in (default, default.lower()), (
+            f"{env}: README says {m.group(1)}, the code {default}"
+        )
