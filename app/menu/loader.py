@@ -270,6 +270,19 @@ class _Loader(Reporter):
         for name, model in models.items():
             texts += [(("nodes", name, *p), f"node '{name}' {_describe(p)}", t) for p, t in model.templates()]
         for here, who, text in texts:
+            cut = self.doc.comments_after.get(here)
+            if cut is not None:
+                line, col = cut
+                self.problems.append(
+                    Problem(
+                        self.label,
+                        line,
+                        col,
+                        "warning",
+                        f"{who} stops before '#': YAML reads "
+                        "the rest of the line as a comment; put the whole text in quotes",
+                    )
+                )
             try:
                 tpl = templates.parse(text)
             except templates.TemplateError as exc:

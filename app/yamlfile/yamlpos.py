@@ -44,6 +44,9 @@ class Document:
     values: dict[Path, Pos] = field(default_factory=dict)
     keys: dict[Path, Pos] = field(default_factory=dict)
     duplicates: list[tuple[Path, Pos]] = field(default_factory=list)
+    # Unquoted text followed by a comment on the same line: path -> where the comment starts.
+    # In a phone menu "按 # 返回" is text, but YAML reads " # 返回" as a comment and cuts it.
+    comments_after: dict[Path, Pos] = field(default_factory=dict)
 
     def where(self, path: Path, *, key: bool = False) -> Pos:
         """Position of `path` (its key if `key`), else of the nearest enclosing node that has one."""
@@ -88,15 +91,16 @@ def load(text: str, *, raw_scalars: bool = False) -> Document:
     doc = Document(data=None)
     if root is None:
         return doc
-    builder = _Builder(doc, raw_scalars)
+    builder = _Builder(doc, raw_scalars, text.splitlines())
     doc.data = builder.build(root, (), 0)
     return doc
 
 
 class _Builder:
-    def __init__(self, doc: Document, raw_scalars: bool) -> None:
+    def __init__(self, doc: Document, raw_scalars: bool, lines: list[str]) -> None:
         self.doc = doc
         self.raw = raw_scalars
+        self.lines = lines
         self.budget = MAX_NODES
         self.scalars = yaml.constructor.SafeConstructor()
 
@@ -110,6 +114,12 @@ class _Builder:
             raise YamlError(f"values are nested more than {MAX_DEPTH} levels deep", _pos(node))
         self.doc.values.setdefault(path, _pos(node))
         if isinstance(node, yaml.ScalarNode):
+            if not node.style and node.end_mark.line < len(self.lines):  # plain: None, or "" from the C parser
+                line = self.lines[node.end_mark.line]
+                rest = line[node.end_mark.column :]
+                if rest.lstrip().startswith("#"):
+                    col = node.end_mark.column + len(rest) - len(rest.lstrip())
+                    self.doc.comments_after[path] = (node.end_mark.line + 1, col + 1)
             if self.raw:
                 null = node.tag == "tag:yaml.org,2002:null"
                 return None if null else str(node.value)

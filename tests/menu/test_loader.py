@@ -300,3 +300,16 @@ def test_shipped_config_is_clean() -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path, bad: str) -> None:
     out = problems(tmp_path, bad)
     assert out and out[0].startswith("menu.yaml:1:1: error")
+
+
+def test_text_cut_by_a_hash_comment_is_a_warning(tmp_path: Path) -> None:
+    out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: 按 1,返回请按 # 号"))
+    assert out == [
+        "menu.yaml:7:20: warning: node 'main' prompt stops before '#': YAML reads the rest of the line as a "
+        "comment; put the whole text in quotes"
+    ]
+    assert problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: '按 1,返回请按 # 号'")) == []
+
+
+def test_comments_after_other_values_are_fine(tmp_path: Path) -> None:
+    assert problems(tmp_path, GOOD.replace("start: main", "start: main   # the first node")) == []
