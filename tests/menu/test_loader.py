@@ -305,7 +305,7 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, bad: str) -> None:
 def test_text_cut_by_a_hash_comment_is_a_warning(tmp_path: Path) -> None:
     out = problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: 按 1,返回请按 # 号"))
     assert out == [
-        "menu.yaml:7:20: warning: node 'main' prompt stops before '#': YAML reads the rest of the line as a "
+        "menu.yaml:8:22: warning: node 'main' prompt stops before '#': YAML reads the rest of the line as a "
         "comment; put the whole text in quotes"
     ]
     assert problems(tmp_path, GOOD.replace("prompt: 按 1", "prompt: '按 1,返回请按 # 号'")) == []
