@@ -89,7 +89,7 @@ class _Loader(Reporter):
                 continue
             ids[intent.id] = n
             for k, q in enumerate(intent.questions):
-                key = by_sound(normalize(q))
+                key = by_sound(normalize(q))  # the same question, however it is spaced or typed
                 if not key:
                     self.error((*here, "questions", k), f"{who} question {q!r} has no letters or digits")
                 elif key in owners and owners[key] != intent.id:

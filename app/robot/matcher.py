@@ -33,7 +33,6 @@ from rapidfuzz import fuzz, process
 
 from app.robot.schema import RobotFile
 
-_NOT_WORD = re.compile(r"[\W_]+")
 _KEYWORD_STEP = 0.35  # how far one keyword moves the score towards 1
 _KEYWORD_MAX = 0.6
 _CONTAIN_MIN = 3  # an example shorter than this is not looked for inside longer questions
@@ -47,9 +46,36 @@ _COMMON_MIN = 40  # a character in more intents than this (and than _COMMON_SHAR
 _COMMON_SHARE = 0.3
 
 
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
+_UNKNOWN = "\U0010fffd"  # every word the knowledge base never uses
+_FIRST_WORD = 0x100000  # word symbols: plane 16 (syllable symbols are in plane 15)
+
+
+def tokenize(text: str) -> list[str]:
+    """Chinese one character at a time, other scripts one word at a time (NFKC, case folded)."""
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
 def normalize(text: str) -> str:
-    """NFKC, case folding, and no punctuation or white space: '  ５Ｇ 套餐？' -> '5g套餐'."""
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+    """The tokens run together, no punctuation or white space: '  ５Ｇ 套餐？' -> '5g套餐'."""
+    return "".join(tokenize(text))
+
+
+# English function words say nothing about which intent is meant; a knowledge base of three intents
+# is too small for the IDF weighting to learn that, so they are left out of the comparison.
+_STOPWORDS = frozenset(
+    "a an the is are was were be been am do does did i me my we our you your it its to of in on at for "
+    "with and or but can could would should will shall may might please what which who how when where why "
+    "this that these those there here have has had get got just so any some".split()
+)
+
+
+def stem(word: str) -> str:
+    """A light English stemmer: plural 's' off ("fees" is "fee"), so that word forms still meet."""
+    if len(word) >= 4 and word[-1] == "s" and word[-2] != "s" and word.isascii():
+        return word[:-1]
+    return word
 
 
 def _load_sounds() -> dict[str, str]:
@@ -92,6 +118,7 @@ class Matcher:
 
     def __init__(self, kb: RobotFile) -> None:
         self.kb = kb
+        self.words: dict[str, str] = {}  # stemmed word -> its symbol; grows only while indexing
         self.ids = [i.id for i in kb.intents]
         self.titles = [i.title or i.questions[0] for i in kb.intents]
         self.answers = [i.answer for i in kb.intents]
@@ -104,7 +131,7 @@ class Matcher:
         for n, intent in enumerate(kb.intents):
             seen: set[str] = set()
             for q in intent.questions:
-                text = normalize(q)
+                text = self.encode(q, learn=True)
                 s = by_sound(text)
                 if s and s not in seen:
                     seen.add(s)
@@ -114,13 +141,13 @@ class Matcher:
         # A keyword is worth less when other intents' questions or keywords use it too
         # (话费 belongs to "balance" but also appears in "怎么充话费"): its weight is 1 / #intents using it.
         vocab = [
-            [*self.sounds_of(n), *(by_sound(normalize(w)) for w in intent.keywords)]
+            [*self.sounds_of(n), *(by_sound(self.encode(w, learn=True)) for w in intent.keywords)]
             for n, intent in enumerate(kb.intents)
         ]
         # Keywords indexed by their first syllable: a question only tries those it could contain.
         self.keywords: dict[str, list[tuple[int, re.Pattern[str], float]]] = defaultdict(list)
         for n, intent in enumerate(kb.intents):
-            for k in (by_sound(normalize(w)) for w in intent.keywords):
+            for k in (by_sound(self.encode(w)) for w in intent.keywords):
                 if k:
                     users = sum(1 for texts in vocab if any(k in t for t in texts))
                     self.keywords[k[0]].append((n, _keyword_pattern(k), 1.0 / max(users, 1)))
@@ -143,19 +170,40 @@ class Matcher:
                     self.postings[sym].append((idx, count))
         self.default_idf = math.log((n_intents + 1) / 0.5)
 
+    def encode(self, text: str, *, learn: bool = False) -> str:
+        """Chinese characters as they are; every other word as one symbol of this knowledge base's
+        vocabulary (words it never uses all become one "unknown" symbol, so questions cannot grow it)."""
+        out = []
+        words = self.words
+        for token in tokenize(text):
+            if len(token) == 1 and "\u3400" <= token <= "\ufaff":
+                out.append(token)
+                continue
+            if token in _STOPWORDS:
+                continue
+            key = stem(token)
+            symbol = words.get(key)
+            if symbol is None:
+                if learn:
+                    symbol = words[key] = chr(_FIRST_WORD + len(words))
+                else:  # unknown: it matches nothing
+                    symbol = _UNKNOWN
+            out.append(symbol * min(len(token), 8))  # a word weighs as much as its letters would
+        return "".join(out)
+
     def sounds_of(self, intent: int) -> list[str]:
         """The sound strings of one intent's example questions."""
         return [s for s, o in zip(self.sounds, self.owner, strict=True) if o == intent]
 
     def scores(self, question: str) -> list[tuple[str, float]]:
         """Every intent with a score above zero, best first."""
-        text = normalize(question)
+        text = self.encode(question)
         best = self._scores(text, by_sound(text))
         return sorted(((self.ids[i], s) for i, s in enumerate(best) if s > 0), key=lambda x: -x[1])
 
     def answer(self, question: str) -> Answer:
         """The reply to `question`: an intent's answer, a clarifying question, or the fallback."""
-        text = normalize(question)
+        text = self.encode(question)
         sound = by_sound(text)
         if not sound or not self.ids:
             return self.fallback

@@ -114,7 +114,9 @@ class _Builder:
             raise YamlError(f"values are nested more than {MAX_DEPTH} levels deep", _pos(node))
         self.doc.values.setdefault(path, _pos(node))
         if isinstance(node, yaml.ScalarNode):
-            if not node.style and node.end_mark.line < len(self.lines):  # plain: None, or "" from the C parser
+            if not node.style and node.end_mark.line < len(
+                self.lines
+            ):  # plain: None, or "" from the C parser
                 line = self.lines[node.end_mark.line]
                 rest = line[node.end_mark.column :]
                 if rest.lstrip().startswith("#"):

@@ -105,3 +105,62 @@ def test_any_text_gets_an_answer_in_range(text: str) -> None:
     answer = result.matcher.answer(text)
     assert 0.0 <= answer.confidence <= 1.0
     assert answer.text
+
+
+BANK = {
+    "version": 1,
+    "intents": [
+        {
+            "id": "lost_card",
+            "questions": ["I lost my card", "my card was stolen", "block my card", "card missing"],
+            "keywords": ["lost", "stolen", "block"],
+            "answer": "Press 1 then 1 to block your card.",
+        },
+        {
+            "id": "hours",
+            "questions": [
+                "when are you open",
+                "opening hours",
+                "what time do branches close",
+                "are you open on saturday",
+            ],
+            "keywords": ["hours", "open", "close"],
+            "answer": "Branches are open 9 to 5, Monday to Friday.",
+        },
+        {
+            "id": "fees",
+            "questions": [
+                "what are the fees",
+                "monthly fee",
+                "how much does the account cost",
+                "overdraft fee",
+            ],
+            "keywords": ["fee", "fees", "cost"],
+            "answer": "The standard account has no monthly fee.",
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("question", "intent"),
+    [
+        ("I think I lost my card", "lost_card"),
+        ("my card got stolen yesterday", "lost_card"),
+        ("When do you open on Saturdays?", "hours"),
+        ("what does the account cost per month", "fees"),
+        ("do you sell pizza", None),
+        ("what is the weather like", None),
+    ],
+)
+def test_a_knowledge_base_in_english_is_matched_by_words(question: str, intent: str | None) -> None:
+    """Another business, another language: words, not letters, are compared outside Chinese."""
+    assert Matcher(RobotFile.model_validate(BANK)).answer(question).intent == intent
+
+
+def test_questions_do_not_grow_the_vocabulary() -> None:
+    matcher = Matcher(RobotFile.model_validate(BANK))
+    size = len(matcher.words)
+    for i in range(1000):
+        matcher.answer(f"unheard word number w{i} zq{i}")
+    assert len(matcher.words) == size
