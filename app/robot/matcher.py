@@ -65,7 +65,7 @@ def normalize(text: str) -> str:
 # English function words say nothing about which intent is meant; a knowledge base of three intents
 # is too small for the IDF weighting to learn that, so they are left out of the comparison.
 _STOPWORDS = frozenset(
-    [
+    {
         "a",
         "an",
         "the",
@@ -129,7 +129,7 @@ _STOPWORDS = frozenset(
         "so",
         "any",
         "some",
-    ]
+    }
 )
 
 
