@@ -125,7 +125,7 @@ class Session:
             text = normalize(text)
             folded = text.casefold()
         nxt = node.wait.moves.get(folded)
-        if nxt is not None:  # an option leading straight to a node that waits: the common keypress
+        if nxt is not None:  # an option to a node that waits, the common keypress: WaitNode.enter, inlined
             self._arrive(nxt)
             wait = nxt.wait
             say = wait.prompt.say
@@ -251,13 +251,6 @@ class Session:
         for _ in range(LOOP_LIMIT):
             node: Node = nodes[target]  # type: ignore[index]
             self._arrive(node)
-            if node.waits:  # the common arrival, inlined: say the prompt and wait (WaitNode.enter)
-                wait = node.wait  # type: ignore[attr-defined]
-                say = wait.prompt.say
-                self._out.append(say if say is not None else Say(self.render(wait.prompt)))
-                self.node = node  # type: ignore[assignment]
-                self.deadline = self._now + wait.timeout
-                return
             target = node.enter(self)
             if target is None or self.ended:
                 return

@@ -60,7 +60,6 @@ class Node:
     name: str
     type: ClassVar[str] = ""
     is_menu: ClassVar[bool] = False
-    waits: ClassVar[bool] = False  # True: arriving says `wait.prompt` and waits (the engine inlines it)
 
     def enter(self, s: Session) -> str | None:
         raise NotImplementedError
@@ -75,7 +74,6 @@ class WaitNode(Node):
     """A node that says its prompt and waits for a line."""
 
     wait: Waiting
-    waits: ClassVar[bool] = True
 
     def enter(self, s: Session) -> str | None:
         s.say(self.wait.prompt)
