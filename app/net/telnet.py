@@ -98,13 +98,6 @@ class LineDiscipline:
                 if len(data) <= 8 and len(_KEYPRESSES) < 4096:
                     _KEYPRESSES[data] = lines  # shared: callers only iterate over what feed returns
                 return lines
-            # Whole short lines with no telnet command or editing key: split them in C.
-            if len(data) <= self.max_line and _SLOW.search(data) is None:
-                if b"\r" in data:
-                    data = data.replace(b"\r\n", b"\n")
-                if b"\r" not in data:
-                    decode = self._decode
-                    return [decode(part) for part in data[:-1].split(b"\n")]
         lines = self._fast(data) if self._state == _DATA and _SLOW.search(data) is None else self._slow(data)
         self._idle = self._state == _DATA and not self._buf and not self._after_cr and not self._discard
         return lines
