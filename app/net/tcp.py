@@ -420,6 +420,7 @@ class CallerSession(asyncio.Protocol):
             duration=round(time.time() - self._started, 3),
             nodes=engine.visits,
             path=engine.path[-20:],
+            **({"undecodable_lines": self._discipline.replaced} if self._discipline.replaced else {}),
         )
 
     def _log(self, level: str, event: str, **fields: Any) -> None:

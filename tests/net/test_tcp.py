@@ -97,12 +97,17 @@ async def test_over_long_line_is_refused_and_the_session_goes_on(dial: Any) -> N
 
 
 async def test_undecodable_bytes_do_not_end_the_session(dial: Any) -> None:
-    c: Caller = await dial()
-    await c.expect(WELCOME)
-    c.writer.write(b"\xc3\x28\xa0\xa1\r\n")
-    await c.expect("输入有误")
-    c.send("2")
-    await c.expect("剩余 7.5 GB")
+    with structlog.testing.capture_logs() as logs:
+        c: Caller = await dial()
+        await c.expect(WELCOME)
+        c.writer.write(b"\xc3\x28\xa0\xa1\r\n")
+        await c.expect("输入有误")
+        c.send("2")
+        await c.expect("剩余 7.5 GB")
+        c.send("exit")
+        await c.closed()
+    ended = [e for e in logs if e["event"] == "session_ended"]
+    assert ended[0]["undecodable_lines"] == 1  # replaced, and logged
 
 
 async def test_ctrl_c_on_an_empty_line_hangs_up_politely(dial: Any) -> None:
