@@ -190,6 +190,8 @@ class Matcher:
         self.owner: list[int] = []
         self.sounds: list[str] = []
         bags: list[dict[str, int]] = []
+        keyword_sounds: list[list[str]] = []
+        vocab: list[list[str]] = []  # per intent: the sounds of its questions and keywords
         for n, intent in enumerate(kb.intents):
             seen: set[str] = set()
             for q in intent.questions:
@@ -200,19 +202,17 @@ class Matcher:
                     self.owner.append(n)
                     self.sounds.append(s)
                     bags.append(_bag(text))
+            keywords = [k for k in (by_sound(self.encode(w, learn=True)) for w in intent.keywords) if k]
+            keyword_sounds.append(keywords)
+            vocab.append([*seen, *keywords])
         # A keyword is worth less when other intents' questions or keywords use it too
         # (话费 belongs to "balance" but also appears in "怎么充话费"): its weight is 1 / #intents using it.
-        vocab = [
-            [*self.sounds_of(n), *(by_sound(self.encode(w, learn=True)) for w in intent.keywords)]
-            for n, intent in enumerate(kb.intents)
-        ]
-        # Keywords indexed by their first syllable: a question only tries those it could contain.
+        # Keywords are indexed by their first syllable: a question only tries those it could contain.
         self.keywords: dict[str, list[tuple[int, re.Pattern[str], float]]] = defaultdict(list)
-        for n, intent in enumerate(kb.intents):
-            for k in (by_sound(self.encode(w)) for w in intent.keywords):
-                if k:
-                    users = sum(1 for texts in vocab if any(k in t for t in texts))
-                    self.keywords[k[0]].append((n, _keyword_pattern(k), 1.0 / max(users, 1)))
+        for n, keywords in enumerate(keyword_sounds):
+            for k in keywords:
+                users = sum(1 for texts in vocab if any(k in t for t in texts))
+                self.keywords[k[0]].append((n, _keyword_pattern(k), 1.0 / max(users, 1)))
         # IDF over intents: a syllable every intent uses says nothing about which one is meant
         docs: dict[str, set[int]] = defaultdict(set)
         for idx, bag in enumerate(bags):
@@ -252,10 +252,6 @@ class Matcher:
                     symbol = _UNKNOWN
             out.append(symbol * min(len(token), 8))  # a word weighs as much as its letters would
         return "".join(out)
-
-    def sounds_of(self, intent: int) -> list[str]:
-        """The sound strings of one intent's example questions."""
-        return [s for s, o in zip(self.sounds, self.owner, strict=True) if o == intent]
 
     def scores(self, question: str) -> list[tuple[str, float]]:
         """Every intent with a score above zero, best first."""
