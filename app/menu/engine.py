@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import unicodedata
+from collections import defaultdict
 from typing import Any
 
 from app.menu.events import Event, Hangup, Notice, Say
@@ -26,6 +27,7 @@ LOOP_LIMIT = 100
 _NO_EVENTS: list[Event] = []  # never appended to: every API call starts a new list first
 _NO_VARS: dict[str, Any] = {}  # never written to: `save` gives each session its own dict
 PATH_LIMIT = 200  # nodes remembered for the session_ended log line
+TRAILS_KEPT = 10_000  # trails remembered for reuse; past this, new ones are made per arrival
 
 
 class Stats:
@@ -35,12 +37,66 @@ class Stats:
 
     def __init__(self) -> None:
         self.invalid = 0
-        self.node_visits: dict[str, int] = {}
+        self.node_visits: defaultdict[str, int] = defaultdict(int)
         self.robot_queries: dict[str, int] = {}
 
     def robot_query(self, intent: str | None) -> None:
         key = intent or "none"
         self.robot_queries[key] = self.robot_queries.get(key, 0) + 1
+
+
+class Trail:
+    """The menus a caller came through, for `back`: one shared, immutable state per distinct trail.
+
+    Arriving at a menu leads to the same trail when it is the current menu, to an earlier one when
+    the caller returns to a menu on the trail (what comes after it is dropped), else one menu deeper.
+    A trail holds only names and remembers where each arrival led, so the sessions walking a menu
+    share a few objects, a session holds one reference instead of a list, and an arrival is one
+    dictionary lookup. ROOT is the empty trail.
+    """
+
+    __slots__ = ("after", "menu", "parent")
+    kept = 0  # trails remembered in some `after` (all menus, all reloads): bounded by TRAILS_KEPT
+
+    def __init__(self, menu: str, parent: Trail | None) -> None:
+        self.menu = menu
+        self.parent = parent
+        self.after: dict[str, Trail] = {}
+
+    def arrive(self, menu: str) -> Trail:
+        """The trail after arriving at `menu`."""
+        nxt = self.after.get(menu)
+        if nxt is None:
+            nxt = self
+            while nxt.parent is not None and nxt.menu != menu:
+                nxt = nxt.parent
+            if nxt.parent is None:  # not on the trail: one menu deeper
+                nxt = Trail(menu, self)
+            if Trail.kept < TRAILS_KEPT:
+                Trail.kept += 1
+                self.after[menu] = nxt
+        return nxt
+
+    def names(self) -> list[str]:
+        """The menus on the trail, first to last."""
+        out: list[str] = []
+        trail: Trail | None = self
+        while trail is not None and trail.parent is not None:
+            out.append(trail.menu)
+            trail = trail.parent
+        return out[::-1]
+
+
+ROOT = Trail("", None)
+
+
+def fold(line: str) -> tuple[str, str]:
+    """(the line normalised, the same case-folded): what options and keys are matched against."""
+    text = line.strip()
+    if text.isascii():
+        return text, text.lower()
+    text = normalize(text)
+    return text, text.casefold()
 
 
 def normalize(line: str) -> str:
@@ -66,10 +122,10 @@ class Session:
         "node",
         "path",
         "session_id",
-        "stack",
         "stats",
         "timeouts",
         "trace",
+        "trail",
         "vars",
         "visits",
     )
@@ -90,7 +146,7 @@ class Session:
         self.trace = trace
         self.vars: dict[str, Any] = _NO_VARS  # a dict of its own from the first save (idle callers have none)
         self.node: WaitNode | None = None
-        self.stack: list[str] = []
+        self.trail = ROOT  # the menus before this one, for `back`
         self.failures = 0
         self.timeouts = 0
         self.ended = False
@@ -110,31 +166,33 @@ class Session:
         self._go(self.graph.start)
         return self._done(out)
 
+    def press(self, line: str, now: float) -> Say | None:
+        """`feed` for the common keypress, with one event and no list: an option typed as is that
+        leads straight to a node that waits and has a fixed prompt (see Waiting.moves). Returns that
+        prompt, or None having changed nothing: then call `feed`."""
+        node = self.node
+        nxt = node.wait.moves.get(line) if node is not None and not self.trace else None
+        if nxt is None:
+            return None
+        self._arrive(nxt)
+        wait = nxt.wait  # WaitNode.enter, inlined
+        self.node = nxt
+        self.deadline = now + wait.timeout
+        return wait.prompt.say
+
     def feed(self, line: str, now: float) -> list[Event]:
         """The caller typed `line` (without its line ending)."""
+        say = self.press(line, now)
+        if say is not None:
+            return [say]
+        node = self.node
         out: list[Event] = []
         self._out = out
-        node = self.node
         if node is None:  # ended, or not started
             return self._done(out)
         self._now = now
-        text = line.strip()
-        if text.isascii():
-            folded = text.lower()
-        else:
-            text = normalize(text)
-            folded = text.casefold()
-        nxt = node.wait.moves.get(folded)
-        if nxt is not None:  # an option to a node that waits, the common keypress: WaitNode.enter, inlined
-            self._arrive(nxt)
-            wait = nxt.wait
-            say = wait.prompt.say
-            out.append(say if say is not None else Say(self.render(wait.prompt)))
-            self.node = nxt
-            self.deadline = now + wait.timeout
-            self._out = _NO_EVENTS
-            return out
         wait = node.wait
+        text, folded = fold(line)
         if not text:  # a bare Enter: show the choices again, count nothing
             self.say(wait.short_prompt)
             self.deadline = now + wait.timeout
@@ -250,6 +308,7 @@ class Session:
         target: str | None = name
         for _ in range(LOOP_LIMIT):
             node: Node = nodes[target]  # type: ignore[index]
+            self.node = None  # until a node waits
             self._arrive(node)
             target = node.enter(self)
             if target is None or self.ended:
@@ -259,37 +318,31 @@ class Session:
         self.end("loop")
 
     def _arrive(self, node: Node) -> None:
-        self.node = None
         self.failures = self.timeouts = 0
         visits = self.visits = self.visits + 1
         name = node.name
         if visits <= PATH_LIMIT:
             self.path.append(name)
-        stats = self.stats
-        if stats is not None:
-            counts = stats.node_visits
-            counts[name] = counts.get(name, 0) + 1
+        if self.stats is not None:
+            self.stats.node_visits[name] += 1
         if node.is_menu:
-            stack = self.stack
-            if not stack or stack[-1] != name:
-                if name in stack:
-                    del stack[stack.index(name) + 1 :]
-                else:
-                    stack.append(name)
+            trail = self.trail
+            self.trail = trail.after.get(name) or trail.arrive(name)
         if self.trace:
             self._out.append(Notice("debug", "node_entered", {"node": name, "type": node.type}))
 
     def _key(self, action: str, node: WaitNode) -> None:
         if action == "back":
-            stack = self.stack
-            if node.is_menu and stack and stack[-1] == node.name:
-                if len(stack) > 1:
-                    stack.pop()
-                self._go(stack[-1])
-            else:
-                self._go(stack[-1] if stack else self.graph.start)
+            trail = self.trail
+            if node.is_menu and trail.menu == node.name:  # from a menu: the one before it
+                if trail.parent is not None and trail.parent is not ROOT:
+                    trail = trail.parent
+                self.trail = trail
+                self._go(trail.menu)
+            else:  # from an input or other waiting node: the last menu
+                self._go(trail.menu if trail is not ROOT else self.graph.start)
         elif action == "top":
-            self.stack.clear()
+            self.trail = ROOT
             self._go(self.graph.start)
         elif action == "repeat":
             self.say(node.wait.prompt)

@@ -20,6 +20,7 @@ import pydantic
 
 from app.menu import lint, schema, templates
 from app.menu import nodes as handlers
+from app.menu.engine import fold
 from app.menu.graph import Graph
 from app.yamlfile import HasProblems, Problem, Reporter, YPath, read_yaml, suggest
 
@@ -397,11 +398,16 @@ class _Loader(Reporter):
 
         ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__)
         compiled = {name: handlers.HANDLERS[m.type](name, m, ctx) for name, m in models.items()}
-        for node in compiled.values():  # direct moves: option -> waiting node, when no global key wins
+        for node in compiled.values():  # direct moves (see Waiting.moves)
             if isinstance(node, handlers.MenuNode):
                 for key, target in node.options.items():
                     nxt = compiled[target]
-                    if key not in node.wait.keys and isinstance(nxt, handlers.WaitNode):
+                    if (
+                        key not in node.wait.keys
+                        and isinstance(nxt, handlers.WaitNode)
+                        and nxt.wait.prompt.say is not None
+                        and fold(key)[1] == key
+                    ):
                         node.wait.moves[key] = nxt
         return Graph(
             name=str(data.get("name", "menu")),

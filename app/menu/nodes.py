@@ -48,7 +48,8 @@ class Waiting:
     max_failures: int
     on_max_failures: str | None
     keys: Mapping[str, str]
-    # Folded input -> the waiting node it leads to directly, for options no global key shadows.
+    # Input -> the waiting node it leads to directly, for options that no global key shadows, that
+    # folding leaves alone (so the typed line is looked up as is) and whose target has a fixed prompt.
     # Filled once the whole graph is compiled; the engine takes these moves without calling handle().
     moves: dict[str, WaitNode] = field(default_factory=dict, compare=False, repr=False)
 

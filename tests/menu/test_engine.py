@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.menu import Hangup, Notice, Say, Transfer, load_menu
-from app.menu.engine import LOOP_LIMIT, normalize
+from app.menu.engine import LOOP_LIMIT, ROOT, TRAILS_KEPT, Trail, normalize
 from app.menu.graph import Graph
-from app.menu.nodes import MessageNode, Text
+from app.menu.nodes import MenuNode, MessageNode, Text
 from app.menu.templates import parse
 from tests.helpers import CONFIG, Walk, graph_of, hung_up, said, write_menu
 
@@ -334,4 +334,54 @@ def test_any_sequence_against_the_shipped_menu_ends_in_a_defined_state(steps: li
             break
         assert s.node is not None and s.node.name in result.graph.nodes
         assert s.deadline is not None and s.deadline > walk.now - 0.001
-        assert len(s.stack) <= len(result.graph.nodes)
+        assert len(s.trail.names()) <= len(result.graph.nodes)
+
+
+def test_trails_are_shared_and_returning_to_a_menu_drops_what_came_after() -> None:
+    main = ROOT.arrive("main")
+    deep = main.arrive("sub").arrive("subsub")
+    assert deep.names() == ["main", "sub", "subsub"]
+    assert deep.arrive("subsub") is deep  # staying at a menu keeps the trail
+    assert deep.arrive("main") is main  # back on the trail: what came after is dropped
+    assert ROOT.arrive("main").arrive("sub").arrive("subsub") is deep  # every session shares them
+
+
+def test_trails_past_the_bound_are_made_fresh_and_still_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Trail, "kept", TRAILS_KEPT)  # as if callers had walked TRAILS_KEPT trails
+    start = ROOT.arrive("never-seen")
+    again = ROOT.arrive("never-seen")
+    assert start is not again and start.names() == again.names() == ["never-seen"]
+    assert "never-seen" not in ROOT.after
+    assert start.arrive("x").arrive("never-seen") is start
+
+
+def test_options_typed_in_any_form_or_to_prompts_with_variables_take_the_full_path(tmp_path: Path) -> None:
+    graph = graph_of(
+        tmp_path,
+        """
+        version: 1
+        start: main
+        nodes:
+          main:
+            type: menu
+            prompt: 主菜单
+            options: {"a": you, "b": plain}
+          you:
+            type: menu
+            prompt: 您的号码 {caller.address}
+            options: {"1": main}
+          plain:
+            type: menu
+            prompt: 普通
+            options: {"1": main}
+        """,
+    )
+    main = graph.table["main"]
+    assert isinstance(main, MenuNode)
+    assert set(main.wait.moves) == {"b"}  # `you` renders its prompt, so it is not a direct move
+    walk = Walk(graph)
+    assert walk.session.press("a", walk.now) is None and walk.session.node is main  # nothing changed
+    assert said(walk("a")) == "您的号码 127.0.0.1"
+    assert said(walk("1")) == "主菜单"
+    assert said(walk(" Ｂ ")) == "普通"  # full-width, padded, upper case: folded, then the same move
+    assert walk.session.trail.names() == ["main", "plain"]
