@@ -75,8 +75,11 @@ class Hub:
         self.reloads: dict[str, int] = {}
         self.before_scrape: list[Callable[[], None]] = []  # bring counters kept elsewhere up to date
         self.timers = Timers()
-        self.line_rate = settings.max_lines_per_second
-        self.line_burst = 2.0 * settings.max_lines_per_second
+        # Each caller's line rate, as GCRA (a token bucket kept as one time): a line is due every
+        # `line_interval`; a burst of twice the rate per second may run ahead of that. (The half
+        # interval absorbs rounding in epoch-second sums without letting one more line through.)
+        self.line_interval = 1.0 / settings.max_lines_per_second
+        self.line_tolerance = (2.0 * settings.max_lines_per_second - 0.5) * self.line_interval
         self._logged: set[tuple[str, str]] = set()
 
     def refuse(self, peer: str, reason: str) -> None:

@@ -82,6 +82,19 @@ async def test_per_address_limit_refuses_politely_and_counts() -> None:
         await srv.shutdown()
 
 
+async def test_a_burst_of_twice_the_line_rate_is_answered_then_the_rest_is_ignored() -> None:
+    srv = await start_server(max_lines_per_second=5)
+    try:
+        c = await Caller.dial(srv.tcp_port)
+        await c.expect("结束通话请输入 exit。")
+        c.send(*["9"] * 30)  # 30 "repeat"s at once: a burst of 10 (twice the rate) is allowed
+        answered = await c.expect("您输入得太快了")
+        assert answered.count("结束通话请输入 exit。") == 10
+        c.close()
+    finally:
+        await srv.shutdown()
+
+
 async def test_lines_over_the_rate_are_ignored_with_a_notice() -> None:
     srv = await start_server(max_lines_per_second=5)
     try:

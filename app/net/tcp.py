@@ -34,7 +34,7 @@ import structlog
 
 from app.menu.engine import Session
 from app.menu.events import Hangup, Notice, Say, Transfer
-from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, Signal, encode_text
+from app.net.telnet import INTERRUPT, KEYPRESSES, OVERFLOW, LineDiscipline, Signal, encode_text
 
 if TYPE_CHECKING:
     from app.server import Hub
@@ -66,12 +66,13 @@ class CallerSession(asyncio.Protocol):
 
     __slots__ = (
         "_address",
+        "_clear",
         "_coro",
         "_discipline",
         "_ended_logged",
         "_first_deadline",
-        "_line_last",
-        "_line_tokens",
+        "_keyed",
+        "_line_due",
         "_now",
         "_paused",
         "_pending",
@@ -92,6 +93,7 @@ class CallerSession(asyncio.Protocol):
         self._pending: collections.deque[str] | None = None
         self._waiting = False
         self._paused = False
+        self._clear = False  # output can go straight to the transport: open, not closing, not paused
         self._timer_due = 0.0
         self._ended_logged = False
         self._address: str | None = None
@@ -128,15 +130,16 @@ class CallerSession(asyncio.Protocol):
             return
         hub.per_address[address] = same_address + 1
         self.transport = transport
+        self._clear = True
         hub.sessions.add(self)
         hub.sessions_total += 1
         transport.set_write_buffer_limits(high=min(64 * 1024, settings.max_output // 2))
         now = self._now = self._started = time.time()
         self._first_deadline = now + settings.first_input_timeout
-        self._line_tokens = hub.line_burst
-        self._line_last = now
+        self._line_due = now  # line rate, as GCRA: when the next line is due at the steady rate
         self._throttled_at = 0.0
         self._discipline = LineDiscipline(max_line=settings.max_line, encoding=settings.encoding)
+        self._keyed = True  # the discipline is `idle`, copied here so a keypress touches one object less
         session_id = f"{_RUN_PREFIX}{next(_COUNTER):x}"
         self.engine = Session(
             hub.graph, session_id=session_id, caller=address, trace=hub.trace, stats=hub.stats
@@ -148,27 +151,28 @@ class CallerSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._coro is None:
             return
-        discipline = self._discipline
-        items = discipline.feed(data)
-        if discipline.reply:
-            self._write(bytes(discipline.reply))
-            discipline.reply = b""
-        if not items:
-            return
+        # A key pressed alone with nothing pending: the line discipline's own shortcut, looked up here.
+        items = KEYPRESSES.get(data) if self._keyed else None
+        if items is None:
+            discipline = self._discipline
+            items = discipline.feed(data)
+            self._keyed = discipline.idle
+            if discipline.reply:
+                self._write(bytes(discipline.reply))
+                discipline.reply = b""
+            if not items:
+                return
         now = self._now = time.time()
         hub = self.hub
         for item in items:
             if type(item) is str:  # a line, not a Signal: counts against the caller's line rate
                 self._first_deadline = 0.0
-                elapsed = now - self._line_last
-                tokens = self._line_tokens + elapsed * hub.line_rate if elapsed > 0.0 else self._line_tokens
-                self._line_last = now
-                if tokens < 1.0:
-                    self._line_tokens = tokens
+                due = self._line_due
+                if due - now > hub.line_tolerance:  # more than the burst ahead of the steady rate
                     self._too_fast(now)
                     continue
-                self._line_tokens = (hub.line_burst if tokens > hub.line_burst else tokens) - 1.0
-            if self._waiting and not self._pending:  # _deliver and _resume, inlined for the common case
+                self._line_due = (due if due > now else now) + hub.line_interval  # not max(): cheaper
+            if self._waiting:  # _deliver and _resume, inlined for the common case
                 self._waiting = False
                 try:
                     yielded = self._coro.send(item)
@@ -186,7 +190,9 @@ class CallerSession(asyncio.Protocol):
         if self._coro is None:
             return False
         self._now = time.time()
-        for item in self._discipline.flush():
+        items = self._discipline.flush()
+        self._keyed = self._discipline.idle
+        for item in items:
             self._deliver(item)
         self._deliver(EOF)
         return True  # keep the transport open so that the answers and the goodbye still go out
@@ -194,6 +200,7 @@ class CallerSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         hub = self.hub
         hub.sessions.discard(self)
+        self._clear = False
         if self.transport is not None:
             self.transport = None
             address = self._address
@@ -212,12 +219,14 @@ class CallerSession(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._paused = True
+        self._clear = False
         if self.transport is not None:
             self.transport.pause_reading()  # do not take more input from a caller who does not read
 
     def resume_writing(self) -> None:
         self._paused = False
         if self.transport is not None and not self.transport.is_closing():
+            self._clear = True
             self.transport.resume_reading()
 
     # -- called by the server -------------------------------------------------------------------
@@ -228,6 +237,7 @@ class CallerSession(asyncio.Protocol):
         self._deliver(SHUTDOWN)
 
     def abort(self) -> None:
+        self._clear = False
         if self.transport is not None:
             self.transport.abort()
 
@@ -238,9 +248,10 @@ class CallerSession(asyncio.Protocol):
         engine = self.engine
         self._emit(engine.start(self._now))
         trace = self.hub.trace
+        encoded = self.hub.encoded
         while not engine.ended:
-            due, deadline = self._timer_due, engine.deadline
-            if not due or deadline is None or due > deadline or self._first_deadline:
+            deadline = engine.deadline
+            if deadline is not None and not 0.0 < self._timer_due <= deadline:
                 self._arm_timer()  # else: an entry fires at or before the deadline; it re-arms then
             pending = self._pending
             item = pending.popleft() if pending else (yield _WAIT)
@@ -249,7 +260,13 @@ class CallerSession(asyncio.Protocol):
                     node = engine.node
                     shown = "***" if node is not None and node.sensitive else item
                     self._log("debug", "input", node=node.name if node else None, input=shown)
-                self._emit(engine.feed(item, self._now))
+                say = engine.press(item, self._now)  # the common keypress: one prompt, pre-encoded
+                if say is None:
+                    self._emit(engine.feed(item, self._now))
+                elif self._clear and (data := encoded.get(say.text)) is not None:
+                    self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
+                else:
+                    self._emit([say])
             elif item is TIMEOUT:
                 self._emit(engine.timeout(self._now))
             elif item is OVERFLOW:
@@ -296,9 +313,11 @@ class CallerSession(asyncio.Protocol):
         self._resume(None)
 
     def _deliver(self, item: str) -> None:
+        """Hand `item` to the coroutine now if it waits for input, else queue it. (It only waits
+        for input with nothing queued: it takes queued items first.)"""
         if self._coro is None:
             return
-        if self._waiting and not self._pending:
+        if self._waiting:
             self._waiting = False
             self._resume(item)
             return
@@ -355,15 +374,6 @@ class CallerSession(asyncio.Protocol):
     # -- output ------------------------------------------------------------------------------------
 
     def _emit(self, events: list[Any]) -> None:
-        if len(events) == 1 and type(events[0]) is Say:  # the common case: one prompt
-            text = events[0].text
-            data = self.hub.encoded.get(text)
-            transport = self.transport
-            if data is not None and transport is not None and not self._paused and not transport.is_closing():
-                transport.write(data)  # _write's fast path: below the high-water mark, nothing to check
-            else:
-                self._write(data if data is not None else self._encode(text))
-            return
         chunks: list[bytes] = []
         hangup: Hangup | None = None
         for ev in events:
@@ -401,9 +411,11 @@ class CallerSession(asyncio.Protocol):
         if self._paused and transport.get_write_buffer_size() > self.hub.settings.max_output:
             self.hub.refuse(self.peer, "slow_reader")
             self._log_end("slow_reader")
+            self._clear = False
             transport.abort()
 
     def _close(self) -> None:
+        self._clear = False
         if self.transport is not None:
             self.transport.close()
 

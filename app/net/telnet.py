@@ -48,7 +48,9 @@ class Signal(str):
 INTERRUPT: Final = Signal("<interrupt>")  # Ctrl-C / Ctrl-D on an empty line, IAC IP: hang up politely
 OVERFLOW: Final = Signal("<overflow>")  # a line over the limit was dropped
 
-_KEYPRESSES: dict[bytes, list[str]] = {}  # b"1\r\n" -> ["1"]: ASCII, so the same in every encoding
+# b"1\r\n" -> ["1"]: what `feed` returns for a key or number pressed alone while the discipline is
+# `idle`. ASCII, so the same in every encoding; callers may look a read up here themselves.
+KEYPRESSES: dict[bytes, list[str]] = {}
 _SLOW = re.compile(rb"[\xff\x08\x7f\x03\x04\x1b]")
 _CONTROL = bytes(b for b in range(32) if b != 9) + b"\x7f"
 _DATA, _IAC, _OPT, _SB, _SB_IAC, _ESC, _CSI, _SS3 = range(8)
@@ -62,10 +64,10 @@ class LineDiscipline:
         "_buf",
         "_cmd",
         "_discard",
-        "_idle",
         "_refused",
         "_state",
         "encoding",
+        "idle",
         "max_line",
         "replaced",
         "reply",
@@ -82,24 +84,24 @@ class LineDiscipline:
         self._state = _DATA
         self._cmd = 0
         self._refused: set[int] | None = None
-        self._idle = True  # between lines, in plain data: the keypress fast path applies
+        self.idle = True  # between lines, in plain data: the keypress fast path applies
 
     def feed(self, data: bytes) -> list[str]:
         """Consume `data`; return the complete lines (str) and Signals, in order (do not modify the list)."""
-        if self._idle:
+        if self.idle:
             # A key or a number pressed alone ("1\r\n", "13800138000\n") with nothing pending.
-            hit = _KEYPRESSES.get(data)
+            hit = KEYPRESSES.get(data)
             if hit is not None:
                 return hit
-        if self._idle and data[-1:] == b"\n":
+        if self.idle and data[-1:] == b"\n":
             body = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
             if body.isalnum() and len(body) <= self.max_line:
                 lines = [body.decode("ascii")]
-                if len(data) <= 8 and len(_KEYPRESSES) < 4096:
-                    _KEYPRESSES[data] = lines  # shared: callers only iterate over what feed returns
+                if len(data) <= 8 and len(KEYPRESSES) < 4096:
+                    KEYPRESSES[data] = lines  # shared: callers only iterate over what feed returns
                 return lines
         lines = self._fast(data) if self._state == _DATA and _SLOW.search(data) is None else self._slow(data)
-        self._idle = self._state == _DATA and not self._buf and not self._after_cr and not self._discard
+        self.idle = self._state == _DATA and not self._buf and not self._after_cr and not self._discard
         return lines
 
     def flush(self) -> list[str]:
@@ -107,7 +109,7 @@ class LineDiscipline:
         lines = [self._decode(bytes(self._buf))] if self._buf and not self._discard else []
         self._buf = b""
         self._discard = False
-        self._idle = self._state == _DATA and not self._after_cr
+        self.idle = self._state == _DATA and not self._after_cr
         return lines
 
     # -- the common case: no telnet commands, no editing keys --------------------------------
