@@ -140,7 +140,7 @@ class Session:
         stats: Stats | None = None,
     ) -> None:
         self.graph = graph
-        self.stats = stats
+        self.stats = stats if stats is not None else Stats()  # counters of its own when none are shared
         self.session_id = session_id
         self.caller = caller
         self.trace = trace
@@ -275,8 +275,7 @@ class Session:
         assert node is not None
         wait = node.wait
         self.failures += 1
-        if self.stats is not None:
-            self.stats.invalid += 1
+        self.stats.invalid += 1
         if self.trace:
             self._out.append(Notice("debug", "input_invalid", {"node": node.name, "failures": self.failures}))
         self.say(wait.invalid)
@@ -323,8 +322,7 @@ class Session:
         name = node.name
         if visits <= PATH_LIMIT:
             self.path.append(name)
-        if self.stats is not None:
-            self.stats.node_visits[name] += 1
+        self.stats.node_visits[name] += 1
         if node.is_menu:
             trail = self.trail
             self.trail = trail.after.get(name) or trail.arrive(name)

@@ -406,7 +406,8 @@ class _Loader(Reporter):
                         key not in node.wait.keys
                         and isinstance(nxt, handlers.WaitNode)
                         and nxt.wait.prompt.say is not None
-                        and fold(key)[1] == key
+                        and fold(key)[1] == key  # the engine looks the typed line up as is
+                        and key.isprintable()  # so no signal of the I/O layer can match
                     ):
                         node.wait.moves[key] = nxt
         return Graph(

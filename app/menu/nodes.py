@@ -49,7 +49,8 @@ class Waiting:
     on_max_failures: str | None
     keys: Mapping[str, str]
     # Input -> the waiting node it leads to directly, for options that no global key shadows, that
-    # folding leaves alone (so the typed line is looked up as is) and whose target has a fixed prompt.
+    # folding leaves alone (so the typed line is looked up as is), printable, and whose target has a
+    # fixed prompt.
     # Filled once the whole graph is compiled; the engine takes these moves without calling handle().
     moves: dict[str, WaitNode] = field(default_factory=dict, compare=False, repr=False)
 
@@ -138,8 +139,7 @@ class RobotNode(WaitNode):
     def handle(self, s: Session, text: str, folded: str) -> str | None:
         reply = s.graph.robot.answer(text)
         s.say_text(reply.text)
-        if s.stats is not None:
-            s.stats.robot_query(reply.intent)
+        s.stats.robot_query(reply.intent)
         if s.trace:
             s.emit(
                 Notice("debug", "robot_answered", {"intent": reply.intent, "confidence": reply.confidence})

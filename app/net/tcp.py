@@ -45,10 +45,10 @@ LINE_TOO_LONG: Final = "您的输入过长,已忽略,请重新输入。"
 BUSY: Final = "抱歉,当前来电较多,线路繁忙,请稍后再拨。"
 TOO_FAST: Final = "您输入得太快了,部分输入已被忽略,请稍后再试。"
 
-TIMEOUT: Final = Signal("<timeout>")
-EOF: Final = Signal("<eof>")
-SHUTDOWN: Final = Signal("<shutdown>")
-NO_INPUT: Final = Signal("<no input>")
+TIMEOUT: Final = Signal("\0timeout")
+EOF: Final = Signal("\0eof")
+SHUTDOWN: Final = Signal("\0shutdown")
+NO_INPUT: Final = Signal("\0no input")
 _HANGUP_REASONS: Final[dict[str, str]] = {
     INTERRUPT: "interrupt",
     EOF: "eof",
@@ -59,6 +59,7 @@ _WAIT: Final = object()  # what the coroutine yields while it waits for input
 _CACHE_MAX: Final = 4096
 _RUN_PREFIX: Final = os.urandom(3).hex()  # session ids: unique across restarts, cheap to hold
 _COUNTER = itertools.count(1)
+_clock = time.time  # one global lookup per read instead of two
 
 
 class CallerSession(asyncio.Protocol):
@@ -162,16 +163,15 @@ class CallerSession(asyncio.Protocol):
                 discipline.reply = b""
             if not items:
                 return
-        now = self._now = time.time()
+        now = self._now = _clock()
         hub = self.hub
         for item in items:
-            if type(item) is str:  # a line, not a Signal: counts against the caller's line rate
-                self._first_deadline = 0.0
-                due = self._line_due
-                if due - now > hub.line_tolerance:  # more than the burst ahead of the steady rate
-                    self._too_fast(now)
-                    continue
-                self._line_due = (due if due > now else now) + hub.line_interval  # not max(): cheaper
+            self._first_deadline = 0.0
+            due = self._line_due  # the line rate: over it, lines are ignored (signals still go through)
+            if due - now > hub.line_tolerance and type(item) is str:  # a burst ahead of the steady rate
+                self._too_fast(now)
+                continue
+            self._line_due = (due if due > now else now) + hub.line_interval  # not max(): cheaper
             if self._waiting:  # _deliver and _resume, inlined for the common case
                 self._waiting = False
                 try:
@@ -250,23 +250,22 @@ class CallerSession(asyncio.Protocol):
         trace = self.hub.trace
         encoded = self.hub.encoded
         while not engine.ended:
-            deadline = engine.deadline
-            if deadline is not None and not 0.0 < self._timer_due <= deadline:
+            if not 0.0 < self._timer_due <= (engine.deadline or 0.0):
                 self._arm_timer()  # else: an entry fires at or before the deadline; it re-arms then
             pending = self._pending
             item = pending.popleft() if pending else (yield _WAIT)
-            if type(item) is str:
+            say = engine.press(item, self._now)  # the common keypress (never a Signal): one prompt
+            if say is not None:
+                if self._clear and (data := encoded.get(say.text)) is not None:
+                    self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
+                else:
+                    self._emit([say])
+            elif type(item) is str:
                 if trace:
                     node = engine.node
                     shown = "***" if node is not None and node.sensitive else item
                     self._log("debug", "input", node=node.name if node else None, input=shown)
-                say = engine.press(item, self._now)  # the common keypress: one prompt, pre-encoded
-                if say is None:
-                    self._emit(engine.feed(item, self._now))
-                elif self._clear and (data := encoded.get(say.text)) is not None:
-                    self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
-                else:
-                    self._emit([say])
+                self._emit(engine.feed(item, self._now))
             elif item is TIMEOUT:
                 self._emit(engine.timeout(self._now))
             elif item is OVERFLOW:

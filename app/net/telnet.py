@@ -40,13 +40,18 @@ REPLY_MAX: Final = 4096
 
 
 class Signal(str):
-    """A non-line item from the discipline (a str subclass only so it can share a list with lines)."""
+    """A non-line item from the discipline (a str subclass only so it can share a list with lines).
+
+    Every signal's text starts with NUL, so it never equals a line (lines hold no control
+    characters) nor a key of the engine's direct moves (printable only): the session hands any
+    item to `Session.press` before asking which kind it is.
+    """
 
     __slots__ = ()
 
 
-INTERRUPT: Final = Signal("<interrupt>")  # Ctrl-C / Ctrl-D on an empty line, IAC IP: hang up politely
-OVERFLOW: Final = Signal("<overflow>")  # a line over the limit was dropped
+INTERRUPT: Final = Signal("\0interrupt")  # Ctrl-C / Ctrl-D on an empty line, IAC IP: hang up politely
+OVERFLOW: Final = Signal("\0overflow")  # a line over the limit was dropped
 
 # b"1\r\n" -> ["1"]: what `feed` returns for a key or number pressed alone while the discipline is
 # `idle`. ASCII, so the same in every encoding; callers may look a read up here themselves.

@@ -167,3 +167,16 @@ def test_arbitrary_bytes_never_raise_and_respect_the_limit(chunks: list[bytes], 
 def test_whole_and_bytewise_agree(lines: list[str], ending: bytes) -> None:
     data = b"".join(line.encode() + ending for line in lines)
     assert run(data)[0] == run(data, bytewise=True)[0] == lines
+
+
+@given(st.binary(max_size=64))
+@settings(max_examples=300, deadline=None)
+def test_no_input_becomes_a_line_equal_to_a_signal(data: bytes) -> None:
+    from app.net.tcp import EOF, NO_INPUT, SHUTDOWN, TIMEOUT
+
+    signals = {INTERRUPT, OVERFLOW, TIMEOUT, EOF, SHUTDOWN, NO_INPUT}
+    assert not any(s.isprintable() for s in signals)  # the engine's direct moves are printable keys
+    for text in (s[1:] for s in signals):  # a caller typing a signal's name gets a plain line
+        assert run(text.encode() + b"\r\n")[0] == [text]
+    lines, _ = run(data + b"\r\n")
+    assert not any(type(line) is str and line in signals for line in lines)
