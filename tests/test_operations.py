@@ -131,7 +131,10 @@ async def test_first_input_deadline() -> None:
         ok = await Caller.dial(srv.tcp_port)  # a caller who speaks in time is not affected
         ok.send("2")
         await ok.expect("剩余 7.5 GB")
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.5)  # past its first-input deadline (0.3 s, 50 ms ticks): nothing may happen
+        ok.send("#")
+        await ok.expect("欢迎致电中国移动 10086")
+        assert srv.hub.refusals["first_input_timeout"] == 1
         c.close()
         ok.close()
     finally:

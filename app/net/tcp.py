@@ -166,7 +166,6 @@ class CallerSession(asyncio.Protocol):
         now = self._now = _clock()
         hub = self.hub
         for item in items:
-            self._first_deadline = 0.0
             due = self._line_due  # the line rate: over it, lines are ignored (signals still go through)
             if due - now > hub.line_tolerance and type(item) is str:  # a burst ahead of the steady rate
                 self._too_fast(now)
@@ -327,9 +326,16 @@ class CallerSession(asyncio.Protocol):
 
     # -- time --------------------------------------------------------------------------------------
 
+    def _first_input_due(self) -> float:
+        """When a caller who has sent nothing yet is cut off; 0.0 once anything came in (reads move
+        `_line_due` on from the connection time, so no read needs to clear this itself)."""
+        if self._first_deadline and self._line_due != self._started:
+            self._first_deadline = 0.0
+        return self._first_deadline
+
     def _arm_timer(self) -> None:
         deadline = self.engine.deadline
-        first = self._first_deadline
+        first = self._first_input_due()
         if first and (deadline is None or first < deadline):
             deadline = first
         if deadline is None:
@@ -346,7 +352,7 @@ class CallerSession(asyncio.Protocol):
         if self._coro is None:
             return
         now = self._now = time.time()
-        first = self._first_deadline
+        first = self._first_input_due()
         if first and now >= first:  # connected but never said anything
             self._first_deadline = 0.0
             self.hub.refuse(self.peer, "first_input_timeout")
