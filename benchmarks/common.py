@@ -33,10 +33,10 @@ def pinned(cpu: str, argv: Sequence[str]) -> list[str]:
 
 
 def build_tool(name: str) -> Path:
-    """Compile ../shared/tools/NAME.c (or benchmarks/NAME.c) once, into a temp folder."""
-    src = TOOLS / f"{name}.c"
-    if not src.exists():
-        src = REPO / "benchmarks" / f"{name}.c"
+    """Compile ../shared/tools/NAME.c (else benchmarks/NAME.c or benchmarks/baselines/NAME.c) once,
+    into a temp folder."""
+    candidates = [TOOLS / f"{name}.c", REPO / "benchmarks" / f"{name}.c"]
+    src = next((p for p in candidates if p.exists()), REPO / "benchmarks" / "baselines" / f"{name}.c")
     out = Path(tempfile.gettempdir()) / f"hotline-bench-{name}"
     if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
         subprocess.run(["gcc", "-O2", "-o", str(out), str(src)], check=True)

@@ -59,6 +59,9 @@ DESIGNS = [
         HOTLINE_ENV,
     ),
     Design("protocol", "bare uvloop Protocol", baseline("protocol")),
+    Design(
+        "c", "C, one epoll thread (the machine's limit)", lambda port: [str(build_tool("c_epoll")), str(port)]
+    ),
     Design("streams", "asyncio streams, uvloop", baseline("streams", "uvloop")),
     Design("streams-std", "asyncio streams, standard loop", baseline("streams", "asyncio")),
     Design("twisted", "Twisted LineReceiver, epoll", baseline("twisted_lines")),
@@ -150,11 +153,11 @@ def fmt_rate(run: Run) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--hold", type=int, default=19000)
     parser.add_argument(
-        "--only", help="comma-separated keys: hotline,protocol,streams,streams-std,twisted,seed"
+        "--only", help="comma-separated keys: hotline,protocol,c,streams,streams-std,twisted,seed"
     )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -210,6 +213,60 @@ def main() -> None:
         )
     if hold_note:
         print(f"\n{hold_note}.")
+    print_targets(results, best, idle.get("hotline", (0.0, ""))[0], hold_note)
+
+
+def print_targets(
+    results: dict[tuple[str, int], list[Run]], best: Callable[[str, int], Run], kib: float, hold_note: str
+) -> None:
+    """The targets of the performance issue, checked against this run's medians; each ratio also
+    shows its range over the rounds (each round measures the two designs seconds apart)."""
+    names = {d.key: d.name for d in DESIGNS}
+
+    def ratio(other: str, conns: int) -> tuple[float, str]:
+        a, b = best("hotline", conns), best(names[other], conns)
+        if a.failed or b.failed or not b.rate:
+            return 0.0, "not measured"
+        pairs = zip(results.get(("hotline", conns), []), results.get((names[other], conns), []), strict=True)
+        rounds = [x.rate / y.rate for x, y in pairs if not x.failed and not y.failed and y.rate]
+        return a.rate / b.rate, f"{a.rate / b.rate:.2f}× (rounds {min(rounds):.2f}–{max(rounds):.2f}×)"
+
+    rows: list[tuple[str, str, bool]] = []
+    for label, other, conns, goal in (
+        ("100 sessions: ≥ 1.3× asyncio streams on uvloop", "streams", 100, 1.3),
+        ("100 sessions: ≥ 0.8× the bare uvloop Protocol", "protocol", 100, 0.8),
+        ("100 sessions: ≥ 2× Twisted", "twisted", 100, 2.0),
+        ("5,000 sessions: ≥ 2× asyncio streams on uvloop", "streams", 5000, 2.0),
+    ):
+        value, text = ratio(other, conns)
+        if value:
+            rows.append((label, text, value >= goal))
+    hot, streams = best("hotline", 5000), best(names["streams"], 5000)
+    if hot.p99 and streams.p99:
+        share = hot.p99 / streams.p99
+        text = f"{hot.p99:.1f} / {streams.p99:.1f} ms = {share:.2f}"
+        rows.append(("5,000 sessions: p99 ≤ half of streams'", text, share <= 0.5))
+    if kib:
+        rows.append(("≤ 2.5 KiB RSS per idle session", f"{kib:.2f} KiB", kib <= 2.5))
+    if hold_note:
+        rows.append(
+            ("19,000 sessions held by one process, no errors", hold_note, hold_note.startswith("19,000"))
+        )
+    print("\n| target | this run | |\n|---|---|---|")
+    for label, text, met in rows:
+        print(f"| {label} | {text} | {'met' if met else 'NOT met'} |")
+    ceiling = [
+        f"{names[k]}: {best(names[k], 100).rate / best(names['streams'], 100).rate:.2f}× / "
+        f"{best(names[k], 5000).rate / best(names['streams'], 5000).rate:.2f}×"
+        for k in ("c", "protocol")
+        if all(best(names[k], n).rate and best(names["streams"], n).rate for n in (100, 5000))
+    ]
+    if ceiling:
+        print(
+            "\nFor scale, the same run's ratios to streams at 100 / 5,000 sessions: "
+            + "; ".join(ceiling)
+            + "."
+        )
 
 
 if __name__ == "__main__":
