@@ -8,6 +8,11 @@ something asynchronous (a Future or a coroutine: a timer, the agent queue) it ca
 `_resume` sees the Future that comes out and resumes the coroutine from the Future's done-callback,
 as a Task would; input arriving meanwhile waits in `_pending`.
 
+The common keypress is the fast path: a read such as b"1\r\n" is found in the line discipline's
+cache (`KEYPRESSES`), checked against the caller's line rate (GCRA: one due time), sent into the
+coroutine, which asks `Session.press` for the one prompt it leads to and writes that prompt's
+pre-encoded bytes straight to the transport. Anything else takes the general path (`feed`, `_emit`).
+
 Time belongs here, not to the engine: the hub's shared timer heap (`timers.py`) calls back at the
 engine's deadline. Output is bounded: when the client stops reading, reading from it pauses; past
 `max_output` bytes queued it is cut off.

@@ -3,10 +3,12 @@
 How this works: the socket is non-blocking and registered with the loop's reader callback; on each
 readiness it is drained (up to BATCH datagrams, for fairness with TCP callers) instead of one
 datagram per loop iteration, and replies are sent straight away with `sendto`. Each datagram passes,
-in order: size, the global token bucket, the sender's token bucket, UTF-8, then JSON if it starts
-with `{`. Anything that fails is dropped and counted by reason (and logged once per sender and
-reason), never answered with an error: answering garbage from a forged address would make us a
-reflector. Replies never exceed MAX_REPLY bytes. Recent replies to identical datagrams are cached.
+in order: size, the global rate, the sender's rate, UTF-8, then JSON if it starts with `{`. Rates
+are token buckets kept as GCRA: one time each, when the next datagram is due at the steady rate; a
+burst may run that far ahead. Anything that fails is dropped and counted by reason (and logged
+once per sender and reason), never answered with an error: answering garbage from a forged address
+would make us a reflector. Replies never exceed MAX_REPLY bytes. Recent replies to identical
+datagrams are cached.
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ MAX_SOURCES: Final = 65536  # senders tracked by the per-source rate limit
 CACHE_SIZE: Final = 4096
 
 
-class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved up (spent inline in `_readable`, the hot path)."""
+class Rate:
+    """`rate` per second with bursts of `burst`, as GCRA (checked inline in `_readable`, the hot path):
+    a datagram is due every `interval`; one more than `tolerance` seconds ahead of that is over.
+    (The half interval absorbs rounding without letting one more through.)"""
 
-    __slots__ = ("burst", "last", "rate", "tokens")
+    __slots__ = ("interval", "tolerance")
 
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.last = now
+    def __init__(self, rate: float, burst: float) -> None:
+        self.interval = 1.0 / rate
+        self.tolerance = (burst - 0.5) * self.interval
 
 
 def truncate_utf8(data: bytes, limit: int) -> bytes:
@@ -72,10 +74,10 @@ class RobotEndpoint:
         self.hub = hub
         s = hub.settings
         self.max_datagram = s.udp_max_datagram
-        self.rate = s.robot_rate
-        self.burst = s.robot_burst
-        self.global_bucket = TokenBucket(s.robot_global_rate, s.robot_global_rate, time.monotonic())
-        self.sources: dict[str, TokenBucket] = {}
+        self.source_rate = Rate(s.robot_rate, s.robot_burst)
+        self.global_rate = Rate(s.robot_global_rate, s.robot_global_rate)
+        self.global_due = 0.0
+        self.sources: dict[str, float] = {}  # sender address -> when its next datagram is due
         # datagram -> [reply, intent, answers from the cache not yet counted in the metrics]
         self.cache: dict[bytes, list[Any]] = {}
         self.cache_robot: object = None
@@ -106,7 +108,7 @@ class RobotEndpoint:
             self.sock = None
 
     def _readable(self) -> None:
-        # The hot path: locals only, one clock read per batch, token buckets inlined. A cached reply
+        # The hot path: locals only, one clock read per batch, rates inlined. A cached reply
         # to an identical datagram costs about what the blocking keyword loop spends per datagram.
         sock = self.sock
         if sock is None:
@@ -120,11 +122,10 @@ class RobotEndpoint:
             self.clear_cache()
             self.cache_robot = self.hub.robot
         sources = self.sources
-        rate, burst = self.rate, self.burst
+        interval, tolerance = self.source_rate.interval, self.source_rate.tolerance
+        g_interval, g_tolerance = self.global_rate.interval, self.global_rate.tolerance
         now = time.monotonic()
-        g = self.global_bucket
-        g_tokens = min(g.burst, g.tokens + (now - g.last) * g.rate)
-        g.last = now
+        g_due = self.global_due
         try:
             for _ in range(BATCH):
                 try:
@@ -137,20 +138,17 @@ class RobotEndpoint:
                 if len(data) > max_datagram:
                     self._drop(host, "oversized")
                     continue
-                if g_tokens < 1.0:
+                if g_due - now > g_tolerance:
                     self._drop(host, "rate_global")
                     continue
-                g_tokens -= 1.0
-                bucket = sources.get(host)
-                if bucket is None:
-                    bucket = self._new_source(host, now)
-                tokens = bucket.tokens + (now - bucket.last) * rate
-                bucket.last = now
-                if tokens < 1.0:
-                    bucket.tokens = tokens
+                g_due = (g_due if g_due > now else now) + g_interval  # not max(): cheaper
+                due = sources.get(host)
+                if due is None:
+                    due = self._new_source(now)
+                elif due - now > tolerance:
                     self._drop(host, "rate_source")
                     continue
-                bucket.tokens = (burst if tokens > burst else tokens) - 1.0
+                sources[host] = (due if due > now else now) + interval
                 cached = cache.get(data)
                 reply: bytes | None
                 if cached is not None:
@@ -167,7 +165,7 @@ class RobotEndpoint:
                 except OSError:
                     self._drop(host, "send_failed")
         finally:
-            g.tokens = g_tokens
+            self.global_due = g_due
 
     def _reply(self, data: bytes, host: str, now: float) -> bytes | None:
         """The reply to one datagram that passed the limits (None: drop it)."""
@@ -225,16 +223,15 @@ class RobotEndpoint:
         self.fold_counts()
         self.cache.clear()
 
-    def _new_source(self, host: str, now: float) -> TokenBucket:
+    def _new_source(self, now: float) -> float:
+        """Make room for one more sender; its first datagram is due now."""
         sources = self.sources
         if len(sources) >= MAX_SOURCES:
-            full = self.burst / self.rate if self.rate > 0 else 0.0
-            for key in [k for k, b in sources.items() if now - b.last >= full]:
-                del sources[key]  # idle long enough to be full again: forgetting them changes nothing
+            for key in [k for k, due in sources.items() if due <= now]:
+                del sources[key]  # not ahead of the steady rate: forgetting them changes nothing
             if len(sources) >= MAX_SOURCES:
                 sources.clear()
-        bucket = sources[host] = TokenBucket(self.rate, self.burst, now)
-        return bucket
+        return now
 
     def _drop(self, host: str, reason: str) -> bytes | None:
         """Count and log (once per sender and reason) a datagram we do not answer; no reply."""
