@@ -164,7 +164,7 @@ def run_in_process(graph: Graph, conv: Conversation, lines: list[int]) -> Outcom
                     now = session.deadline
                     events += session.timeout(now)
                 now = target
-        outcome.visited.update(session.path)
+        outcome.visited.update(session.stats.node_visits)  # every node, however long the call
         said = "\n".join(e.text for e in events if isinstance(e, Say))
         ended = any(isinstance(e, Hangup) for e in events)
         problem = _check(step, said, ended, session.node.name if session.node else None)

@@ -26,7 +26,7 @@ from app.menu.templates import Ref, value_text
 LOOP_LIMIT = 100
 _NO_EVENTS: list[Event] = []  # never appended to: every API call starts a new list first
 _NO_VARS: dict[str, Any] = {}  # never written to: `save` gives each session its own dict
-PATH_LIMIT = 200  # nodes remembered for the session_ended log line
+PATH_LIMIT = 20  # the first nodes of a call, remembered for the session_ended log line
 TRAILS_KEPT = 10_000  # trails remembered for reuse; past this, new ones are made per arrival
 
 

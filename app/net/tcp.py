@@ -441,7 +441,7 @@ class CallerSession(asyncio.Protocol):
             reason=reason,
             duration=round(time.time() - self._started, 3),
             nodes=engine.visits,
-            path=engine.path[-20:],
+            path=engine.path,  # its first PATH_LIMIT nodes
             **({"undecodable_lines": self._discipline.replaced} if self._discipline.replaced else {}),
         )
 
