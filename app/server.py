@@ -26,6 +26,7 @@ from app.menu import Graph
 from app.menu.engine import Stats
 from app.metrics import DurationHistogram, registry_for, render
 from app.net.admin import AdminProtocol
+from app.net.rates import Rate
 from app.net.tcp import CallerSession
 from app.net.timers import Timers
 from app.net.udp import RobotEndpoint
@@ -75,11 +76,8 @@ class Hub:
         self.reloads: dict[str, int] = {}
         self.before_scrape: list[Callable[[], None]] = []  # bring counters kept elsewhere up to date
         self.timers = Timers()
-        # Each caller's line rate, as GCRA (a token bucket kept as one time): a line is due every
-        # `line_interval`; a burst of twice the rate per second may run ahead of that. (The half
-        # interval absorbs rounding in epoch-second sums without letting one more line through.)
-        self.line_interval = 1.0 / settings.max_lines_per_second
-        self.line_tolerance = (2.0 * settings.max_lines_per_second - 0.5) * self.line_interval
+        # each caller's line rate, with bursts of twice the rate (GCRA: see net/rates.py)
+        self.line_rate = Rate(settings.max_lines_per_second, 2.0 * settings.max_lines_per_second)
         self._logged: set[tuple[str, str]] = set()
 
     def refuse(self, peer: str, reason: str) -> None:

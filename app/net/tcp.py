@@ -169,13 +169,13 @@ class CallerSession(asyncio.Protocol):
             if not items:
                 return
         now = self._now = _clock()
-        hub = self.hub
+        rate = self.hub.line_rate
         for item in items:
             due = self._line_due  # the line rate: over it, lines are ignored (signals still go through)
-            if due - now > hub.line_tolerance and type(item) is str:  # a burst ahead of the steady rate
+            if due - now > rate.tolerance and type(item) is str:  # a burst ahead of the steady rate
                 self._too_fast(now)
                 continue
-            self._line_due = (due if due > now else now) + hub.line_interval  # not max(): cheaper
+            self._line_due = (due if due > now else now) + rate.interval  # not max(): cheaper
             if self._waiting:  # _deliver and _resume, inlined for the common case
                 self._waiting = False
                 try:

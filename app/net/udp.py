@@ -3,9 +3,8 @@
 How this works: the socket is non-blocking and registered with the loop's reader callback; on each
 readiness it is drained (up to BATCH datagrams, for fairness with TCP callers) instead of one
 datagram per loop iteration, and replies are sent straight away with `sendto`. Each datagram passes,
-in order: size, the global rate, the sender's rate, UTF-8, then JSON if it starts with `{`. Rates
-are token buckets kept as GCRA: one time each, when the next datagram is due at the steady rate; a
-burst may run that far ahead. Anything that fails is dropped and counted by reason (and logged
+in order: size, the global rate, the sender's rate (both GCRA, see rates.py), UTF-8, then JSON if it
+starts with `{`. Anything that fails is dropped and counted by reason (and logged
 once per sender and reason), never answered with an error: answering garbage from a forged address
 would make us a reflector. Replies never exceed MAX_REPLY bytes. Recent replies to identical
 datagrams are cached.
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
+from app.net.rates import Rate
 from app.robot import Answer
 from app.robot.loader import MAX_REPLY_BYTES
 
@@ -34,18 +34,6 @@ MAX_REPLY: Final = MAX_REPLY_BYTES
 MAX_ID: Final = 128  # characters of a JSON request id we echo back
 MAX_SOURCES: Final = 65536  # senders tracked by the per-source rate limit
 CACHE_SIZE: Final = 4096
-
-
-class Rate:
-    """`rate` per second with bursts of `burst`, as GCRA (checked inline in `_readable`, the hot path):
-    a datagram is due every `interval`; one more than `tolerance` seconds ahead of that is over.
-    (The half interval absorbs rounding without letting one more through.)"""
-
-    __slots__ = ("interval", "tolerance")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.interval = 1.0 / rate
-        self.tolerance = (burst - 0.5) * self.interval
 
 
 def truncate_utf8(data: bytes, limit: int) -> bytes:
