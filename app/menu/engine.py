@@ -324,7 +324,7 @@ class Session:
             self.path.append(name)
         self.stats.node_visits[name] += 1
         if node.is_menu:
-            trail = self.trail
+            trail = self.trail  # arrive()'s own first lookup, inlined: arrivals are per keypress
             self.trail = trail.after.get(name) or trail.arrive(name)
         if self.trace:
             self._out.append(Notice("debug", "node_entered", {"node": name, "type": node.type}))

@@ -77,7 +77,6 @@ class CallerSession(asyncio.Protocol):
         "_discipline",
         "_ended_logged",
         "_first_deadline",
-        "_keyed",
         "_line_due",
         "_now",
         "_paused",
@@ -145,7 +144,6 @@ class CallerSession(asyncio.Protocol):
         self._line_due = now  # line rate, as GCRA: when the next line is due at the steady rate
         self._throttled_at = 0.0
         self._discipline = LineDiscipline(max_line=settings.max_line, encoding=settings.encoding)
-        self._keyed = True  # the discipline is `idle`, copied here so a keypress touches one object less
         session_id = f"{_RUN_PREFIX}{next(_COUNTER):x}"
         self.engine = Session(
             hub.graph, session_id=session_id, caller=address, trace=hub.trace, stats=hub.stats
@@ -158,11 +156,10 @@ class CallerSession(asyncio.Protocol):
         if self._coro is None:
             return
         # A key pressed alone with nothing pending: the line discipline's own shortcut, looked up here.
-        items = KEYPRESSES.get(data) if self._keyed else None
+        discipline = self._discipline
+        items = KEYPRESSES.get(data) if discipline.idle else None
         if items is None:
-            discipline = self._discipline
             items = discipline.feed(data)
-            self._keyed = discipline.idle
             if discipline.reply:
                 self._write(bytes(discipline.reply))
                 discipline.reply = b""
@@ -194,9 +191,7 @@ class CallerSession(asyncio.Protocol):
         if self._coro is None:
             return False
         self._now = time.time()
-        items = self._discipline.flush()
-        self._keyed = self._discipline.idle
-        for item in items:
+        for item in self._discipline.flush():
             self._deliver(item)
         self._deliver(EOF)
         return True  # keep the transport open so that the answers and the goodbye still go out
