@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test lint format check bench bench-tcp bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,7 +29,10 @@ format: $(STAMP)
 	$(BIN)/ruff format app tests benchmarks scripts
 	$(BIN)/ruff check --fix app tests benchmarks scripts
 
-test: lint  ## everything CI runs
+system-tools:  ## the system programs the tests drive (nc, telnet): installed with apt-get when missing
+	scripts/system-tools
+
+test: system-tools lint  ## everything CI runs
 	$(BIN)/hotline check --config config
 	$(BIN)/hotline test --coverage --config config tests/conversations
 	$(BIN)/pytest -q $(ARGS)

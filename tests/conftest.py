@@ -202,6 +202,13 @@ class ServerProcess:
                 return entry
         raise AssertionError(f"no {event!r} log line with {fields}; got {self.lines}")
 
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        """The exit status once the process has ended by itself (after a signal it handles)."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.stop()
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()

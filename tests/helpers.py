@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -58,3 +60,22 @@ class Walk:
     @property
     def node(self) -> str | None:
         return self.session.node.name if self.session.node else None
+
+
+SYSTEM_TOOLS = REPO / "scripts" / "system-tools"
+
+
+def listed_system_tools() -> dict[str, str]:
+    """program -> Debian package, as `scripts/system-tools --list` prints them."""
+    out = subprocess.run([str(SYSTEM_TOOLS), "--list"], capture_output=True, text=True, check=True).stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+def system_tool(name: str) -> str:
+    """The path of a system program a test drives. It must be one `make test` installs
+    (scripts/system-tools); a missing one fails the test with the line that says how to get it."""
+    tools = listed_system_tools()
+    assert name in tools, f"{name} is not in scripts/system-tools: `make test` would not install it"
+    path = shutil.which(name)
+    assert path is not None, f"{name} is missing: run `make system-tools` (Debian package {tools[name]})"
+    return path

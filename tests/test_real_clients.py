@@ -11,7 +11,7 @@ import time
 import pexpect
 
 from tests.conftest import ServerProcess
-from tests.helpers import CONFIG
+from tests.helpers import CONFIG, system_tool
 
 WELCOME = "欢迎致电中国移动 10086"
 BYE = "感谢您致电中国移动 10086,再见!"
@@ -20,7 +20,7 @@ BYE = "感谢您致电中国移动 10086,再见!"
 def test_nc_walks_the_menu_and_sees_clean_text(server_process: ServerProcess) -> None:
     script = "1\n13800138000\n3\n1\n1\n*\n*\n1001\nexit\n"
     out = subprocess.run(
-        ["nc", "-N", "127.0.0.1", str(server_process.tcp_port)],
+        [system_tool("nc"), "-N", "127.0.0.1", str(server_process.tcp_port)],
         input=script.encode(),
         capture_output=True,
         timeout=20,
@@ -44,7 +44,7 @@ def test_nc_walks_the_menu_and_sees_clean_text(server_process: ServerProcess) ->
 
 def test_telnet_in_a_terminal(server_process: ServerProcess) -> None:
     child = pexpect.spawn(
-        "telnet",
+        system_tool("telnet"),
         ["127.0.0.1", str(server_process.tcp_port)],
         encoding="utf-8",
         timeout=10,
@@ -96,7 +96,7 @@ def test_sigterm_says_goodbye_to_connected_callers_and_exits_0() -> None:
 
 def test_sigint_stops_cleanly_too(server_process: ServerProcess) -> None:
     server_process.proc.send_signal(signal.SIGINT)
-    assert server_process.stop() == 0
+    assert server_process.wait_exit() == 0
 
 
 def _read_until(s: socket.socket, marker: bytes) -> bytes:

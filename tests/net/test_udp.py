@@ -20,7 +20,7 @@ from app.robot import Answer
 from app.server import Hub, Server
 from app.settings import Settings
 from tests.conftest import start_server
-from tests.helpers import CONFIG
+from tests.helpers import CONFIG, system_tool
 
 BALANCE = "查询话费余额:发送短信 CXHF 到 10086"
 
@@ -175,7 +175,7 @@ async def test_robot_node_on_tcp_uses_the_same_knowledge_base(robot_server: Serv
 
 async def test_nc_u_gets_an_answer(robot_server: Server) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "nc",
+        system_tool("nc"),
         "-u",
         "-w1",
         "127.0.0.1",
