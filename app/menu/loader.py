@@ -11,7 +11,7 @@ problem is collected; the graph is compiled only when there is no error.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +48,10 @@ def _describe(path: YPath) -> str:
 
 
 class _Loader(Reporter):
-    def __init__(self, menu_path: Path, label: str) -> None:
+    def __init__(self, menu_path: Path, label: str, known: Mapping[str, Collection[str]]) -> None:
         super().__init__(label)
         self.path = menu_path
+        self.known = known  # kind -> names other files define ("intent", "queue"); absent: unchecked
         self.broken: dict[str, dict[str, Any]] = {}  # nodes that did not validate, as written
 
     def describe(self, path: YPath) -> str:
@@ -78,6 +79,7 @@ class _Loader(Reporter):
         if start is not None and start not in raw_nodes:
             self.error(("start",), f"start '{start}' is not a node" + suggest(start, raw_nodes))
         self._targets(models, raw_nodes, settings)
+        self._references(models)
         regexes = self._regexes(models)
         self._templates(models, settings)
         raw_data = data.get("data")
@@ -218,6 +220,19 @@ class _Loader(Reporter):
                 f"settings on_max_failures goes to '{t}', which is not a node" + suggest(t, raw_nodes),
             )
 
+    def _references(self, models: dict[str, schema.Node]) -> None:
+        where = {"intent": "an intent of robot.yaml", "queue": "a queue of desk.yaml"}
+        for name, model in models.items():
+            for path, kind, ref in model.references():
+                names = self.known.get(kind)
+                if names is not None and ref not in names:
+                    self.error(
+                        ("nodes", name, *path),
+                        f"node '{name}' {_describe(path)}: '{ref}' is not {where[kind]}"
+                        + suggest(ref, names),
+                        key=kind == "intent",
+                    )
+
     def _regexes(self, models: dict[str, schema.Node]) -> dict[str, re.Pattern[str]]:
         compiled: dict[str, re.Pattern[str]] = {}
         for name, model in models.items():
@@ -233,10 +248,13 @@ class _Loader(Reporter):
                 try:
                     compiled[source] = re.compile(source)
                 except re.error as exc:
-                    self.error(
+                    at = self.doc.char_at(here, exc.pos) if exc.pos is not None else None
+                    self.report(
                         here,
-                        f"node '{name}' {_describe(path)}: the regular expression does not "
-                        f"compile: {exc.msg} at position {exc.pos}",
+                        "error",
+                        f"node '{name}' {_describe(path)}: the regular expression '{source}' does not "
+                        f"compile: {exc.msg} at position {exc.pos} ('{source[exc.pos or 0 :][:10]}')",
+                        at=at,
                     )
                     continue
             if isinstance(model, schema.MenuNode):
@@ -421,9 +439,12 @@ class _Loader(Reporter):
         )
 
 
-def load_menu(path: str | Path) -> LoadResult:
-    """Load `path` (a menu.yaml, or a config folder holding one) into a Graph, or report why not."""
+def load_menu(path: str | Path, known: Mapping[str, Collection[str]] | None = None) -> LoadResult:
+    """Load `path` (a menu.yaml, or a config folder holding one) into a Graph, or report why not.
+
+    `known` names what the other config files define (kind -> names: "intent", "queue"), so that
+    references to them are checked; kinds not given are not checked."""
     p = Path(path)
     if p.is_dir():
         p = p / "menu.yaml"
-    return _Loader(p, str(p)).run()
+    return _Loader(p, str(p), known or {}).run()

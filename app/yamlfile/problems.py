@@ -143,8 +143,9 @@ class Reporter:
         key: bool = False,
         doc: Any = None,
         label: str | None = None,
+        at: tuple[int, int] | None = None,
     ) -> None:
-        line, col = (doc or self.doc).where(path, key=key)
+        line, col = at or (doc or self.doc).where(path, key=key)
         self.problems.append(Problem(label or self.label, line, col, severity, message))
 
     def error(self, path: YPath, message: str, *, key: bool = False) -> None:

@@ -126,10 +126,32 @@ def test_start_not_a_node(tmp_path: Path) -> None:
 def test_regex_that_does_not_compile(tmp_path: Path) -> None:
     text = GOOD.replace('      "1": bye', '      "1": bye\n    patterns:\n      - {match: "^(1", go: bye}')
     out = problems(tmp_path, text)
+    # the column points at the '(' that is never closed: 12:17 is the quote, 12:19 the '('
     assert out == [
-        "menu.yaml:12:17: error: node 'main' pattern 1 match: the regular expression does not compile: "
-        "missing ), unterminated subpattern at position 1"
+        "menu.yaml:12:19: error: node 'main' pattern 1 match: the regular expression '^(1' does not "
+        "compile: missing ), unterminated subpattern at position 1 ('(1')"
     ]
+
+
+@pytest.mark.parametrize(
+    ("written", "col"),
+    [
+        (r"'^1(\d{3}$'", 19),  # single quotes: the text as written
+        (r'"^1(\\d{3}$"', 19),  # double quotes: the escape comes after the '('
+        (r"^1(\d{3}$", 18),  # plain
+        (r"'it''s(\d'", 22),  # a doubled quote before the '(' is one character of the value
+        (r'"\\d(\\d"', 16),  # an escape before it: the value's start, not a wrong column
+    ],
+)
+def test_regex_error_quotes_the_pattern_and_points_at_its_character(
+    tmp_path: Path, written: str, col: int
+) -> None:
+    text = GOOD.replace(
+        '      "1": bye', f'      "1": bye\n    patterns:\n      - match: {written}\n        go: bye'
+    )
+    out = problems(tmp_path, text)
+    assert len(out) == 1 and out[0].startswith(f"menu.yaml:12:{col}: error: node 'main' pattern 1 match: ")
+    assert "\\d" in out[0] and "does not compile: missing ), unterminated subpattern" in out[0]
 
 
 def test_pattern_saves_a_group_it_does_not_have(tmp_path: Path) -> None:
