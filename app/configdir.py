@@ -30,11 +30,12 @@ def load_config(folder: str | Path) -> Config:
     """Load menu.yaml and robot.yaml from `folder` (or a menu file and the robot.yaml beside it)."""
     path = Path(folder)
     menu_path = path / "menu.yaml" if path.is_dir() else path
-    menu = load_menu(menu_path)
-    problems = list(menu.problems)
     robot_path = menu_path.parent / "robot.yaml"
-    if robot_path.exists():
-        loaded = load_robot(robot_path)
+    loaded = load_robot(robot_path) if robot_path.exists() else None
+    intents = set(loaded.matcher.ids) if loaded is not None and loaded.matcher is not None else None
+    menu = load_menu(menu_path, {"intent": intents} if intents is not None else {})
+    problems = list(menu.problems)
+    if loaded is not None:
         problems += loaded.problems
         robot = loaded.matcher
     else:

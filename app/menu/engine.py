@@ -26,6 +26,8 @@ from app.menu.templates import Ref, value_text
 LOOP_LIMIT = 100
 _NO_EVENTS: list[Event] = []  # never appended to: every API call starts a new list first
 _NO_VARS: dict[str, Any] = {}  # never written to: `save` gives each session its own dict
+_NO_QUESTIONS: list[str] = []  # never appended to: `ask` gives each session its own list
+ASKED_KEPT = 10  # robot questions remembered per call (the agent sees them on hand-off)
 PATH_LIMIT = 20  # the first nodes of a call, remembered for the session_ended log line
 TRAILS_KEPT = 10_000  # trails remembered for reuse; past this, new ones are made per arrival
 
@@ -113,6 +115,7 @@ class Session:
     __slots__ = (
         "_now",
         "_out",
+        "asked",
         "caller",
         "deadline",
         "end_reason",
@@ -145,6 +148,7 @@ class Session:
         self.caller = caller
         self.trace = trace
         self.vars: dict[str, Any] = _NO_VARS  # a dict of its own from the first save (idle callers have none)
+        self.asked: list[str] = _NO_QUESTIONS  # the robot questions of this call, the last ASKED_KEPT
         self.node: WaitNode | None = None
         self.trail = ROOT  # the menus before this one, for `back`
         self.failures = 0
@@ -248,6 +252,14 @@ class Session:
         if self.vars is _NO_VARS:
             self.vars = {}
         self.vars[name] = value
+
+    def ask(self, question: str) -> None:
+        """Remember a question the caller put to the robot (an agent who takes the call sees it)."""
+        if self.asked is _NO_QUESTIONS:
+            self.asked = []
+        self.asked.append(question)
+        if len(self.asked) > ASKED_KEPT:
+            del self.asked[0]
 
     def say(self, text: Text) -> None:
         say = text.say

@@ -19,6 +19,8 @@ class Reply(Protocol):
     def intent(self) -> str | None: ...
     @property
     def confidence(self) -> float: ...
+    @property
+    def candidates(self) -> tuple[str, ...]: ...  # the intents of a clarifying question, else ()
 
 
 class Answerer(Protocol):
@@ -32,6 +34,7 @@ class _Unavailable:
     text: str = "抱歉,智能客服暂未开通。请按 # 返回主菜单。"
     intent: str | None = None
     confidence: float = 0.0
+    candidates: tuple[str, ...] = ()
 
 
 class NoRobot:

@@ -134,12 +134,28 @@ class InputNode(WaitNode):
 
 @dataclass(frozen=True, slots=True)
 class RobotNode(WaitNode):
+    """Free text answered by the robot; `options` are keys (not questions), `on_intent` hands a
+    question matched to an intent to a node (转人工 -> the agent queue), `fallback` overrides the
+    knowledge base's fallback for callers here (who can press keys a UDP client cannot)."""
+
     type: ClassVar[str] = "robot"
+    options: Mapping[str, str]
+    on_intent: Mapping[str, str]
+    fallback: Text | None
 
     def handle(self, s: Session, text: str, folded: str) -> str | None:
+        target = self.options.get(folded)
+        if target is not None:
+            return target
         reply = s.graph.robot.answer(text)
-        s.say_text(reply.text)
+        s.ask(text)
         s.stats.robot_query(reply.intent)
+        if reply.intent is not None and reply.intent in self.on_intent:
+            return self.on_intent[reply.intent]
+        if self.fallback is not None and reply.intent is None and not reply.candidates:
+            s.say(self.fallback)
+        else:
+            s.say_text(reply.text)
         if s.trace:
             s.emit(
                 Notice("debug", "robot_answered", {"intent": reply.intent, "confidence": reply.confidence})
@@ -251,7 +267,9 @@ def _input(name: str, m: Any, c: CompileContext) -> Node:
 
 
 def _robot(name: str, m: Any, c: CompileContext) -> Node:
-    return RobotNode(name, c.waiting(m))
+    options = {k.strip().casefold(): v for k, v in m.options.items()}
+    fallback = c.text(m.fallback) if m.fallback is not None else None
+    return RobotNode(name, c.waiting(m), options, dict(m.on_intent), fallback)
 
 
 def _message(name: str, m: Any, c: CompileContext) -> Node:

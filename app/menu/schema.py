@@ -90,6 +90,11 @@ class Node(_Model):
         """Data tables this node reads."""
         return []
 
+    def references(self) -> list[tuple[Path, str, str]]:
+        """Names defined in other files: (path, kind, name), kind "intent" (robot.yaml) or "queue"
+        (desk.yaml). Checked when the loader is told what those files define."""
+        return []
+
 
 class WaitingNode(Node):
     """A node that waits for the caller: it has timeouts, failures and global keys."""
@@ -194,6 +199,21 @@ class LookupNode(Node):
 
 class RobotNode(WaitingNode):
     type: Literal["robot"]
+    options: dict[str, NodeName] = {}  # exact inputs that are keys, not questions (e.g. "0": agent)
+    on_intent: dict[str, NodeName] = {}  # intent id -> node: a question matched to it goes there
+    fallback: Text | None = None  # said instead of robot.yaml's fallback, for callers at this node
+
+    def targets(self) -> list[tuple[Path, str]]:
+        out: list[tuple[Path, str]] = [(("options", k), v) for k, v in self.options.items()]
+        out += [(("on_intent", k), v) for k, v in self.on_intent.items()]
+        return out + super().targets()
+
+    def templates(self) -> list[tuple[Path, str]]:
+        out = super().templates()
+        return [*out, (("fallback",), self.fallback)] if self.fallback is not None else out
+
+    def references(self) -> list[tuple[Path, str, str]]:
+        return [(("on_intent", k), "intent", k) for k in self.on_intent]
 
 
 class TransferNode(Node):
