@@ -1,4 +1,6 @@
-"""The config folder: `menu.yaml` (with its data files) and `robot.yaml`, loaded and checked together.
+"""The config folder: `menu.yaml` (with its data files), `robot.yaml` and `desk.yaml`, loaded and
+checked together (a transfer naming a queue desk.yaml lacks, or an on_intent naming an intent
+robot.yaml lacks, is an error).
 
 `hotline check`, the server at start-up and every reload go through `load_config`, so they agree on
 what is an error. The robot is attached to the menu graph so that `robot` nodes and the UDP endpoint
@@ -11,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.desk.loader import DeskConfig, load_desk
 from app.menu import Graph, load_menu
 from app.robot import Matcher, load_robot
 from app.robot.schema import RobotFile
@@ -24,6 +27,7 @@ class Config(HasProblems):
     graph: Graph | None
     robot: Matcher | None
     problems: list[Problem] = field(default_factory=list)
+    desk: DeskConfig | None = None
 
 
 def load_config(folder: str | Path) -> Config:
@@ -33,8 +37,14 @@ def load_config(folder: str | Path) -> Config:
     robot_path = menu_path.parent / "robot.yaml"
     loaded = load_robot(robot_path) if robot_path.exists() else None
     intents = set(loaded.matcher.ids) if loaded is not None and loaded.matcher is not None else None
-    menu = load_menu(menu_path, {"intent": intents} if intents is not None else {})
-    problems = list(menu.problems)
+    desk = load_desk(menu_path.parent / "desk.yaml")
+    known: dict[str, set[str]] = {}
+    if intents is not None:
+        known["intent"] = intents
+    if desk.desk is not None:
+        known["queue"] = set(desk.desk.queues)
+    menu = load_menu(menu_path, known)
+    problems = list(menu.problems) + desk.problems
     if loaded is not None:
         problems += loaded.problems
         robot = loaded.matcher
@@ -50,6 +60,6 @@ def load_config(folder: str | Path) -> Config:
                     "there is no robot.yaml: robot nodes answer every question with the fallback",
                 )
             )
-    if menu.graph is None or robot is None:
+    if menu.graph is None or robot is None or desk.desk is None:
         return Config(None, None, problems)
-    return Config(dataclasses.replace(menu.graph, robot=robot), robot, problems)
+    return Config(dataclasses.replace(menu.graph, robot=robot), robot, problems, desk.desk)

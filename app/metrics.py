@@ -8,6 +8,7 @@ turns those counters into metric families when Prometheus asks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from app import __version__
+from app.desk.core import TALK_BUCKETS, WAIT_BUCKETS
 
 if TYPE_CHECKING:
     from app.server import Hub
@@ -60,14 +62,10 @@ class HubCollector(Collector):
             "hotline_sessions_total", "Callers accepted since start.", value=hub.sessions_total
         )
         hist = hub.durations
-        buckets, running = [], 0
-        for bound, count in zip((*DURATION_BUCKETS, float("inf")), hist.counts, strict=True):
-            running += count
-            buckets.append((str(bound) if bound != float("inf") else "+Inf", running))
         yield HistogramMetricFamily(
             "hotline_session_duration_seconds",
             "How long calls last.",
-            buckets=buckets,
+            buckets=_buckets(DURATION_BUCKETS, hist.counts),
             sum_value=hist.total_seconds,
         )
         yield _labelled("hotline_node_visits", "Arrivals at each menu node.", "node", hub.stats.node_visits)
@@ -85,6 +83,49 @@ class HubCollector(Collector):
         )
         yield _labelled("hotline_refused", "Callers refused or cut off.", "reason", hub.refusals)
         yield _labelled("hotline_menu_reloads", "Config reloads by result.", "result", hub.reloads)
+        yield from _desk_metrics(hub)
+
+
+def _desk_metrics(hub: Hub) -> Iterator[Metric]:
+    """The agent desk: queues, agents by status and state, outcomes, wait and talk times."""
+    desk = hub.desk
+    now = time.time()
+    waiting = GaugeMetricFamily("hotline_queue_waiting", "Callers waiting in the queue.", labels=["queue"])
+    longest = GaugeMetricFamily(
+        "hotline_queue_longest_wait_seconds", "How long the first caller has waited.", labels=["queue"]
+    )
+    agents = GaugeMetricFamily("hotline_agents", "Logged-in agents.", labels=["queue", "status", "state"])
+    calls = CounterMetricFamily("hotline_queue_calls", "Transfers by outcome.", labels=["queue", "outcome"])
+    wait = HistogramMetricFamily(
+        "hotline_queue_wait_seconds", "Wait before an agent answered.", labels=["queue"]
+    )
+    talk = HistogramMetricFamily("hotline_queue_talk_seconds", "Talk time with an agent.", labels=["queue"])
+    for name, q in sorted(desk.queues.items()):
+        n, long, _, _ = desk.queue_summary(name, now)
+        waiting.add_metric([name], n)
+        longest.add_metric([name], long)
+        counts: dict[tuple[str, str], int] = {}
+        for a in desk.agents_of(name):
+            counts[(a.status, a.state)] = counts.get((a.status, a.state), 0) + 1
+        for (status, state), count in sorted(counts.items()):
+            agents.add_metric([name, status, state], count)
+        for outcome in ("answered", "abandoned", "timeout", "busy", "closed"):
+            calls.add_metric([name, outcome], q.outcomes.get(outcome, 0))
+        wait.add_metric([name], _buckets(WAIT_BUCKETS, q.wait_hist), q.wait_sum)
+        talk.add_metric([name], _buckets(TALK_BUCKETS, q.talk_hist), q.talk_sum)
+    yield from (waiting, longest, agents, calls, wait, talk)
+    yield CounterMetricFamily(
+        "hotline_agent_login_failures", "Failed agent logins.", value=hub.login_failed_total
+    )
+
+
+def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        running += count
+        out.append((str(bound) if bound != float("inf") else "+Inf", running))
+    return out
 
 
 def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:

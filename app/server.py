@@ -10,6 +10,7 @@ The event loop is chosen here, in one place: uvloop, or asyncio's own with a log
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import os
@@ -22,10 +23,13 @@ import structlog
 
 from app import logs
 from app.configdir import Config, load_config
+from app.desk.core import Desk
+from app.desk.loader import DeskConfig
 from app.menu import Graph
 from app.menu.engine import Stats
 from app.metrics import DurationHistogram, registry_for, render
 from app.net.admin import AdminProtocol
+from app.net.agents import AgentConnection, LoginGuard
 from app.net.rates import Rate
 from app.net.tcp import CallerSession
 from app.net.timers import Timers
@@ -34,6 +38,25 @@ from app.robot import Matcher
 from app.settings import Settings
 
 log = structlog.get_logger("hotline.server")
+DESK_TICK = 0.2  # seconds between the desk's timer checks
+# Hashes of the shipped demo agents' passwords (README): public, so fine on loopback only.
+DEMO_HASHES: frozenset[str] = frozenset(
+    {
+        "scrypt$16384$8$1$hn8si/gdzWfU5zjyV8uA7A==$QM+oDHjn9oKQKpR5FK8To81cIWdbUbbflBPGtpP8yl0=",  # 1001
+        "scrypt$16384$8$1$tLLgbXWc/CWtzLjPKLC9Ew==$71l4oztDVq6GJvWfml6IuG0YHuq9xOJzR+diwL6eg+w=",  # 1002
+    }
+)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress  # noqa: PLC0415
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def folder_signature(folder: Path) -> frozenset[tuple[str, int, int]]:
@@ -57,11 +80,27 @@ def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
     return uvloop.new_event_loop, "uvloop"
 
 
+def _desk_log(event: str, **fields: object) -> None:
+    """The desk's queue_log-style events; a call's id is the caller's session id."""
+    if "call_id" in fields:
+        fields["session_id"] = fields.pop("call_id")
+    log.info(event, **fields)
+
+
 class Hub:
     """What every session shares: settings, the current menu, the live sessions, caches, counters."""
 
-    def __init__(self, settings: Settings, graph: Graph, robot: Matcher) -> None:
+    def __init__(
+        self, settings: Settings, graph: Graph, robot: Matcher, desk: DeskConfig | None = None
+    ) -> None:
         self.settings = settings
+        self.desk = Desk(desk or DeskConfig.default(), _desk_log)
+        self.agent_connections: set[AgentConnection] = set()
+        self.login_guard = LoginGuard()
+        self.login_failed_total = 0
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="hotline-login"
+        )
         self.graph = graph
         self.robot = robot
         self.sessions: set[CallerSession] = set()
@@ -105,9 +144,11 @@ class Server:
     def __init__(self, settings: Settings, config: Config, signature: object = None) -> None:
         assert config.graph is not None and config.robot is not None
         self.settings = settings
-        self.hub = Hub(settings, config.graph, config.robot)
+        self.hub = Hub(settings, config.graph, config.robot, config.desk)
         self.stopping = asyncio.Event()
         self.tcp: asyncio.Server | None = None
+        self.agents: asyncio.Server | None = None
+        self.agent_port = 0
         self.admin: asyncio.Server | None = None
         self.udp: RobotEndpoint | None = None
         self.signature = signature
@@ -122,6 +163,9 @@ class Server:
         self.tcp = await loop.create_server(
             lambda: CallerSession(self.hub), s.host, s.tcp_port, backlog=4096, reuse_address=True
         )
+        self.agents = await loop.create_server(
+            lambda: AgentConnection(self.hub), s.host, s.agent_port, reuse_address=True
+        )
         registry = registry_for(self.hub)
         self.admin = await loop.create_server(
             lambda: AdminProtocol(lambda: self.ready, lambda: render(registry)),
@@ -135,6 +179,7 @@ class Server:
         self.tcp_port = self.tcp.sockets[0].getsockname()[1]
         self.udp_port = self.udp.port
         self.admin_port = self.admin.sockets[0].getsockname()[1]
+        self.agent_port = self.agents.sockets[0].getsockname()[1]
         self.ready = True
         log.info(
             "server_started",
@@ -142,6 +187,9 @@ class Server:
             tcp_port=self.tcp_port,
             udp_port=self.udp_port,
             admin_port=self.admin_port,
+            agent_port=self.agent_port,
+            queues=sorted(self.hub.desk.queues),
+            agents=len(self.hub.desk.config.agents),
             intents=len(self.hub.robot.ids),
             menu=self.hub.graph.name,
             nodes=len(self.hub.graph.nodes),
@@ -149,6 +197,14 @@ class Server:
             pid=os.getpid(),
             encoding=s.encoding,
         )
+        demo = sorted(a.id for a in self.hub.desk.config.agents.values() if a.password_hash in DEMO_HASHES)
+        if demo and not _is_loopback(s.host):
+            log.warning(
+                "demo_passwords_in_use",
+                agents=demo,
+                host=s.host,
+                hint="the shipped demo agents' passwords are public: set your own with `hotline passwd`",
+            )
 
     def stop(self) -> None:
         """Ask `run()` to shut down (safe to call from a signal handler)."""
@@ -159,7 +215,7 @@ class Server:
         hub = self.hub
         self.signature = folder_signature(self.settings.config)
         result = load_config(self.settings.config)
-        if result.graph is None or result.robot is None:
+        if result.graph is None or result.robot is None or result.desk is None:
             hub.reloads["rejected"] = hub.reloads.get("rejected", 0) + 1
             log.error("menu_rejected", trigger=trigger, errors=[str(p) for p in result.errors])
             return False
@@ -168,6 +224,7 @@ class Server:
         changed = sorted(n for n in set(old) & set(new) if old[n] != new[n])
         hub.graph = result.graph
         hub.robot = result.robot
+        hub.desk.configure(result.desk, time.time())
         log.info(
             "menu_reloaded",
             trigger=trigger,
@@ -209,6 +266,18 @@ class Server:
             self.reload("file")
             seen = self.signature
 
+    async def desk_clock(self, period: float = DESK_TICK) -> None:
+        """The desk's one timer: ring timeouts, wrap-ups, max_wait and announcements, for every queue
+        and caller at once (no timer per waiting caller)."""
+        desk = self.hub.desk
+        while True:
+            await asyncio.sleep(period)
+            if desk.calls or desk.agents:
+                try:
+                    desk.tick(time.time())
+                except Exception:  # a bug in the desk must not stop its clock for everyone
+                    log.exception("desk_tick_failed")
+
     async def run(self, loop_name: str = "") -> None:
         loop = asyncio.get_running_loop()
         handled = []
@@ -221,17 +290,18 @@ class Server:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, action)
                 handled.append(sig)
-        watcher: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         try:
             await self.start(loop_name)
+            tasks.append(asyncio.create_task(self.desk_clock()))
             if self.settings.reload_watch:
-                watcher = asyncio.create_task(self.watch())
+                tasks.append(asyncio.create_task(self.watch()))
             await self.stopping.wait()
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                    await task
             for sig in handled:
                 loop.remove_signal_handler(sig)
             await self.shutdown()
@@ -240,9 +310,13 @@ class Server:
         """Stop accepting, say goodbye to every caller, wait up to the grace period, abort the rest."""
         self.ready = False
         started = time.monotonic()
-        for srv in (self.tcp, self.admin):
+        for srv in (self.tcp, self.admin, self.agents):
             if srv is not None:
                 srv.close()
+        self.hub.desk.shutdown()  # agents in a call hear ENDED by=server
+        for conn in list(self.hub.agent_connections):
+            conn.send("INFO the server is shutting down")
+            conn.close("shutdown")
         if self.udp is not None:
             self.udp.close()
         sessions = list(self.hub.sessions)
@@ -256,6 +330,7 @@ class Server:
             session.abort()
         await asyncio.sleep(0)
         self.hub.timers.close()
+        self.hub.executor.shutdown(wait=False, cancel_futures=True)
         log.info(
             "server_stopped",
             sessions_said_goodbye=len(sessions),

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     tcp_port: Port = Field(10086, description="the caller menu (telnet / nc); 0 picks a free port")
     udp_port: Port = Field(10086, description="the UDP robot; 0 picks a free port")
     admin_port: Port = Field(9108, description="admin HTTP: /healthz, /readyz; 0 picks a free port")
+    agent_port: Port = Field(
+        10087, description="terminal agents (the agent desk, nc / telnet); 0 picks a free port"
+    )
     log_format: Literal["auto", "console", "json"] = Field(
         "auto", description="auto: console on a terminal, json otherwise"
     )

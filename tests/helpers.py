@@ -7,6 +7,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+from app.authoring.conversations import offline_transfers
 from app.menu import Graph, Hangup, Say, Session, load_menu
 from app.menu.events import Event
 
@@ -49,7 +50,8 @@ class Walk:
         self.events = self.session.start(self.now)
 
     def __call__(self, line: str) -> list[Event]:
-        self.events = self.session.feed(line, self.now)
+        """Type a line; a transfer is answered as the desk does when no agent is logged in."""
+        self.events = offline_transfers(self.session, self.session.feed(line, self.now), self.now)
         return self.events
 
     def wait(self, seconds: float) -> list[Event]:

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import TextIO
 
+from app.authoring.conversations import offline_transfers
 from app.menu import Graph, Hangup, Notice, Say, Session, Transfer
 from app.menu.events import Event
 
@@ -34,13 +35,14 @@ class Chat:
         self.session = Session(graph, session_id="chat", caller="127.0.0.1", trace=trace)
 
     def show(self, events: list[Event]) -> None:
+        events = offline_transfers(self.session, events, self.now)
         for event in events:
             if isinstance(event, Say):
                 self.out.write(event.text + "\n")
             elif isinstance(event, Hangup):
                 self.note(f"call ended: {event.reason}")
             elif isinstance(event, Transfer):
-                self.note(f"transfer to queue '{event.queue}'")
+                self.note(f"transfer to queue '{event.queue}' (offline: no agent desk, answered as busy)")
             elif isinstance(event, Notice) and (self.trace or event.level in ("warning", "error")):
                 fields = " ".join(f"{k}={v}" for k, v in event.fields.items())
                 self.note(f"{event.level}: {event.event} {fields}".rstrip())

@@ -23,6 +23,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.menu import Graph, Hangup, Say, Session
+from app.menu.events import Event, QueueBusy, Transfer
 from app.menu.schema import Duration
 from app.yamlfile import Problem, Reporter, read_yaml
 
@@ -145,6 +146,18 @@ def _check(step: Step, said: str, ended: bool, node: str | None) -> str | None:
     return None
 
 
+def offline_transfers(session: Session, events: list[Event], now: float) -> list[Event]:
+    """In process there is no agent desk: every transfer is answered as when no agent is logged in
+    (busy, then the node's on_busy), so menus with transfer nodes can be walked and tested offline."""
+    out = list(events)
+    i = 0
+    while i < len(out):
+        if isinstance(out[i], Transfer):
+            out += session.desk_event(QueueBusy("no_agents"), now)
+        i += 1
+    return out
+
+
 def run_in_process(graph: Graph, conv: Conversation, lines: list[int]) -> Outcome:
     now = 1_700_000_000.0
     session = Session(graph, session_id="test", caller="127.0.0.1")
@@ -156,7 +169,7 @@ def run_in_process(graph: Graph, conv: Conversation, lines: list[int]) -> Outcom
             if i == 0:
                 session.start(now)
             if step.send is not None:
-                events = session.feed(step.send, now)
+                events = offline_transfers(session, session.feed(step.send, now), now)
             else:
                 target = now + (step.silence or 0.0)
                 events = []

@@ -42,8 +42,16 @@ def edges_of(node: Node) -> list[Edge]:
         out.append(Edge(n, node.next, f"valid → {node.save_as}"))
     elif isinstance(node, LookupNode):
         out += [Edge(n, node.found, "found"), Edge(n, node.missing, "missing")]
-    elif isinstance(node, MessageNode | TransferNode) and node.next is not None:
-        out.append(Edge(n, node.next, "busy" if isinstance(node, TransferNode) else ""))
+    elif isinstance(node, TransferNode):
+        own = {k: t for k, t in node.wait.keys.items() if k not in node.hangup_keys and t not in KEY_ACTIONS}
+        out += [Edge(n, t, f"waiting: {k}") for k, t in own.items()]
+        for label, target in (("closed", node.on_closed), ("busy", node.on_busy)):
+            if target is not None and target != node.next:
+                out.append(Edge(n, target, label))
+        if node.next is not None:
+            out.append(Edge(n, node.next, "after the agent" if node.on_busy else "after the agent, busy"))
+    elif isinstance(node, MessageNode) and node.next is not None:
+        out.append(Edge(n, node.next, ""))
     if isinstance(node, WaitNode) and node.wait.on_max_failures:
         out.append(Edge(n, node.wait.on_max_failures, f"{node.wait.max_failures} failures"))
     return out
@@ -73,7 +81,8 @@ def analyse(graph: Graph) -> tuple[list[Edge], set[str], set[str], set[str]]:
         n
         for n, node in graph.nodes.items()
         if isinstance(node, HangupNode)
-        or (isinstance(node, MessageNode | TransferNode) and node.next is None)
+        or (isinstance(node, MessageNode) and node.next is None)
+        or (isinstance(node, TransferNode) and node.next is None)
     }
     dead = {
         n

@@ -18,9 +18,21 @@ import unicodedata
 from collections import defaultdict
 from typing import Any
 
-from app.menu.events import Event, Hangup, Notice, Say
+from app.menu.events import (
+    AgentConnected,
+    AgentLine,
+    CallEnded,
+    Event,
+    Hangup,
+    Notice,
+    QueueBusy,
+    QueueClosed,
+    QueuePosition,
+    Say,
+    ToAgent,
+)
 from app.menu.graph import Graph
-from app.menu.nodes import Node, Text, WaitNode
+from app.menu.nodes import Node, Text, TransferNode, WaitNode
 from app.menu.templates import Ref, value_text
 
 LOOP_LIMIT = 100
@@ -109,6 +121,18 @@ def normalize(line: str) -> str:
     return text
 
 
+class InQueue:
+    """A session's hand-off to an agent: waiting in the queue, then connected."""
+
+    __slots__ = ("agent_id", "agent_name", "connected", "node")
+
+    def __init__(self, node: TransferNode) -> None:
+        self.node = node
+        self.connected = False
+        self.agent_id = ""
+        self.agent_name = ""
+
+
 class Session:
     """The state of one call: where it is, what it saved, its counters and its next deadline."""
 
@@ -118,6 +142,7 @@ class Session:
         "asked",
         "caller",
         "deadline",
+        "desk",
         "end_reason",
         "ended",
         "failures",
@@ -158,6 +183,7 @@ class Session:
         self.path: list[str] = []
         self.visits = 0
         self.deadline: float | None = None  # when `timeout()` should be called next; None when ended
+        self.desk: InQueue | None = None  # in a transfer node: waiting for an agent, or connected
         self._now = 0.0
         self._out: list[Event] = _NO_EVENTS  # replaced by a fresh list at each call
 
@@ -195,6 +221,9 @@ class Session:
         if node is None:  # ended, or not started
             return self._done(out)
         self._now = now
+        if self.desk is not None:
+            self._desk_line(self.desk, line)
+            return self._done(out)
         wait = node.wait
         text, folded = fold(line)
         if not text:  # a bare Enter: show the choices again, count nothing
@@ -235,6 +264,86 @@ class Session:
             self.say(self.node.wait.goodbye if self.node is not None else self.goodbye)
             self.end(reason)
         return self._done(out)
+
+    def desk_event(self, event: object, now: float) -> list[Event]:
+        """What the agent desk says about this caller's transfer (events.DeskEvent)."""
+        out = self._out = []
+        q = self.desk
+        if q is None or self.ended:  # late news of a transfer the caller has already left
+            return self._done(out)
+        self._now = now
+        node = q.node
+        kind = type(event)
+        if kind is QueuePosition:
+            p: QueuePosition = event  # type: ignore[assignment]
+            queue = {
+                "position": str(p.position),
+                "ahead": str(p.position - 1),
+                "waiting": str(p.waiting),
+                "wait_minutes": str(p.wait_minutes),
+            }
+            self.say_text(self._render(node.position, {"queue": queue}))
+        elif kind is AgentConnected:
+            c: AgentConnected = event  # type: ignore[assignment]
+            q.connected, q.agent_id, q.agent_name = True, c.agent_id, c.agent_name
+            self.say_text(self._render(node.connected, {"agent": {"id": c.agent_id, "name": c.agent_name}}))
+        elif kind is AgentLine:
+            agent = {"id": q.agent_id, "name": q.agent_name}
+            self.say_text(self._render(node.agent_says, {"agent": agent, "text": event.text}))  # type: ignore[attr-defined]
+        elif kind is QueueClosed:
+            self._leave_queue(node.closed, node.on_closed or node.next)
+        elif kind is QueueBusy:
+            self._leave_queue(node.busy, node.on_busy or node.next)
+        elif kind is CallEnded:
+            self._leave_queue(node.ended, node.next)
+        return self._done(out)
+
+    def join_queue(self, node: TransferNode) -> None:
+        """Wait at a transfer node for the desk (no silence timeouts)."""
+        self.node = node
+        self.deadline = None
+        self.desk = InQueue(node)
+
+    def _leave_queue(self, text: Text, target: str | None) -> None:
+        self.desk = None
+        self.say(text)
+        if target is None:
+            self.say(self.goodbye)
+            self.end("completed")
+        else:
+            self._go(target)
+
+    def _desk_line(self, q: InQueue, line: str) -> None:
+        """A line typed while waiting (the node's keys act, else `hold`) or connected (chat, except
+        the hang-up keys)."""
+        node = q.node
+        text, folded = fold(line)
+        action = node.wait.keys.get(folded)
+        if q.connected:
+            if action is not None and folded in node.hangup_keys:
+                self.desk = None
+                self._key(action, node)
+            elif text:
+                self._out.append(ToAgent(line.strip()))
+            return
+        if action is not None:
+            self.desk = None
+            if action == "repeat":  # nothing to repeat but where they stand: stay in the queue
+                self.desk = q
+                self.say(node.hold)
+                return
+            self._key(action, node)
+        elif text:
+            self.say(node.hold)
+
+    def _render(self, text: Text, extra: dict[str, Any]) -> str:
+        def lookup(ref: Ref) -> str:
+            value = extra.get(ref.name)
+            if value is None:
+                return self._lookup(ref)
+            return value if ref.field is None else value.get(ref.field, "")  # type: ignore[no-any-return]
+
+        return text.template.render(lookup)
 
     def _done(self, out: list[Event]) -> list[Event]:
         """Hand `out` to the caller without keeping it: idle sessions hold no event list."""
@@ -303,6 +412,7 @@ class Session:
 
     def end(self, reason: str) -> None:
         if not self.ended:
+            self.desk = None
             self.ended = True
             self.end_reason = reason
             self.node = None

@@ -26,10 +26,61 @@ class Hangup:
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """The caller asked for a human agent in `queue` (informational in the first version)."""
+    """The caller is to join agent queue `queue`: the I/O layer asks the desk and answers the session
+    with one of the desk events below (QueueClosed, QueueBusy or QueuePosition)."""
 
     queue: str
     node: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToAgent:
+    """A line the connected caller typed, for the agent."""
+
+    text: str
+
+
+# ---- what the desk tells a session in a transfer node (Session.desk_event) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePosition:
+    position: int  # 1 = next
+    waiting: int
+    wait_minutes: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueClosed:
+    """Outside the queue's hours."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueBusy:
+    """No agent logged in, the queue is full, or the caller waited `max_wait`."""
+
+    reason: str = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConnected:
+    agent_id: str
+    agent_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLine:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The agent ended the call, their connection dropped, or the desk went away."""
+
+    by: str
+
+
+DeskEvent = QueuePosition | QueueClosed | QueueBusy | AgentConnected | AgentLine | CallEnded
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,4 +95,4 @@ class Notice:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Say | Hangup | Transfer | Notice
+Event = Say | Hangup | Transfer | ToAgent | Notice

@@ -56,6 +56,7 @@ class Graph:
     error: Text
     source: str = ""
     robot: Answerer = field(default_factory=NoRobot)
+    sensitive_vars: frozenset[str] = frozenset()  # saved by `sensitive: true` inputs: masked for agents
     table: dict[str, Node] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

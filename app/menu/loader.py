@@ -283,12 +283,16 @@ class _Loader(Reporter):
             for rule in raw.get("patterns") or []:
                 if isinstance(rule, dict) and isinstance(rule.get("save"), dict):
                     saved.update(dict.fromkeys(map(str, rule["save"]), True))
-        texts: list[tuple[YPath, str, str]] = [
-            (("settings", f), f"settings {f}", getattr(settings, f)) for f in ("invalid", "goodbye", "error")
+        texts: list[tuple[YPath, str, str, Mapping[str, frozenset[str] | None]]] = [
+            (("settings", f), f"settings {f}", getattr(settings, f), {})
+            for f in ("invalid", "goodbye", "error")
         ]
         for name, model in models.items():
-            texts += [(("nodes", name, *p), f"node '{name}' {_describe(p)}", t) for p, t in model.templates()]
-        for here, who, text in texts:
+            texts += [
+                (("nodes", name, *p), f"node '{name}' {_describe(p)}", t, model.local_refs(p))
+                for p, t in model.templates()
+            ]
+        for here, who, text, local in texts:
             cut = self.doc.comments_after.get(here)
             if cut is not None:
                 line, col = cut
@@ -308,6 +312,14 @@ class _Loader(Reporter):
                 self.error(here, f"{who}: {exc}")
                 continue
             for ref in tpl.refs:
+                if ref.name in local:
+                    fields = local[ref.name]
+                    if (ref.field is None) != (fields is None) or (fields and ref.field not in fields):
+                        offers = ", ".join("{" + f"{ref.name}.{f}" + "}" for f in sorted(fields or ())) or (
+                            "{" + ref.name + "}"
+                        )
+                        self.error(here, f"{who} uses '{{{ref.text}}}'; here '{ref.name}' offers {offers}")
+                    continue
                 self._check_ref(here, who, ref, saved)
 
     def _check_ref(self, here: YPath, who: str, ref: templates.Ref, saved: dict[str, bool]) -> None:
@@ -414,7 +426,8 @@ class _Loader(Reporter):
             # block scalars (|) end with a newline; the I/O layer ends every line itself
             return handlers.Text.of(templates.parse(source.rstrip()))
 
-        ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__)
+        hangup_nodes = frozenset(n for n, m in models.items() if m.type == "hangup")
+        ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__, hangup_nodes)
         compiled = {name: handlers.HANDLERS[m.type](name, m, ctx) for name, m in models.items()}
         for node in compiled.values():  # direct moves (see Waiting.moves)
             if isinstance(node, handlers.MenuNode):
@@ -423,6 +436,8 @@ class _Loader(Reporter):
                     if (
                         key not in node.wait.keys
                         and isinstance(nxt, handlers.WaitNode)
+                        and type(nxt).enter
+                        is handlers.WaitNode.enter  # says its prompt and waits, nothing else
                         and nxt.wait.prompt.say is not None
                         and fold(key)[1] == key  # the engine looks the typed line up as is
                         and key.isprintable()  # so no signal of the I/O layer can match
@@ -436,6 +451,9 @@ class _Loader(Reporter):
             goodbye=text(settings.goodbye),
             error=text(settings.error),
             source=self.label,
+            sensitive_vars=frozenset(
+                m.save_as for m in models.values() if isinstance(m, schema.InputNode) and m.sensitive
+            ),
         )
 
 

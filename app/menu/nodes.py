@@ -196,23 +196,35 @@ class LookupNode(Node):
 
 
 @dataclass(frozen=True, slots=True)
-class TransferNode(Node):
-    """First form of the agent hand-off: announce, report that no agent is free, move on."""
+class TransferNode(WaitNode):
+    """The agent hand-off: join a queue, hear the position, talk to an agent (see Session.desk_event).
+
+    It waits like other nodes but has no silence timeouts; `wait.keys` holds the node's own keys and
+    the menu's hang-up keys, the only keys that act. Lines are handled by Session._desk_line."""
 
     type: ClassVar[str] = "transfer"
     queue: str
-    prompt: Text
+    say_prompt: Text
+    position: Text
+    hold: Text
+    connected: Text
+    agent_says: Text
+    ended: Text
+    closed: Text
     busy: Text
+    on_closed: str | None
+    on_busy: str | None
     next: str | None
+    hangup_keys: frozenset[str]
 
     def enter(self, s: Session) -> str | None:
-        s.say(self.prompt)
+        s.say(self.say_prompt)
+        s.join_queue(self)
         s.emit(Transfer(self.queue, self.name))
-        s.say(self.busy)
-        if self.next is None:
-            s.say(s.goodbye)
-            s.end("completed")
-        return self.next
+        return None
+
+    def handle(self, s: Session, text: str, folded: str) -> str | None:  # pragma: no cover - see _desk_line
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +249,7 @@ class CompileContext:
     keys: Mapping[str, str]  # folded key -> action or node name
     text: Callable[[str], Text]
     regex: Callable[[str], re.Pattern[str]]
+    hangup_nodes: frozenset[str] = frozenset()
 
     def waiting(self, m: schema.WaitingNode) -> Waiting:
         st = self.settings
@@ -281,7 +294,38 @@ def _lookup(name: str, m: Any, c: CompileContext) -> Node:
 
 
 def _transfer(name: str, m: Any, c: CompileContext) -> Node:
-    return TransferNode(name, m.queue, c.text(m.prompt), c.text(m.busy), m.next)
+    hangups = {k: a for k, a in c.keys.items() if a == "hangup" or a in c.hangup_nodes}
+    own = {k.strip().casefold(): v for k, v in m.keys.items()}
+    hold = c.text(m.hold)
+    st = c.settings
+    wait = Waiting(
+        prompt=hold,
+        short_prompt=hold,
+        invalid=hold,
+        goodbye=c.text(st.goodbye),
+        timeout=86400.0,  # unused: no silence timeouts while waiting or connected
+        max_timeouts=st.max_timeouts,
+        max_failures=st.max_failures,
+        on_max_failures=None,
+        keys={**hangups, **own},
+    )
+    return TransferNode(
+        name,
+        wait,
+        m.queue,
+        c.text(m.prompt),
+        c.text(m.position),
+        hold,
+        c.text(m.connected),
+        c.text(m.agent_says),
+        c.text(m.ended),
+        c.text(m.closed),
+        c.text(m.busy),
+        m.on_closed,
+        m.on_busy,
+        m.next,
+        frozenset(k for k, a in {**hangups, **own}.items() if a == "hangup" or a in c.hangup_nodes),
+    )
 
 
 def _hangup(name: str, m: Any, c: CompileContext) -> Node:

@@ -8,6 +8,7 @@ error's location is the node's own keys and every node's errors are reported tog
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
@@ -58,6 +59,7 @@ class MenuSettings(_Model):
 
 
 Path = tuple[str | int, ...]
+KEY_ACTIONS = ("back", "top", "repeat", "hangup")
 
 
 class Node(_Model):
@@ -89,6 +91,10 @@ class Node(_Model):
     def tables(self) -> list[tuple[Path, str]]:
         """Data tables this node reads."""
         return []
+
+    def local_refs(self, path: Path) -> Mapping[str, frozenset[str] | None]:
+        """Template names that only the text at `path` offers (name -> its fields, None: no fields)."""
+        return {}
 
     def references(self) -> list[tuple[Path, str, str]]:
         """Names defined in other files: (path, kind, name), kind "intent" (robot.yaml) or "queue"
@@ -216,18 +222,59 @@ class RobotNode(WaitingNode):
         return [(("on_intent", k), "intent", k) for k in self.on_intent]
 
 
+DEFAULT_TRANSFER_PROMPT = "正在为您转接人工服务,请稍候。"
+DEFAULT_POSITION = "您前面还有 {queue.ahead} 位客户,预计等待 {queue.wait_minutes} 分钟。"
+DEFAULT_HOLD = "请稍候,坐席接通后会立即为您服务。"
+DEFAULT_CONNECTED = "工号 {agent.id} 为您服务。"
+DEFAULT_AGENT_SAYS = "客服 {agent.id}:{text}"
+DEFAULT_ENDED = "本次服务已结束,感谢您的耐心。"
+DEFAULT_CLOSED = "抱歉,现在不是人工服务时间,请在服务时间内来电。"
+
+QUEUE_REFS = frozenset({"position", "ahead", "waiting", "wait_minutes"})
+AGENT_REFS = frozenset({"id", "name"})
+
+
 class TransferNode(Node):
+    """Put the caller in an agent queue (desk.yaml), tell them where they stand, connect them."""
+
     type: Literal["transfer"]
     queue: NodeName = "default"
-    prompt: Text
+    prompt: Text = DEFAULT_TRANSFER_PROMPT
+    position: Text = DEFAULT_POSITION
+    keys: dict[str, NodeName] = {}  # what a waiting caller may press: a node or back/top/repeat/hangup
+    hold: Text = DEFAULT_HOLD
+    connected: Text = DEFAULT_CONNECTED
+    agent_says: Text = DEFAULT_AGENT_SAYS
+    ended: Text = DEFAULT_ENDED
+    closed: Text = DEFAULT_CLOSED
     busy: Text = DEFAULT_BUSY
-    next: NodeName | None = None
+    on_closed: NodeName | None = None  # default: next
+    on_busy: NodeName | None = None  # default: next
+    next: NodeName | None = None  # after the agent; absent: goodbye and hang up
 
     def targets(self) -> list[tuple[Path, str]]:
-        return [(("next",), self.next)] if self.next else []
+        out: list[tuple[Path, str]] = [(("keys", k), v) for k, v in self.keys.items() if v not in KEY_ACTIONS]
+        for name in ("on_closed", "on_busy", "next"):
+            value = getattr(self, name)
+            if value is not None:
+                out.append(((name,), value))
+        return out
 
     def templates(self) -> list[tuple[Path, str]]:
-        return [(("prompt",), self.prompt), (("busy",), self.busy)]
+        names = ("prompt", "position", "hold", "connected", "agent_says", "ended", "closed", "busy")
+        return [((n,), getattr(self, n)) for n in names]
+
+    def local_refs(self, path: Path) -> Mapping[str, frozenset[str] | None]:
+        if path == ("position",):
+            return {"queue": QUEUE_REFS}
+        if path == ("connected",):
+            return {"agent": AGENT_REFS}
+        if path == ("agent_says",):
+            return {"agent": AGENT_REFS, "text": None}
+        return {}
+
+    def references(self) -> list[tuple[Path, str, str]]:
+        return [(("queue",), "queue", self.queue)]
 
 
 class HangupNode(Node):
@@ -247,8 +294,6 @@ NODE_MODELS: dict[str, type[Node]] = {
     "transfer": TransferNode,
     "hangup": HangupNode,
 }
-
-KEY_ACTIONS = ("back", "top", "repeat", "hangup")
 
 
 class MenuFile(_Model):

@@ -38,7 +38,19 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import structlog
 
 from app.menu.engine import Session
-from app.menu.events import Hangup, Notice, Say, Transfer
+from app.menu.events import (
+    AgentConnected,
+    AgentLine,
+    CallEnded,
+    Hangup,
+    Notice,
+    QueueBusy,
+    QueueClosed,
+    QueuePosition,
+    Say,
+    ToAgent,
+    Transfer,
+)
 from app.net.telnet import INTERRUPT, KEYPRESSES, OVERFLOW, LineDiscipline, Signal, encode_text
 
 if TYPE_CHECKING:
@@ -61,9 +73,19 @@ _HANGUP_REASONS: Final[dict[str, str]] = {
     NO_INPUT: "first_input_timeout",
 }
 _WAIT: Final = object()  # what the coroutine yields while it waits for input
+_DESK_EVENTS: Final = frozenset({QueuePosition, QueueClosed, QueueBusy, AgentConnected, AgentLine, CallEnded})
+_CONTROL: Final = dict.fromkeys([*range(32), 127])
 _CACHE_MAX: Final = 4096
 _RUN_PREFIX: Final = os.urandom(3).hex()  # session ids: unique across restarts, cheap to hold
 _COUNTER = itertools.count(1)
+
+
+def mask(value: str) -> str:
+    """A sensitive value for an agent's eyes: its last 4 characters at most (never all of a short one)."""
+    keep = 4 if len(value) >= 8 else 0
+    return "*" * (len(value) - keep) + value[len(value) - keep :] if value else ""
+
+
 _clock = time.time  # one global lookup per read instead of two
 
 
@@ -72,6 +94,7 @@ class CallerSession(asyncio.Protocol):
 
     __slots__ = (
         "_address",
+        "_call",
         "_clear",
         "_coro",
         "_discipline",
@@ -103,6 +126,7 @@ class CallerSession(asyncio.Protocol):
         self._ended_logged = False
         self._address: str | None = None
         self._port = 0
+        self._call: list[Any] | None = None  # in an agent queue: [joined, connected, agent id, talk end]
 
     @property
     def peer(self) -> str:
@@ -212,6 +236,9 @@ class CallerSession(asyncio.Protocol):
             self._timer_due = 0.0
             hub.timers.forget()
         coro, self._coro = self._coro, None
+        if self._call is not None and not self._call[3]:  # hung up while waiting or talking
+            self._call[3] = time.time()
+            hub.desk.leave(self.session_id, self._call[3])
         if coro is not None:
             coro.close()
             self._log_end("disconnected")
@@ -267,6 +294,10 @@ class CallerSession(asyncio.Protocol):
                 self._emit(engine.feed(item, self._now))
             elif item is TIMEOUT:
                 self._emit(engine.timeout(self._now))
+            elif type(item) in _DESK_EVENTS:
+                if type(item) is AgentConnected and self._call is not None:
+                    self._call[1], self._call[2] = self._now, item.agent_id
+                self._emit(engine.desk_event(item, self._now))
             elif item is OVERFLOW:
                 self._write(self._encode(LINE_TOO_LONG))
             else:
@@ -389,13 +420,39 @@ class CallerSession(asyncio.Protocol):
                 hangup = ev
             elif kind is Notice:
                 self._log(ev.level, ev.event, **ev.fields)
+            elif kind is ToAgent:
+                self.hub.desk.caller_line(self.session_id, ev.text.translate(_CONTROL))
             elif kind is Transfer:
-                self._log("debug", "transfer_requested", queue=ev.queue, node=ev.node)
+                self._join(ev)
         if chunks:
             self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if self._call is not None and self.engine.desk is None and not self._call[3]:
+            self._call[3] = self._now  # left the queue or the agent: by a key, the agent, or hanging up
+            self.hub.desk.leave(self.session_id, self._now)
         if hangup is not None:
             self._log_end(hangup.reason)
             self._close()
+
+    # -- the agent desk ---------------------------------------------------------------------------
+
+    def _join(self, ev: Transfer) -> None:
+        engine = self.engine
+        graph = engine.graph
+        context: list[tuple[str, str]] = [("path", ">".join(engine.path))]
+        for name, value in engine.vars.items():
+            items = value.items() if isinstance(value, dict) else [("", value)]
+            for field, v in items:
+                key = f"{name}.{field}" if field else name
+                shown = mask(str(v)) if name in graph.sensitive_vars else str(v)
+                context.append((f"var:{key}", shown.translate(_CONTROL)))
+        context += [("asked", q.translate(_CONTROL)) for q in engine.asked]
+        self._call = [self._now, 0.0, "", 0.0]
+        self.hub.desk.join(ev.queue, self.session_id, self.peer, self, self._now, tuple(context))
+
+    def desk_event(self, event: object) -> None:
+        """From the desk (a CallerLink): handed to the coroutine in order with the caller's lines."""
+        self._now = time.time()
+        self._deliver(event)  # type: ignore[arg-type]
 
     def _encode(self, text: str) -> bytes:
         cache = self.hub.encoded
@@ -437,8 +494,20 @@ class CallerSession(asyncio.Protocol):
             duration=round(time.time() - self._started, 3),
             nodes=engine.visits,
             path=engine.path,  # its first PATH_LIMIT nodes
+            **self._transfer_fields(),
             **({"undecodable_lines": self._discipline.replaced} if self._discipline.replaced else {}),
         )
+
+    def _transfer_fields(self) -> dict[str, Any]:
+        """waited / talked / agent for a call that went to an agent queue."""
+        call = self._call
+        if call is None:
+            return {}
+        joined, connected, agent, left = call
+        end = left or time.time()
+        if not connected:
+            return {"waited": round(end - joined, 1)}
+        return {"waited": round(connected - joined, 1), "talked": round(end - connected, 1), "agent": agent}
 
     def _log(self, level: str, event: str, **fields: Any) -> None:
         getattr(log, level)(event, session_id=self.session_id, peer=self.peer, **fields)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_mermaid_diagram_of_the_shipped_menu() -> None:
     assert 'n0 -- "1" --> n1' in text  # main -1-> ask_phone
     assert '-- "/^1(\\d{3})$/" -->' in text  # the pattern labels its edge
     assert text.count("* → back") == 1  # global keys drawn once
-    assert 'n17(["bye (hangup)"])' in text  # ends of the call are marked
+    assert re.search(r"n\d+\(\[\"bye \(hangup\)\"\]\)", text)  # ends of the call are marked
 
 
 def test_graph_marks_unreachable_nodes_and_dead_ends(tmp_path: Path) -> None:
@@ -92,7 +93,7 @@ def test_shipped_conversations_pass_and_visit_every_node() -> None:
     out = hotline("test", "--coverage", str(CONVERSATIONS), "--config", str(CONFIG))
     assert out.returncode == 0, out.stdout
     assert " 0 failed" in out.stdout
-    assert "nodes visited: 18/18" in out.stdout
+    assert "nodes visited: 19/19" in out.stdout
 
 
 def test_a_failing_conversation_says_which_step_what_was_expected_and_what_came(tmp_path: Path) -> None:

@@ -228,7 +228,7 @@ def test_hangup_node(walk: Walk) -> None:
     assert hung_up(events) == "completed"
 
 
-def test_transfer_first_form_reports_busy_and_returns(walk: Walk) -> None:
+def test_transfer_with_no_agent_logged_in_reports_busy_and_returns(walk: Walk) -> None:
     events = walk("3")
     assert said(events) == "转接中\n坐席忙\n主菜单 1 2 3 4 5"
     assert [e.queue for e in events if isinstance(e, Transfer)] == ["default"]

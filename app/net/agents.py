@@ -1,0 +1,370 @@
+"""Terminal agents on HOTLINE_AGENT_PORT (10087): the line protocol of AGENT_DESK.md, over TCP.
+
+Every line the server sends starts with an upper-case word (HELLO, OK, ERR, OFFER, CONTEXT, MISSED,
+CONNECTED, ENDED, CALLER, QUEUE, INFO). Commands start with `/`; any other line is chat to the
+connected caller. The same line discipline as callers (UTF-8, telnet-clean, line limit, a line rate),
+and the same output bound: an agent who stops reading is cut off, which logs them out, and a caller
+they were talking to hears `ended`.
+
+Passwords are checked off the event loop (scrypt is slow on purpose), with the same answer for an
+unknown id and a wrong password; failures are counted per address over the last minute
+(`LoginGuard`), and the 5th closes the connection. Two connections cannot log in as one agent: the
+second is refused (`ERR already logged in elsewhere`) and the first keeps working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import structlog
+
+from app.desk.core import Agent, DeskError
+from app.desk.events import AgentEvent, CallerSaid, Ended, LoggedOut, Missed, Offer
+from app.desk.passwords import DUMMY_HASH, verify_password
+from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, encode_text
+
+if TYPE_CHECKING:
+    from app.server import Hub
+
+log = structlog.get_logger("hotline.agent")
+
+HELLO: Final = "HELLO hotline agent desk: /login ID PASSWORD"
+MAX_FAILURES: Final = 5  # failed logins per address per WINDOW; the 5th closes the connection
+WINDOW: Final = 60.0
+HELP: Final = (
+    "INFO /login ID PASSWORD   log in (then on break)",
+    "INFO /ready               take calls",
+    "INFO /break [reason]      no new calls",
+    "INFO /accept  /reject     answer or pass on the offered caller",
+    "INFO /end [disposition]   end the call (wrap-up follows)",
+    "INFO /queue               your queues: waiting, longest wait, agents",
+    "INFO /logout              log out and close",
+    "INFO any other line in a call is sent to the caller",
+)
+_CONTROL: Final = dict.fromkeys([*range(32), 127])
+
+
+def clean(text: str) -> str:
+    """A line for the other side: no control characters (no terminal escapes from a caller)."""
+    return text.translate(_CONTROL)
+
+
+class LoginGuard:
+    """Failed logins per address over the last WINDOW seconds (a success does not reset them)."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window: float = WINDOW) -> None:
+        self.limit = limit
+        self.window = window
+        self.failures: dict[str, collections.deque[float]] = {}
+
+    def _recent(self, address: str, now: float) -> collections.deque[float] | None:
+        times = self.failures.get(address)
+        if times is None:
+            return None
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if not times:
+            del self.failures[address]
+            return None
+        return times
+
+    def blocked(self, address: str, now: float) -> bool:
+        times = self._recent(address, now)
+        return times is not None and len(times) >= self.limit
+
+    def failed(self, address: str, now: float) -> bool:
+        """Count a failure; True when this one reached the limit."""
+        if len(self.failures) >= 10_000:  # bounded under a flood from many addresses
+            for addr in list(self.failures):
+                self._recent(addr, now)
+        times = self._recent(address, now) or self.failures.setdefault(address, collections.deque())
+        times.append(now)
+        return len(times) >= self.limit
+
+
+class AgentConnection(asyncio.Protocol):
+    """One terminal agent's connection."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.transport: asyncio.Transport | None = None
+        self.agent: Agent | None = None
+        self.address = ""
+        self.peer = ""
+        self._discipline = LineDiscipline(max_line=hub.settings.max_line, encoding=hub.settings.encoding)
+        self._pending: collections.deque[str] = collections.deque()
+        self._checking = False  # a password check is running off the loop; later lines wait
+        self._line_due = 0.0
+        self._throttled_at = 0.0
+        self._closed = False
+        self._paused = False
+
+    # -- asyncio callbacks -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.address = sys.intern(str(peer[0])) if isinstance(peer, tuple) else str(peer)
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.transport.set_write_buffer_limits(high=min(64 * 1024, self.hub.settings.max_output // 2))
+        self.hub.agent_connections.add(self)
+        self._line_due = time.time()
+        self.send(HELLO)
+
+    def data_received(self, data: bytes) -> None:
+        discipline = self._discipline
+        items = discipline.feed(data)
+        if discipline.reply:
+            self._write(bytes(discipline.reply))
+            discipline.reply = b""
+        now = time.time()
+        rate = self.hub.line_rate
+        for item in items:
+            if self._closed:
+                return
+            if item is INTERRUPT:
+                self.close("interrupt")
+                return
+            if item is OVERFLOW:
+                self.send("ERR line too long, ignored")
+                continue
+            due = self._line_due
+            if due - now > rate.tolerance:
+                if now - self._throttled_at >= 1.0:
+                    self._throttled_at = now
+                    self.hub.refuse(self.peer, "agent_lines_per_second")
+                    self.send("ERR too fast, line ignored")
+                continue
+            self._line_due = max(due, now) + rate.interval
+            if self._checking or self._pending:
+                if len(self._pending) < 100:
+                    self._pending.append(item)
+                continue
+            self._line(item)
+
+    def eof_received(self) -> bool:
+        for item in self._discipline.flush():
+            if not self._closed and type(item) is str:
+                self._line(item)
+        self.close("eof")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._closed = True
+        self.hub.agent_connections.discard(self)
+        self._log_out("disconnected")
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- the desk's events -----------------------------------------------------------------------
+
+    def agent_event(self, event: AgentEvent) -> None:
+        kind = type(event)
+        if kind is Offer:
+            o = cast(Offer, event)
+            lines = [f"OFFER {o.call_id} queue={o.queue} waited={o.waited} from={o.peer}"]
+            lines += [f"CONTEXT {o.call_id} {key} {clean(value)}" for key, value in o.context]
+            self.send(*lines)
+        elif kind is CallerSaid:
+            self.send(f"CALLER {clean(cast(CallerSaid, event).text)}")
+        elif kind is Missed:
+            m = cast(Missed, event)
+            self.send(f"MISSED {m.call_id}", *(["OK break"] if m.on_break else []))
+        elif kind is Ended:
+            e = cast(Ended, event)
+            self.send(f"ENDED {e.call_id} by={e.by}")
+        elif kind is LoggedOut:
+            self.agent = None  # the desk has logged them out already
+            self.send("INFO logged out: this agent was removed from desk.yaml")
+            self.close("removed")
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def _line(self, line: str) -> None:
+        text = line.strip()
+        if not text:
+            return
+        if not text.startswith("/"):
+            self._chat(text)
+            return
+        word, _, rest = text.partition(" ")
+        command = word[1:].lower()
+        handler = _COMMANDS.get(command)
+        if handler is None:
+            self.send(f"ERR unknown command: {clean(word)[:40]}")
+            return
+        if command not in ("login", "help") and self.agent is None:
+            self.send("ERR not logged in: /login ID PASSWORD")
+            return
+        handler(self, rest.strip())
+
+    def _chat(self, text: str) -> None:
+        agent = self.agent
+        if agent is None:
+            self.send("ERR not logged in: /login ID PASSWORD")
+            return
+        try:
+            self.hub.desk.agent_line(agent, clean(text))
+        except DeskError as exc:
+            self.send(f"ERR {exc}")
+
+    def _login(self, rest: str) -> None:
+        hub = self.hub
+        now = time.time()
+        if hub.login_guard.blocked(self.address, now):
+            self.send("ERR too many attempts")
+            self.close("login_blocked")
+            return
+        if self.agent is not None:
+            self.send("ERR already logged in")
+            return
+        parts = rest.split(None, 1)
+        if len(parts) != 2:
+            self.send("ERR usage: /login ID PASSWORD")
+            return
+        agent_id, password = parts[0], parts[1].strip()
+        model = hub.desk.config.agents.get(agent_id)
+        stored = model.password_hash if model is not None else DUMMY_HASH
+        self._checking = True
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(hub.executor, verify_password, password, stored)
+        future.add_done_callback(lambda f: self._checked(agent_id, model is not None and f.result()))
+
+    def _checked(self, agent_id: str, ok: bool) -> None:
+        self._checking = False
+        if self._closed:
+            return
+        hub = self.hub
+        now = time.time()
+        if not ok or agent_id not in hub.desk.config.agents:
+            hub.login_failed_total += 1
+            log.warning("login_failed", peer=self.peer)
+            if hub.login_guard.failed(self.address, now):
+                self.send("ERR too many attempts")
+                self.close("login_blocked")
+                return
+            self.send("ERR login failed")
+        else:
+            try:
+                self.agent = hub.desk.login(agent_id, self, now)
+            except DeskError as exc:
+                self.send(f"ERR {exc}")
+            else:
+                self.send(f"OK login {agent_id} {clean(self.agent.name)}")
+        while self._pending and not self._checking and not self._closed:
+            self._line(self._pending.popleft())
+
+    def _ready(self, rest: str) -> None:
+        self._status("available", "OK ready", "")
+
+    def _break(self, rest: str) -> None:
+        self._status("on_break", "OK break", clean(rest)[:100])
+
+    def _status(self, status: str, answer: str, reason: str) -> None:
+        assert self.agent is not None
+        self.send(answer)  # before any offer the change brings
+        try:
+            self.hub.desk.set_status(self.agent, status, time.time(), reason)
+        except DeskError as exc:
+            self.send(f"ERR {exc}")
+
+    def _accept(self, rest: str) -> None:
+        assert self.agent is not None
+        try:
+            call = self.hub.desk.accept(self.agent, time.time())
+        except DeskError as exc:
+            self.send(f"ERR {exc}")
+            return
+        self.send(f"CONNECTED {call.id}")  # caller lines can only come later: they arrive from the network
+
+    def _reject(self, rest: str) -> None:
+        assert self.agent is not None
+        call = self.agent.offer
+        if call is not None:
+            self.send(f"OK reject {call.id}")  # before the next offer
+        try:
+            self.hub.desk.reject(self.agent, time.time())
+        except DeskError as exc:
+            self.send(f"ERR {exc}")
+
+    def _end(self, rest: str) -> None:
+        assert self.agent is not None
+        try:
+            call = self.hub.desk.end(self.agent, time.time(), clean(rest)[:100])
+        except DeskError as exc:
+            self.send(f"ERR {exc}")
+            return
+        self.send(f"ENDED {call.id} by=agent")
+
+    def _queue(self, rest: str) -> None:
+        assert self.agent is not None
+        desk = self.hub.desk
+        now = time.time()
+        lines = []
+        for name in self.agent.queues:
+            if name in desk.queues:
+                waiting, longest, available, busy = desk.queue_summary(name, now)
+                lines.append(
+                    f"QUEUE {name} waiting={waiting} longest={longest}s available={available} busy={busy}"
+                )
+        self.send(*(lines or ["INFO you are in no queue"]))
+
+    def _logout(self, rest: str) -> None:
+        self.send("OK logout")
+        self.close("logout")
+
+    def _help(self, rest: str) -> None:
+        self.send(*HELP)
+
+    # -- output and closing ----------------------------------------------------------------------
+
+    def send(self, *lines: str) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(b"".join(encode_text(line, self.hub.settings.encoding) for line in lines))
+        if self._paused and transport.get_write_buffer_size() > self.hub.settings.max_output:
+            self.hub.refuse(self.peer, "agent_slow_reader")
+            self._log_out("slow_reader")
+            transport.abort()
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self, reason: str) -> None:
+        self._log_out(reason)
+        self._closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _log_out(self, reason: str) -> None:
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            self.hub.desk.logout(agent, time.time())
+
+
+_COMMANDS: dict[str, Any] = {
+    "login": AgentConnection._login,
+    "ready": AgentConnection._ready,
+    "break": AgentConnection._break,
+    "accept": AgentConnection._accept,
+    "reject": AgentConnection._reject,
+    "end": AgentConnection._end,
+    "queue": AgentConnection._queue,
+    "logout": AgentConnection._logout,
+    "help": AgentConnection._help,
+}
