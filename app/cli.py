@@ -35,18 +35,19 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _check(config: str | None) -> int:
-    from app.menu import load_menu  # noqa: PLC0415 - keep `hotline --help` fast
+    from app.configdir import load_config  # noqa: PLC0415 - keep `hotline --help` fast
 
     folder = Path(config) if config else load_settings().config
-    result = load_menu(folder)
+    result = load_config(folder)
     for problem in result.problems:
         print(problem)
-    if result.graph is None:
+    if result.graph is None or result.desk is None:
         print(f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)", file=sys.stderr)
         return 1
-    g = result.graph
+    g, desk = result.graph, result.desk
     print(
-        f"{g.source}: ok, menu '{g.name}' with {len(g.nodes)} nodes, {len(result.warnings)} warning(s)",
+        f"{g.source}: ok, menu '{g.name}' with {len(g.nodes)} nodes, {len(desk.queues)} queue(s), "
+        f"{len(desk.agents)} agent(s), {len(result.warnings)} warning(s)",
         file=sys.stderr,
     )
     return 0
@@ -213,7 +214,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--server", metavar="HOST:PORT", help="dial a running server instead of running in process"
     )
     test.add_argument("--coverage", action="store_true", help="list the menu nodes no conversation visits")
+    sub.add_parser(
+        "passwd",
+        help="read an agent password from stdin, print its hash for desk.yaml",
+        description="Read a password from standard input (the first line; type it, or pipe it: "
+        "echo -n SECRET | hotline passwd) and print a salted scrypt hash for an agent's "
+        "password_hash in desk.yaml. The password itself is never stored or printed.",
+    )
     return parser
+
+
+def _passwd() -> int:
+    import getpass  # noqa: PLC0415
+
+    from app.desk.passwords import hash_password  # noqa: PLC0415
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("hotline passwd: the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        print("hotline passwd: use at least 8 characters", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,6 +272,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         except SettingsError as exc:
             print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
             return 2
+    if args.command == "passwd":
+        return _passwd()
     if args.command == "ask":
         try:
             return _ask(args.question, args.host, args.port, args.json, args.timeout)

@@ -45,7 +45,9 @@ def pytest_asyncio_loop_factories(
 
 
 async def start_server(config: Path = CONFIG, **overrides: Any) -> Server:
-    settings = Settings(config=config, tcp_port=0, udp_port=0, admin_port=0, **overrides)
+    settings = Settings(
+        **{"config": config, "tcp_port": 0, "udp_port": 0, "admin_port": 0, "agent_port": 0, **overrides}
+    )
     result = load_config(settings.config)
     assert result.graph is not None, result.problems
     server = Server(settings, result)
@@ -158,6 +160,7 @@ class ServerProcess:
                 "HOTLINE_TCP_PORT": "0",
                 "HOTLINE_UDP_PORT": "0",
                 "HOTLINE_ADMIN_PORT": "0",
+                "HOTLINE_AGENT_PORT": "0",
                 **(env or {}),
             },
         )
@@ -169,6 +172,7 @@ class ServerProcess:
         self.tcp_port: int = started["tcp_port"]
         self.udp_port: int = started["udp_port"]
         self.admin_port: int = started["admin_port"]
+        self.agent_port: int = started["agent_port"]
 
     def _read(self) -> None:
         assert self.proc.stdout is not None

@@ -1,0 +1,297 @@
+"""The desk's core without I/O: queue order, positions, offers, accept/reject/miss, wrap-up, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from app.desk.core import DEFAULT_HANDLE, MISS_COOLDOWN, Desk, DeskError
+from app.desk.events import CallerSaid, Ended, Missed, Offer
+from app.desk.loader import DeskConfig, OpenHours, QueueConfig
+from app.desk.schema import AgentModel, Hours, QueueModel
+from app.menu.events import AgentConnected, AgentLine, CallEnded, QueueBusy, QueueClosed, QueuePosition
+
+T0 = 1_800_000_000.0
+
+
+class Link:
+    """Records what the desk tells one caller or agent."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def desk_event(self, event: Any) -> None:
+        self.events.append(event)
+
+    agent_event = desk_event
+
+    def last(self, kind: type) -> Any:
+        return next(e for e in reversed(self.events) if isinstance(e, kind))
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def desk(n_agents: int = 2, hours: Hours | None = None, **queue: Any) -> Desk:
+    model = QueueModel(**queue)
+    q = QueueConfig("default", model, OpenHours.of(hours) if hours else None)
+    agents = {
+        str(1000 + i): AgentModel(id=str(1000 + i), name=f"a{i}", password_hash="x", queues=["default"])
+        for i in range(1, n_agents + 1)
+    }
+    return Desk(DeskConfig({"default": q}, agents))
+
+
+def ready(d: Desk, agent_id: str, now: float = T0) -> tuple[Any, Link]:
+    link = Link()
+    agent = d.login(agent_id, link, now)
+    d.set_status(agent, "available", now)
+    return agent, link
+
+
+def test_no_agent_logged_in_is_busy() -> None:
+    d = desk()
+    caller = Link()
+    assert not d.join("default", "c1", "1.2.3.4:5", caller, T0)
+    assert caller.events == [QueueBusy("no_agents")]
+    assert d.queues["default"].outcomes == {"busy": 1}
+
+
+def test_closed_hours_and_closed_dates() -> None:
+    hours = Hours(timezone="Asia/Shanghai", open={"mon-fri": "08:00-20:00"}, closed_dates=["2027-01-15"])
+    d = desk(hours=hours)
+    d.login("1001", Link(), T0)
+    # 2027-01-14 is a Thursday; 2027-01-16 a Saturday
+    import datetime as dt
+
+    def at(day: int, hour: int) -> float:
+        return dt.datetime(2027, 1, day, hour, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
+
+    for when, open_ in ((at(14, 9), True), (at(14, 21), False), (at(15, 9), False), (at(16, 9), False)):
+        caller = Link()
+        assert d.join("default", f"c{when}", "p", caller, when) is open_
+        assert isinstance(caller.events[0], QueuePosition if open_ else QueueClosed)
+
+
+def test_first_come_first_served_with_positions_and_estimate() -> None:
+    d = desk()
+    d.login("1001", Link(), T0)  # on break: counts as logged in, takes no calls
+    callers = [Link() for _ in range(3)]
+    for i, c in enumerate(callers):
+        assert d.join("default", f"c{i}", "p", c, T0 + i)
+    # one agent logged in, 3 minutes per call before any call: position n waits 3n minutes
+    assert [c.events[0] for c in callers] == [
+        QueuePosition(1, 1, 3),
+        QueuePosition(2, 2, 6),
+        QueuePosition(3, 3, 9),
+    ]
+    d.leave("c0", T0 + 5)  # abandons; the others move up at the next announcement
+    d.tick(T0 + 30)
+    assert callers[1].events[-1] == QueuePosition(1, 2, 3)
+    assert callers[2].events[-1] == QueuePosition(2, 2, 6)
+    n = len(callers[2].events)
+    d.tick(T0 + 60)  # nothing changed: nothing said again
+    assert len(callers[2].events) == n
+    agent, link = ready(d, "1002", T0 + 61)
+    assert link.last(Offer).call_id == "c1"  # the head of the queue, not the caller who joined last
+
+
+def test_offer_accept_chat_end_updates_the_handle_time() -> None:
+    d = desk(wrap_up=10)
+    agent, alink = ready(d, "1001")
+    caller = Link()
+    d.join("default", "c1", "9.9.9.9:1", caller, T0, (("path", "main>agent"),))
+    offer = alink.last(Offer)
+    assert (offer.call_id, offer.peer, offer.context) == ("c1", "9.9.9.9:1", (("path", "main>agent"),))
+    assert agent.state == "offered"
+    d.accept(agent, T0 + 2)
+    assert caller.last(AgentConnected) == AgentConnected("1001", "a1")
+    d.caller_line("c1", "你好")
+    assert alink.last(CallerSaid) == CallerSaid("c1", "你好")
+    d.agent_line(agent, "您好")
+    assert caller.last(AgentLine) == AgentLine("您好")
+    d.end(agent, T0 + 62)
+    assert caller.events[-1] == CallEnded("agent")
+    assert agent.state == "wrap_up"
+    assert d.queues["default"].handle_time == pytest.approx(DEFAULT_HANDLE * 0.75 + 60 * 0.25)
+    caller2 = Link()
+    d.join("default", "c2", "p", caller2, T0 + 63)
+    assert alink.of(Offer)[-1].call_id == "c1"  # in wrap-up: no offer yet
+    d.tick(T0 + 72.5)
+    assert agent.state == "offered" and alink.last(Offer).call_id == "c2"
+
+
+def test_reject_keeps_the_place_and_never_offers_again_to_that_agent() -> None:
+    d = desk()
+    a1, l1 = ready(d, "1001")
+    c1, c2 = Link(), Link()
+    d.join("default", "c1", "p", c1, T0)
+    d.join("default", "c2", "p", c2, T0 + 1)
+    assert l1.last(Offer).call_id == "c1"
+    d.reject(a1, T0 + 2)
+    assert l1.last(Offer).call_id == "c2"  # c1 keeps its place, but not for this agent
+    a2, l2 = ready(d, "1002", T0 + 3)
+    assert l2.last(Offer).call_id == "c1"
+    assert d.position(d.calls["c1"]) == 1
+
+
+def test_missed_offers_go_to_another_agent_and_put_the_agent_on_break() -> None:
+    d = desk(ring_timeout=15, max_missed=2)
+    a1, l1 = ready(d, "1001")
+    c1 = Link()
+    d.join("default", "c1", "p", c1, T0)
+    d.tick(T0 + 15)
+    assert l1.last(Missed) == Missed("c1", False)
+    d.tick(T0 + 16)
+    assert len(l1.of(Offer)) == 1  # not again to this agent within MISS_COOLDOWN
+    d.tick(T0 + 15 + MISS_COOLDOWN)
+    assert len(l1.of(Offer)) == 2  # no other agent: this one again
+    d.tick(T0 + 35 + MISS_COOLDOWN)
+    assert l1.last(Missed) == Missed("c1", True)
+    assert a1.status == "on_break"
+    a2, l2 = ready(d, "1002", T0 + 41)
+    assert l2.last(Offer).call_id == "c1"
+
+
+def test_max_wait_max_waiting_and_hang_up_while_offered() -> None:
+    d = desk(max_wait=60, max_waiting=1, ring_timeout=100)
+    a1, l1 = ready(d, "1001")
+    c1, c2 = Link(), Link()
+    d.join("default", "c1", "p", c1, T0)  # offered at once, still waiting
+    assert not d.join("default", "c2", "p", c2, T0 + 1)
+    assert c2.events == [QueueBusy("full")]
+    d.tick(T0 + 61)
+    assert c1.events[-1] == QueueBusy("max_wait")
+    assert l1.last(Ended) == Ended("c1", "server")
+    assert a1.state == "idle" and not d.calls
+    c3 = Link()
+    d.join("default", "c3", "p", c3, T0 + 62)
+    d.leave("c3", T0 + 63)
+    assert l1.last(Ended) == Ended("c3", "caller")
+    assert d.queues["default"].outcomes == {"busy": 1, "timeout": 1, "abandoned": 1}
+
+
+def test_agent_logout_mid_call_ends_it_for_the_caller_and_commands_need_a_state() -> None:
+    d = desk()
+    a1, l1 = ready(d, "1001")
+    with pytest.raises(DeskError):
+        d.accept(a1, T0)
+    with pytest.raises(DeskError):
+        d.end(a1, T0)
+    with pytest.raises(DeskError):
+        d.agent_line(a1, "hi")
+    with pytest.raises(DeskError):
+        d.login("1001", Link(), T0)  # one connection per agent
+    c1 = Link()
+    d.join("default", "c1", "p", c1, T0)
+    d.accept(a1, T0 + 1)
+    d.logout(a1, T0 + 5)
+    assert c1.events[-1] == CallEnded("agent")
+    assert not d.agents and not d.calls
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ("longest_idle", ["1003", "1001", "1002"]),
+        ("fewest_calls", ["1003", "1001", "1002"]),
+        ("round_robin", ["1001", "1002", "1003"]),
+    ],
+)
+def test_strategies(strategy: str, expected: list[str]) -> None:
+    d = desk(3, strategy=strategy, wrap_up=0)
+    links = {}
+    for i, aid in enumerate(("1003", "1001", "1002")):  # 1003 idle longest
+        links[aid] = ready(d, aid, T0 + i)
+    got = []
+    for i in range(3):
+        d.join("default", f"c{i}", "p", Link(), T0 + 10 + i)
+        agent = next(a for a in d.agents.values() if a.state == "offered")
+        got.append(agent.id)
+        d.accept(agent, T0 + 10 + i)
+    assert got == expected
+
+
+class DeskMachine(RuleBasedStateMachine):
+    """Random joins, leaves, logins, readies, accepts, rejects, ends, drops and ticks: no caller is
+    ever offered to two agents, no agent holds two offers, and no waiting caller is lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.d = desk(4, ring_timeout=5, wrap_up=2, max_wait=120, max_waiting=50)
+        self.now = T0
+        self.n = 0
+        self.gone: set[str] = set()  # callers who hung up, timed out or finished
+        self.callers: dict[str, Link] = {}
+
+    @rule()
+    def join(self) -> None:
+        self.n += 1
+        cid = f"c{self.n}"
+        link = Link()
+        self.callers[cid] = link
+        if not self.d.join("default", cid, "p", link, self.now):
+            self.gone.add(cid)
+
+    @rule(i=st.integers(0, 60))
+    def leave(self, i: int) -> None:
+        cid = f"c{i}"
+        if cid in self.d.calls:
+            self.d.leave(cid, self.now)
+            self.gone.add(cid)
+
+    @rule(i=st.integers(1, 4), status=st.sampled_from(["available", "on_break"]))
+    def login_or_status(self, i: int, status: str) -> None:
+        aid = str(1000 + i)
+        agent = self.d.agents.get(aid) or self.d.login(aid, Link(), self.now)
+        self.d.set_status(agent, status, self.now)
+
+    @rule(i=st.integers(1, 4), what=st.sampled_from(["accept", "reject", "end", "logout"]))
+    def act(self, i: int, what: str) -> None:
+        agent = self.d.agents.get(str(1000 + i))
+        if agent is None:
+            return
+        try:
+            if what == "logout":
+                self.d.logout(agent, self.now)
+            else:
+                getattr(self.d, what)(agent, self.now)
+        except DeskError:
+            pass
+
+    @rule(seconds=st.floats(0.1, 30))
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+        self.d.tick(self.now)
+
+    @invariant()
+    def one_offer_each(self) -> None:
+        offered = [a.offer.id for a in self.d.agents.values() if a.offer is not None]
+        assert len(offered) == len(set(offered))
+        for a in self.d.agents.values():
+            if a.offer is not None:
+                assert a.state == "offered" and a.offer.offered_to is a and a.call is None
+            if a.state == "offered":
+                assert a.offer is not None
+        for call in self.d.calls.values():
+            if call.offered_to is not None:
+                assert call.offered_to.offer is call
+
+    @invariant()
+    def nobody_lost(self) -> None:
+        q = self.d.queues["default"]
+        assert list(q.order) == sorted(c.seq for c in q.waiting.values())  # join order, ranks agree
+        connected = {a.call.id for a in self.d.agents.values() if a.call is not None}
+        assert set(self.d.calls) == set(q.waiting) | connected
+        for cid, link in self.callers.items():
+            ended = any(isinstance(e, QueueBusy | QueueClosed | CallEnded) for e in link.events)
+            # every caller is waiting, talking, or was told why not (or left by themselves)
+            assert (cid in self.d.calls) or ended or cid in self.gone
+
+
+DeskMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+test_desk_invariants = DeskMachine.TestCase
