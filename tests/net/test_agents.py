@@ -1,0 +1,367 @@
+"""The agent desk over real sockets: a real server process, callers and agents as line clients."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.desk.passwords import hash_password
+from tests.conftest import ServerProcess
+from tests.helpers import CONFIG, system_tool
+
+PASSWORD = "s3cret-pass"
+DESK = """
+version: 1
+queues:
+  default:
+    title: 人工服务
+    announce_every: 1s
+    max_wait: {max_wait}
+    ring_timeout: 1s
+    wrap_up: 0.5s
+    max_missed: 2
+  closed:
+    hours:
+      timezone: UTC
+      open: {{mon: "00:00-00:01"}}
+      closed_dates: [{today}]
+agents:
+  - {{id: "1001", name: 小王, password_hash: "{hash}", queues: [default]}}
+  - {{id: "1002", name: 小李, password_hash: "{hash}", queues: [default]}}
+"""
+
+
+_OPEN: list[Line] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+class Line:
+    """A line client: send lines, wait for text to arrive (with a timeout), never sleep blindly."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        _OPEN.append(self)
+        self.buf = b""
+        self.closed = False
+
+    def send(self, *lines: str) -> None:
+        self.sock.sendall(b"".join(line.encode() + b"\r\n" for line in lines))
+
+    def expect(self, text: str, timeout: float = 8.0) -> str:
+        """Everything up to and including `text`; consumed."""
+        deadline = time.monotonic() + timeout
+        want = text.encode()
+        while want not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                raise AssertionError(f"{text!r} not received; got {self.buf.decode(errors='replace')!r}")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+            self.buf += chunk
+        i = self.buf.index(want) + len(want)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out.decode(errors="replace")
+
+    def wait_closed(self, timeout: float = 8.0) -> str:
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            left = deadline - time.monotonic()
+            assert left > 0, f"still open; got {self.buf!r}"
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+            self.buf += chunk
+        return self.buf.decode(errors="replace")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _config(tmp_path: Path, max_wait: str = "10m") -> Path:
+    folder = tmp_path / "config"
+    shutil.copytree(CONFIG, folder)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    (folder / "desk.yaml").write_text(
+        DESK.format(hash=hash_password(PASSWORD), max_wait=max_wait, today=today), encoding="utf-8"
+    )
+    return folder
+
+
+@pytest.fixture
+def desk_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess(
+        [sys.executable, "-m", "app", "serve", "--config", str(_config(tmp_path))],
+        env={"HOTLINE_LOG_FORMAT": "json"},
+    )
+    yield proc
+    proc.stop()
+
+
+def _agent(server: ServerProcess, agent_id: str = "1001", ready: bool = True) -> Line:
+    a = Line(server.agent_port)
+    a.expect("HELLO hotline agent desk: /login ID PASSWORD\r\n")
+    a.send(f"/login {agent_id} {PASSWORD}")
+    a.expect(f"OK login {agent_id} ")
+    if ready:
+        a.send("/ready")
+        a.expect("OK ready\r\n")
+    return a
+
+
+def _caller_in_queue(server: ServerProcess) -> Line:
+    c = Line(server.tcp_port)
+    c.expect("结束通话请输入 exit。")
+    c.send("0")
+    c.expect("正在为您转接人工服务")
+    return c
+
+
+def test_two_terminals_talk_caller_hears_position_and_agent_sees_context(desk_server: ServerProcess) -> None:
+    agent = _agent(desk_server, ready=False)
+    caller = Line(desk_server.tcp_port)
+    caller.expect("结束通话请输入 exit。")
+    caller.send("1", "13800138000")
+    caller.expect("尊敬的张先生")
+    caller.send("8", "我要转人工")
+    caller.expect("您前面还有 0 位客户,预计等待 3 分钟。")
+    caller.send("还要多久?")
+    caller.expect("请稍候,坐席接通后会立即为您服务。按 1 留言,按 * 返回。")
+    agent.send("/ready")
+    offer = agent.expect("CONTEXT")
+    assert "OFFER " in offer and "queue=default" in offer and "from=127.0.0.1:" in offer
+    call_id = offer.split("OFFER ")[1].split()[0]
+    context = agent.expect(f"CONTEXT {call_id} asked 我要转人工\r\n")
+    assert "path main>ask_phone>find_account>balance>main>robot>agent" in context
+    assert "var:phone *******8000" in context and "13800138000" not in context  # sensitive: masked
+    agent.send("/accept")
+    agent.expect(f"CONNECTED {call_id}\r\n")
+    caller.expect("工号 1001 为您服务。")
+    caller.send("我的话费不对", "#")  # while connected even # is chat
+    agent.expect("CALLER 我的话费不对\r\nCALLER #\r\n")
+    agent.send("请稍等,我帮您查")
+    caller.expect("客服 1001:请稍等,我帮您查\r\n")
+    agent.send("/queue")
+    agent.expect("QUEUE default waiting=0 longest=0s available=0 busy=1\r\n")
+    agent.send("/end solved")
+    agent.expect(f"ENDED {call_id} by=agent\r\n")
+    caller.expect("本次服务已结束,感谢您的耐心。\r\n欢迎致电中国移动 10086!")
+    caller.send("exit")
+    caller.wait_closed()
+    ended = desk_server.wait_for("session_ended", session_id=call_id)
+    assert ended["agent"] == "1001" and "talked" in ended and "waited" in ended
+    done = desk_server.wait_for("call_completed", session_id=call_id)
+    assert done["by"] == "agent" and done["disposition"] == "solved"
+    assert all("13800138000" not in str(line) and PASSWORD not in str(line) for line in desk_server.lines)
+
+
+def test_login_failures_look_the_same_and_are_limited_per_address(desk_server: ServerProcess) -> None:
+    a = Line(desk_server.agent_port)
+    a.expect("HELLO")
+    a.send("/login 1001 wrong-password")
+    a.expect("ERR login failed\r\n")
+    a.send("/login 9999 wrong-password")  # unknown id: the same answer
+    a.expect("ERR login failed\r\n")
+    a.send("/login 1001", "/ready", "/accept", "hello")
+    a.expect("ERR usage: /login ID PASSWORD\r\n")
+    a.expect("ERR not logged in: /login ID PASSWORD\r\n")
+    for _ in range(2):
+        a.send("/login 1001 nope-nope")
+        a.expect("ERR login failed\r\n")
+    a.send("/login 1001 nope-nope")  # the 5th failure
+    a.expect("ERR too many attempts\r\n")
+    a.wait_closed()
+    b = Line(desk_server.agent_port)  # the right password does not help within the minute
+    b.expect("HELLO")
+    b.send(f"/login 1001 {PASSWORD}")
+    b.expect("ERR too many attempts\r\n")
+    b.wait_closed()
+    desk_server.wait_for("login_failed")
+    assert all(
+        "nope-nope" not in str(line) and "wrong-password" not in str(line) for line in desk_server.lines
+    )
+
+
+def test_reject_miss_and_auto_break(desk_server: ServerProcess) -> None:
+    a1 = _agent(desk_server, "1001")
+    caller = _caller_in_queue(desk_server)
+    offer = a1.expect("CONTEXT")
+    call_id = offer.split("OFFER ")[1].split()[0]
+    a1.send("/reject")
+    a1.expect(f"OK reject {call_id}\r\n")
+    a2 = _agent(desk_server, "1002")
+    a2.expect(f"OFFER {call_id} ")  # the caller kept their place; offered to the other agent
+    a2.expect(f"MISSED {call_id}\r\n", timeout=5)  # ring_timeout 1s
+    a2.expect(f"OFFER {call_id} ", timeout=10)  # no other agent: again to this one after the cooldown
+    a2.expect(f"MISSED {call_id}\r\nOK break\r\n", timeout=5)  # max_missed 2: on break
+    a2.send("/ready")
+    a2.expect("OK ready")
+    a2.expect(f"OFFER {call_id} ", timeout=10)
+    a2.send("/accept")
+    a2.expect(f"CONNECTED {call_id}")
+    caller.expect("工号 1002 为您服务。")
+    a1.send("/accept")
+    a1.expect("ERR no offer to accept\r\n")
+
+
+def test_caller_hangs_up_while_offered_and_while_connected(desk_server: ServerProcess) -> None:
+    agent = _agent(desk_server)
+    caller = _caller_in_queue(desk_server)
+    offer = agent.expect("CONTEXT")
+    call_id = offer.split("OFFER ")[1].split()[0]
+    caller.close()  # while offered
+    agent.expect(f"ENDED {call_id} by=caller\r\n")
+    desk_server.wait_for("queue_abandoned", session_id=call_id)
+    caller = _caller_in_queue(desk_server)
+    offer = agent.expect("CONTEXT")
+    call_id = offer.split("OFFER ")[1].split()[0]
+    agent.send("/accept")
+    caller.expect("为您服务")
+    caller.send("exit")  # a hang-up key still works while connected
+    caller.expect("再见")
+    agent.expect(f"ENDED {call_id} by=caller\r\n")
+    agent.send("hello?")
+    agent.expect("ERR not in a call\r\n")
+
+
+def test_agent_drop_mid_call_sends_the_caller_on(desk_server: ServerProcess) -> None:
+    agent = _agent(desk_server)
+    caller = _caller_in_queue(desk_server)
+    agent.expect("CONTEXT")
+    agent.send("/accept")
+    caller.expect("为您服务")
+    agent.close()
+    caller.expect("本次服务已结束,感谢您的耐心。\r\n欢迎致电中国移动 10086!")
+    desk_server.wait_for("agent_logout", agent="1001")
+
+
+def test_waiting_keys_leave_the_queue_and_no_agent_means_busy(desk_server: ServerProcess) -> None:
+    caller = Line(desk_server.tcp_port)
+    caller.expect("结束通话请输入 exit。")
+    caller.send("0")  # nobody logged in: busy, then on_busy (leave_message), then main
+    caller.expect("抱歉,目前所有坐席均忙。\r\n留言功能即将开通")
+    caller.expect("欢迎致电中国移动 10086!")
+    agent = _agent(desk_server, ready=False)
+    caller.send("0")
+    caller.expect("您前面还有 0 位客户")
+    caller.send("*")  # back to the menu: leaves the queue
+    caller.expect("欢迎致电中国移动 10086!")
+    desk_server.wait_for("queue_abandoned")
+    agent.send("/queue")
+    agent.expect("QUEUE default waiting=0")
+
+
+def test_bad_input_from_an_agent_harms_nobody(desk_server: ServerProcess) -> None:
+    agent = _agent(desk_server)
+    other = Line(desk_server.agent_port)
+    other.expect("HELLO")
+    other.send(f"/login 1001 {PASSWORD}")  # the same agent twice: the second is refused
+    other.expect("ERR already logged in elsewhere\r\n")
+    garbage = bytes(b for b in range(256) if b not in (3, 4))  # Ctrl-C / Ctrl-D would hang up
+    other.sock.sendall(b"\xff\xfb\x01\xff\xfd\x03" + garbage + b"\r\n")  # telnet + garbage
+    other.sock.sendall(b"x" * (10 << 20) + b"\r\n")  # a 10 MiB line
+    other.send("/help")
+    other.expect("ERR line too long, ignored\r\n", timeout=20)
+    other.expect("INFO /login ID PASSWORD")
+    agent.send("/end", "/bogus", "/accept")
+    agent.expect("ERR not in a call\r\nERR unknown command: /bogus\r\nERR no offer to accept\r\n")
+    _caller_in_queue(desk_server)  # the desk still works for everyone
+    agent.expect("OFFER")
+
+
+def test_sigterm_with_a_call_connected_tells_both_sides(desk_server: ServerProcess) -> None:
+    agent = _agent(desk_server)
+    caller = _caller_in_queue(desk_server)
+    offer = agent.expect("CONTEXT")
+    call_id = offer.split("OFFER ")[1].split()[0]
+    agent.send("/accept")
+    caller.expect("为您服务")
+    desk_server.proc.send_signal(signal.SIGTERM)
+    agent.expect(f"ENDED {call_id} by=server\r\n")
+    caller.expect("感谢您致电中国移动 10086,再见!")
+    assert desk_server.wait_exit() == 0
+
+
+def test_closed_queue_and_max_wait(tmp_path: Path) -> None:
+    folder = _config(tmp_path, max_wait="2s")
+    menu = folder / "menu.yaml"
+    text = menu.read_text(encoding="utf-8")
+    menu.write_text(
+        text.replace('      "0": agent\n', '      "0": agent\n      "5": closed_line\n', 1)
+        + ("  closed_line:\n    type: transfer\n    queue: closed\n    next: main\n"),
+        encoding="utf-8",
+    )
+    server = ServerProcess([sys.executable, "-m", "app", "serve", "--config", str(folder)])
+    try:
+        caller = Line(server.tcp_port)
+        caller.expect("结束通话请输入 exit。")
+        caller.send("5")
+        caller.expect("现在不是人工服务时间")
+        caller.expect("欢迎致电")
+        server.wait_for("queue_closed", queue="closed")
+        agent = _agent(server, ready=False)
+        caller.send("0")
+        caller.expect("您前面还有 0 位客户")
+        caller.expect("抱歉,目前所有坐席均忙。", timeout=6)  # max_wait 2s
+        server.wait_for("queue_timeout")
+        agent.close()
+    finally:
+        server.stop()
+
+
+def test_an_agent_with_real_nc(desk_server: ServerProcess) -> None:
+    import subprocess
+
+    caller = Line(desk_server.tcp_port)
+    caller.expect("结束通话请输入 exit。")
+    proc = subprocess.Popen(
+        [system_tool("nc"), "127.0.0.1", str(desk_server.agent_port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(f"/login 1002 {PASSWORD}\n/ready\n".encode())
+        proc.stdin.flush()
+        desk_server.wait_for("agent_status", agent="1002", status="available")
+        caller.send("0")
+        desk_server.wait_for("call_offered", agent="1002")
+        proc.stdin.write("/accept\n您好,请讲\n".encode())
+        proc.stdin.flush()
+        caller.expect("客服 1002:您好,请讲")
+        proc.stdin.write(b"/logout\n")
+        proc.stdin.close()  # nc ends when both sides are done
+        out = proc.stdout.read().decode()
+        assert out.startswith("HELLO hotline agent desk")
+        assert "OK login 1002 小李\r\nOK ready\r\nOFFER " in out and "CONNECTED " in out
+        assert out.endswith("OK logout\r\n")
+        caller.expect("本次服务已结束")
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
