@@ -1,4 +1,4 @@
-# hotline: the menu on 10086/tcp, the robot on 10086/udp, admin HTTP on 9108.
+# hotline: the menu on 10086/tcp, the robot on 10086/udp, terminal agents on 10087/tcp, admin HTTP on 9108.
 # Build: docker build -t hotline .      Run: docker compose up
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -19,7 +19,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOTLINE_HOST=0.0.0.0 \
     HOTLINE_CONFIG=/app/config
 USER 10086:10086
-EXPOSE 10086/tcp 10086/udp 9108/tcp
+EXPOSE 10086/tcp 10086/udp 10087/tcp 9108/tcp
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["python", "-c", "import os,urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HOTLINE_ADMIN_PORT', '9108'), timeout=2)"]
 STOPSIGNAL SIGTERM

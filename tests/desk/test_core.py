@@ -96,7 +96,7 @@ def test_first_come_first_served_with_positions_and_estimate() -> None:
     n = len(callers[2].events)
     d.tick(T0 + 60)  # nothing changed: nothing said again
     assert len(callers[2].events) == n
-    agent, link = ready(d, "1002", T0 + 61)
+    _agent, link = ready(d, "1002", T0 + 61)
     assert link.last(Offer).call_id == "c1"  # the head of the queue, not the caller who joined last
 
 
@@ -134,7 +134,7 @@ def test_reject_keeps_the_place_and_never_offers_again_to_that_agent() -> None:
     assert l1.last(Offer).call_id == "c1"
     d.reject(a1, T0 + 2)
     assert l1.last(Offer).call_id == "c2"  # c1 keeps its place, but not for this agent
-    a2, l2 = ready(d, "1002", T0 + 3)
+    _a2, l2 = ready(d, "1002", T0 + 3)
     assert l2.last(Offer).call_id == "c1"
     assert d.position(d.calls["c1"]) == 1
 
@@ -153,7 +153,7 @@ def test_missed_offers_go_to_another_agent_and_put_the_agent_on_break() -> None:
     d.tick(T0 + 35 + MISS_COOLDOWN)
     assert l1.last(Missed) == Missed("c1", True)
     assert a1.status == "on_break"
-    a2, l2 = ready(d, "1002", T0 + 41)
+    _a2, l2 = ready(d, "1002", T0 + 41)
     assert l2.last(Offer).call_id == "c1"
 
 
@@ -177,7 +177,7 @@ def test_max_wait_max_waiting_and_hang_up_while_offered() -> None:
 
 def test_agent_logout_mid_call_ends_it_for_the_caller_and_commands_need_a_state() -> None:
     d = desk()
-    a1, l1 = ready(d, "1001")
+    a1, _l1 = ready(d, "1001")
     with pytest.raises(DeskError):
         d.accept(a1, T0)
     with pytest.raises(DeskError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sys
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
