@@ -60,24 +60,30 @@ class Line:
     def send(self, *lines: str) -> None:
         self.sock.sendall(b"".join(line.encode() + b"\r\n" for line in lines))
 
+    def _read(self, deadline: float) -> None:
+        """One read (or none, at the deadline); notes when the server closed."""
+        left = deadline - time.monotonic()
+        if left <= 0 or self.closed:
+            return
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            return
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.closed = True
+        self.buf += chunk
+
     def expect(self, text: str, timeout: float = 8.0) -> str:
         """Everything up to and including `text`; consumed."""
         deadline = time.monotonic() + timeout
         want = text.encode()
         while want not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.closed:
+            if time.monotonic() >= deadline or self.closed:
                 raise AssertionError(f"{text!r} not received; got {self.buf.decode(errors='replace')!r}")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                self.closed = True
-            self.buf += chunk
+            self._read(deadline)
         i = self.buf.index(want) + len(want)
         out, self.buf = self.buf[:i], self.buf[i:]
         return out.decode(errors="replace")
@@ -85,18 +91,8 @@ class Line:
     def wait_closed(self, timeout: float = 8.0) -> str:
         deadline = time.monotonic() + timeout
         while not self.closed:
-            left = deadline - time.monotonic()
-            assert left > 0, f"still open; got {self.buf!r}"
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                self.closed = True
-            self.buf += chunk
+            assert time.monotonic() < deadline, f"still open; got {self.buf!r}"
+            self._read(deadline)
         return self.buf.decode(errors="replace")
 
     def close(self) -> None:
