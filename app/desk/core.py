@@ -254,7 +254,7 @@ class Desk:
         self.calls[call_id] = call
         position = len(q.waiting)
         self.log("queue_entered", queue=queue, call_id=call_id, position=position)
-        self._announce(q, call, position)
+        self._announce(q, call, position, agents)
         if not q.next_announce:
             q.next_announce = now + model.announce_every
         self.dispatch(now)
@@ -264,9 +264,10 @@ class Desk:
         """1 for the next caller; O(log n)."""
         return int(self.queues[call.queue].order.index(call.seq)) + 1
 
-    def estimate_minutes(self, q: QueueState, position: int) -> int:
-        agents = max(1, self.logged_in(q.config.name))
-        return max(1, math.ceil(position * q.handle_time / agents / 60.0))
+    def estimate_minutes(self, q: QueueState, position: int, agents: int | None = None) -> int:
+        """position × the moving average handle time ÷ agents logged in, in minutes (at least 1)."""
+        n = max(1, self.logged_in(q.config.name) if agents is None else agents)
+        return max(1, math.ceil(position * q.handle_time / n / 60.0))
 
     def leave(self, call_id: str, now: float) -> None:
         """The caller went away (hung up, pressed a key to leave, or was cut off)."""
@@ -421,8 +422,9 @@ class Desk:
                 self._timed_out(q, head, now)
             if q.next_announce and now >= q.next_announce:
                 q.next_announce = now + q.config.model.announce_every if q.waiting else 0.0
+                agents = self.logged_in(q.config.name)
                 for i, call in enumerate(q.waiting.values(), 1):
-                    self._announce(q, call, i)
+                    self._announce(q, call, i, agents)
         self.dispatch(now)
 
     def shutdown(self) -> None:
@@ -555,8 +557,8 @@ class Desk:
         if state == "idle" and not keep_idle_since:
             agent.idle_since = now
 
-    def _announce(self, q: QueueState, call: Call, position: int) -> None:
-        minutes = self.estimate_minutes(q, position)
+    def _announce(self, q: QueueState, call: Call, position: int, agents: int) -> None:
+        minutes = self.estimate_minutes(q, position, agents)
         if (position, minutes) != call.announced:
             call.announced = (position, minutes)
             call.link.desk_event(QueuePosition(position, len(q.waiting), minutes))
