@@ -248,7 +248,7 @@ class _Loader(Reporter):
                 try:
                     compiled[source] = re.compile(source)
                 except re.error as exc:
-                    at = self.doc.char_at(here, exc.pos) if exc.pos is not None else None
+                    at = self.doc.char_at(here, source, exc.pos) if exc.pos is not None else None
                     self.report(
                         here,
                         "error",

@@ -47,30 +47,32 @@ class Document:
     # Unquoted text followed by a comment on the same line: path -> where the comment starts.
     # In a phone menu "按 # 返回" is text, but YAML reads " # 返回" as a comment and cuts it.
     comments_after: dict[Path, Pos] = field(default_factory=dict)
-    # Scalars written on one line: path -> (line, col, style, the text as written, quotes included).
-    inline: dict[Path, tuple[int, int, str, str]] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list, repr=False)  # the text, for char_at
 
-    def char_at(self, path: Path, index: int) -> Pos | None:
-        """Where the `index`-th character of the text value at `path` was written, when the file
-        shows it one for one (a one-line plain or quoted scalar, escapes before it excepted)."""
-        found = self.inline.get(tuple(path))
-        if found is None or index < 0:
+    def char_at(self, path: Path, value: str, index: int) -> Pos | None:
+        """Where the `index`-th character of the text `value` at `path` was written, when the file
+        shows it one for one: a plain scalar on one line, or a quoted one up to the first escape."""
+        start = self.values.get(tuple(path))
+        if start is None or not 0 <= index < len(value) or start[0] > len(self.lines):
             return None
-        line, col, style, raw = found
-        if not style:
-            return (line, col + index) if index < len(raw) else None
+        line, col = start
+        raw = self.lines[line - 1][col - 1 :]
+        quote = raw[:1]
+        if quote not in ("'", '"'):
+            return (line, col + index) if raw.startswith(value) else None
         j, k = 1, 0  # j: in the raw text, after the opening quote; k: in the value
-        while j < len(raw) - 1:
+        while j < len(raw):
+            if quote == "'" and raw.startswith("''", j):
+                step = 2
+            elif raw[j] == quote or (quote == '"' and raw[j] == "\\"):
+                return None  # the closing quote, or an escape: no longer one for one
+            else:
+                step = 1
             if k == index:
                 return (line, col + j)
-            if style == "'" and raw.startswith("''", j):
-                j += 2
-            elif style == '"' and raw[j] == "\\":
-                return None  # an escape: the value's characters no longer line up with the file's
-            else:
-                j += 1
+            j += step
             k += 1
-        return None
+        return None  # the value goes on on the next line
 
     def where(self, path: Path, *, key: bool = False) -> Pos:
         """Position of `path` (its key if `key`), else of the nearest enclosing node that has one."""
@@ -115,7 +117,8 @@ def load(text: str, *, raw_scalars: bool = False) -> Document:
     doc = Document(data=None)
     if root is None:
         return doc
-    builder = _Builder(doc, raw_scalars, text.splitlines())
+    doc.lines = text.splitlines()
+    builder = _Builder(doc, raw_scalars, doc.lines)
     doc.data = builder.build(root, (), 0)
     return doc
 
@@ -138,10 +141,6 @@ class _Builder:
             raise YamlError(f"values are nested more than {MAX_DEPTH} levels deep", _pos(node))
         self.doc.values.setdefault(path, _pos(node))
         if isinstance(node, yaml.ScalarNode):
-            start, end = node.start_mark, node.end_mark
-            if start.line == end.line and start.line < len(self.lines):
-                raw = self.lines[start.line][start.column : end.column]
-                self.doc.inline[path] = (start.line + 1, start.column + 1, node.style or "", raw)
             if not node.style and node.end_mark.line < len(
                 self.lines
             ):  # plain: None, or "" from the C parser
