@@ -17,7 +17,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from app import __version__
-from app.desk.core import TALK_BUCKETS, WAIT_BUCKETS
 
 if TYPE_CHECKING:
     from app.server import Hub
@@ -25,23 +24,34 @@ if TYPE_CHECKING:
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
-class DurationHistogram:
-    """Session durations in fixed buckets: an int per bucket, no locks."""
+class Histogram:
+    """Seconds in fixed buckets (upper bounds): an int per bucket and a sum, no locks."""
 
-    __slots__ = ("counts", "total", "total_seconds")
+    __slots__ = ("bounds", "counts", "total", "total_seconds")
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
         self.total = 0
         self.total_seconds = 0.0
 
     def observe(self, seconds: float) -> None:
+        bounds = self.bounds
         i = 0
-        while i < len(DURATION_BUCKETS) and seconds > DURATION_BUCKETS[i]:
+        while i < len(bounds) and seconds > bounds[i]:
             i += 1
         self.counts[i] += 1
         self.total += 1
         self.total_seconds += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative counts per upper bound, as Prometheus wants them."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append((str(bound) if bound != float("inf") else "+Inf", running))
+        return out
 
 
 class HubCollector(Collector):
@@ -65,7 +75,7 @@ class HubCollector(Collector):
         yield HistogramMetricFamily(
             "hotline_session_duration_seconds",
             "How long calls last.",
-            buckets=_buckets(DURATION_BUCKETS, hist.counts),
+            buckets=hist.buckets(),
             sum_value=hist.total_seconds,
         )
         yield _labelled("hotline_node_visits", "Arrivals at each menu node.", "node", hub.stats.node_visits)
@@ -111,21 +121,12 @@ def _desk_metrics(hub: Hub) -> Iterator[Metric]:
             agents.add_metric([name, status, state], count)
         for outcome in ("answered", "abandoned", "timeout", "busy", "closed"):
             calls.add_metric([name, outcome], q.outcomes.get(outcome, 0))
-        wait.add_metric([name], _buckets(WAIT_BUCKETS, q.wait_hist), q.wait_sum)
-        talk.add_metric([name], _buckets(TALK_BUCKETS, q.talk_hist), q.talk_sum)
+        wait.add_metric([name], q.waits.buckets(), q.waits.total_seconds)
+        talk.add_metric([name], q.talks.buckets(), q.talks.total_seconds)
     yield from (waiting, longest, agents, calls, wait, talk)
     yield CounterMetricFamily(
         "hotline_agent_login_failures", "Failed agent logins.", value=hub.login_failed_total
     )
-
-
-def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
-    out: list[tuple[str, float]] = []
-    running = 0
-    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
-        running += count
-        out.append((str(bound) if bound != float("inf") else "+Inf", running))
-    return out
 
 
 def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:

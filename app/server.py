@@ -27,7 +27,7 @@ from app.desk.core import Desk
 from app.desk.loader import DeskConfig
 from app.menu import Graph
 from app.menu.engine import Stats
-from app.metrics import DurationHistogram, registry_for, render
+from app.metrics import Histogram, registry_for, render
 from app.net.admin import AdminProtocol
 from app.net.agents import AgentConnection, LoginGuard
 from app.net.rates import Rate
@@ -109,7 +109,7 @@ class Hub:
         self.trace = logs.enabled("debug")
         self.stats = Stats()
         self.sessions_total = 0
-        self.durations = DurationHistogram()
+        self.durations = Histogram()
         self.refusals: dict[str, int] = {}
         self.udp_dropped: dict[str, int] = {}
         self.reloads: dict[str, int] = {}

@@ -39,6 +39,7 @@ from app.menu.events import (
     QueueClosed,
     QueuePosition,
 )
+from app.metrics import Histogram
 
 MISS_COOLDOWN = 5.0  # a missed caller is offered to the same agent again only after this, if no other
 DEFAULT_HANDLE = 180.0  # the handle time assumed before any call was handled (seconds)
@@ -158,20 +159,11 @@ class QueueState:
     next_announce: float = 0.0
     rr_last: str = ""  # round_robin: the agent offered last
     outcomes: dict[str, int] = field(default_factory=dict)  # answered, abandoned, timeout, busy, closed
-    wait_hist: list[int] = field(default_factory=lambda: [0] * (len(WAIT_BUCKETS) + 1))
-    wait_sum: float = 0.0
-    talk_hist: list[int] = field(default_factory=lambda: [0] * (len(TALK_BUCKETS) + 1))
-    talk_sum: float = 0.0
+    waits: Histogram = field(default_factory=lambda: Histogram(WAIT_BUCKETS))  # before an agent answered
+    talks: Histogram = field(default_factory=lambda: Histogram(TALK_BUCKETS))
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-
-    def observe(self, hist: list[int], buckets: tuple[float, ...], value: float) -> None:
-        for i, bound in enumerate(buckets):
-            if value <= bound:
-                hist[i] += 1
-                return
-        hist[-1] += 1
 
 
 class DeskError(Exception):
@@ -362,8 +354,7 @@ class Desk:
         self._set_state(agent, "in_call", now)
         waited = now - call.joined
         q.count("answered")
-        q.wait_sum += waited
-        q.observe(q.wait_hist, WAIT_BUCKETS, waited)
+        q.waits.observe(waited)
         self.log("call_connected", queue=call.queue, call_id=call.id, agent=agent.id, waited=round(waited))
         call.link.desk_event(AgentConnected(agent.id, agent.name))
         return call
@@ -527,8 +518,7 @@ class Desk:
     ) -> None:
         talked = now - call.connected_at
         q.handle_time = q.handle_time * (1 - EMA_WEIGHT) + talked * EMA_WEIGHT
-        q.talk_sum += talked
-        q.observe(q.talk_hist, TALK_BUCKETS, talked)
+        q.talks.observe(talked)
         agent.call = None
         call.agent = None
         self.log(
