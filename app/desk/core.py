@@ -209,7 +209,7 @@ class Desk:
 
     def logged_in(self, queue: str) -> int:
         """Agents logged in to `queue` (on break counts; supervisors do not)."""
-        return sum(1 for a in self.agents.values() if a.role == "agent" and queue in a.queues)
+        return sum(1 for _ in self.agents_of(queue))
 
     def join(
         self,
@@ -273,12 +273,10 @@ class Desk:
             self._completed(q, call, agent, "caller", now)
             return
         position = self.position(call)
-        offered = call.offered_to
+        offered = self._withdraw(call, now)
         self._unqueue(q, call)
         if offered is not None:  # hung up while being offered
-            offered.offer = None
             offered.link.agent_event(Ended(call.id, "caller"))
-            self._set_state(offered, "idle", now, keep_idle_since=True)
         q.count("abandoned")
         self.log(
             "queue_abandoned",
@@ -312,14 +310,11 @@ class Desk:
         if self.agents.get(agent.id) is not agent:
             return
         if agent.offer is not None:
-            call = agent.offer
-            agent.offer = None
-            call.offered_to = None
+            self._withdraw(agent.offer, now)
         if agent.call is not None:
-            call = agent.call
-            self.calls.pop(call.id, None)
-            call.link.desk_event(CallEnded("agent"))
-            self._completed(self.queues[call.queue], call, agent, "agent", now)
+            self.end(agent, now)
+            if self.agents.get(agent.id) is not agent:  # removed from desk.yaml: logged out by end()
+                return
         del self.agents[agent.id]
         agent.status = "logged_out"
         self.log("agent_logout", agent=agent.id)
@@ -345,7 +340,7 @@ class Desk:
             raise DeskError("the offer is gone")
         q = self.queues[call.queue]
         self._unqueue(q, call)
-        agent.offer = None
+        agent.offer = call.offered_to = None
         call.agent = agent
         call.connected_at = now
         agent.call = call
@@ -363,10 +358,8 @@ class Desk:
         call = agent.offer
         if call is None or agent.state != "offered":
             raise DeskError("no offer to reject")
-        agent.offer = None
-        call.offered_to = None
+        self._withdraw(call, now)
         call.rejected.add(agent.id)
-        self._set_state(agent, "idle", now, keep_idle_since=True)
         self.log("offer_rejected", queue=call.queue, call_id=call.id, agent=agent.id)
         self.dispatch(now)
         return call
@@ -390,7 +383,7 @@ class Desk:
         q = self.queues[name]
         head = next(iter(q.waiting.values()), None)
         longest = int(now - head.joined) if head is not None else 0
-        mine = [a for a in self.agents.values() if a.role == "agent" and name in a.queues]
+        mine = list(self.agents_of(name))
         available = sum(1 for a in mine if a.status == "available" and a.state == "idle")
         busy = sum(1 for a in mine if a.state in ("offered", "in_call"))
         return len(q.waiting), longest, available, busy
@@ -436,11 +429,7 @@ class Desk:
             if not q.waiting:
                 continue
             name = q.config.name
-            free = [
-                a
-                for a in self.agents.values()
-                if a.status == "available" and a.state == "idle" and a.role == "agent" and name in a.queues
-            ]
+            free = [a for a in self.agents_of(name) if a.status == "available" and a.state == "idle"]
             if not free:
                 continue
             for call in q.waiting.values():
@@ -484,11 +473,9 @@ class Desk:
         agent.link.agent_event(Offer(call.id, call.queue, int(now - call.joined), call.peer, call.context))
 
     def _missed(self, agent: Agent, call: Call, now: float) -> None:
-        agent.offer = None
-        call.offered_to = None
+        self._withdraw(call, now)
         call.cooldown = (agent.id, now + MISS_COOLDOWN)
         agent.missed += 1
-        self._set_state(agent, "idle", now, keep_idle_since=True)
         on_break = agent.missed >= self.queues[call.queue].config.model.max_missed
         self.log("offer_missed", queue=call.queue, call_id=call.id, agent=agent.id, in_a_row=agent.missed)
         if on_break:
@@ -498,20 +485,26 @@ class Desk:
 
     def _timed_out(self, q: QueueState, call: Call, now: float) -> None:
         self.calls.pop(call.id, None)
-        agent = call.offered_to
+        agent = self._withdraw(call, now)
         self._unqueue(q, call)
         if agent is not None:
-            agent.offer = None
             agent.link.agent_event(Ended(call.id, "server"))
-            self._set_state(agent, "idle", now, keep_idle_since=True)
         q.count("timeout")
         self.log("queue_timeout", queue=call.queue, call_id=call.id, waited=round(now - call.joined))
         call.link.desk_event(QueueBusy("max_wait"))
 
+    def _withdraw(self, call: Call, now: float) -> Agent | None:
+        """Take back the offer of `call`, if any (the other half of _offer's compare-and-set): the
+        agent is idle again and keeps their place for longest-idle routing. Returns that agent."""
+        agent = call.offered_to
+        if agent is not None:
+            agent.offer = call.offered_to = None
+            self._set_state(agent, "idle", now, keep_idle_since=True)
+        return agent
+
     def _unqueue(self, q: QueueState, call: Call) -> None:
         if q.waiting.pop(call.id, None) is not None:
             q.order.remove(call.seq)
-        call.offered_to = None
 
     def _completed(
         self, q: QueueState, call: Call, agent: Agent, by: str, now: float, disposition: str = ""
@@ -556,4 +549,5 @@ class Desk:
     # ---- for metrics and tests ------------------------------------------------------------------
 
     def agents_of(self, queue: str) -> Iterable[Agent]:
-        return (a for a in self.agents.values() if queue in a.queues and a.role == "agent")
+        """The logged-in agents (not supervisors) of `queue`."""
+        return (a for a in self.agents.values() if a.role == "agent" and queue in a.queues)

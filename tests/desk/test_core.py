@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from app.desk.core import DEFAULT_HANDLE, MISS_COOLDOWN, Desk, DeskError
-from app.desk.events import CallerSaid, Ended, Missed, Offer
+from app.desk.events import CallerSaid, Ended, LoggedOut, Missed, Offer
 from app.desk.loader import DeskConfig, OpenHours, QueueConfig
 from app.desk.schema import AgentModel, Hours, QueueModel
 from app.menu.events import AgentConnected, AgentLine, CallEnded, QueueBusy, QueueClosed, QueuePosition
@@ -192,6 +192,22 @@ def test_agent_logout_mid_call_ends_it_for_the_caller_and_commands_need_a_state(
     d.logout(a1, T0 + 5)
     assert c1.events[-1] == CallEnded("agent")
     assert not d.agents and not d.calls
+
+
+def test_an_agent_removed_by_a_reload_finishes_the_call_then_is_logged_out() -> None:
+    d = desk()
+    a1, l1 = ready(d, "1001")
+    c1 = Link()
+    d.join("default", "c1", "p", c1, T0)
+    d.accept(a1, T0 + 1)
+    d.configure(
+        DeskConfig(d.config.queues, {k: v for k, v in d.config.agents.items() if k != "1001"}), T0 + 2
+    )
+    assert "1001" in d.agents  # still talking
+    d.logout(a1, T0 + 3)  # the connection drops mid-call
+    assert c1.events[-1] == CallEnded("agent")
+    assert not d.agents and not d.calls
+    assert isinstance(l1.events[-1], LoggedOut)
 
 
 @pytest.mark.parametrize(
