@@ -113,6 +113,12 @@ def fold(line: str) -> tuple[str, str]:
     return text, text.casefold()
 
 
+def mask(value: str) -> str:
+    """A sensitive value for an agent's eyes: its last 4 characters at most (none of a short one)."""
+    keep = 4 if len(value) >= 8 else 0
+    return "*" * (len(value) - keep) + value[len(value) - keep :]
+
+
 def normalize(line: str) -> str:
     """Strip white space and fold full-width forms (NFKC): `１` typed by a Chinese IME is `1`."""
     text = line.strip()
@@ -361,6 +367,24 @@ class Session:
         if self.vars is _NO_VARS:
             self.vars = {}
         self.vars[name] = value
+
+    def handoff_context(self) -> tuple[tuple[str, str], ...]:
+        """What an agent who takes this call sees: the menu path, the saved variables (a record one
+        field per item; inputs marked sensitive masked), the questions asked of the robot."""
+        out: list[tuple[str, str]] = [("path", ">".join(self.path))]
+        secret = self.graph.sensitive_vars
+        for name, value in self.vars.items():
+            items = value.items() if isinstance(value, dict) else [("", value)]
+            for field, v in items:
+                text = value_text(v)
+                out.append(
+                    (
+                        f"var:{name}.{field}" if field else f"var:{name}",
+                        mask(text) if name in secret else text,
+                    )
+                )
+        out += [("asked", q) for q in self.asked]
+        return tuple(out)
 
     def ask(self, question: str) -> None:
         """Remember a question the caller put to the robot (an agent who takes the call sees it)."""

@@ -49,7 +49,9 @@ _CONTROL: Final = dict.fromkeys([*range(32), 127])
 
 
 def clean(text: str) -> str:
-    """A line for the other side: no control characters (no terminal escapes from a caller)."""
+    """Text from a file (a data table's value, an agent's name) on one protocol line: no newlines,
+    no control characters. Lines typed by callers and agents are clean already (the line
+    discipline drops control characters)."""
     return text.translate(_CONTROL)
 
 
@@ -179,7 +181,7 @@ class AgentConnection(asyncio.Protocol):
             lines += [f"CONTEXT {o.call_id} {key} {clean(value)}" for key, value in o.context]
             self.send(*lines)
         elif kind is CallerSaid:
-            self.send(f"CALLER {clean(cast(CallerSaid, event).text)}")
+            self.send(f"CALLER {cast(CallerSaid, event).text}")
         elif kind is Missed:
             m = cast(Missed, event)
             self.send(f"MISSED {m.call_id}", *(["OK break"] if m.on_break else []))
@@ -204,7 +206,7 @@ class AgentConnection(asyncio.Protocol):
         command = word[1:].lower()
         handler = _COMMANDS.get(command)
         if handler is None:
-            self.send(f"ERR unknown command: {clean(word)[:40]}")
+            self.send(f"ERR unknown command: {word[:40]}")
             return
         if command not in ("login", "help") and self.agent is None:
             self.send("ERR not logged in: /login ID PASSWORD")
@@ -217,7 +219,7 @@ class AgentConnection(asyncio.Protocol):
             self.send("ERR not logged in: /login ID PASSWORD")
             return
         try:
-            self.hub.desk.agent_line(agent, clean(text))
+            self.hub.desk.agent_line(agent, text)
         except DeskError as exc:
             self.send(f"ERR {exc}")
 
@@ -271,7 +273,7 @@ class AgentConnection(asyncio.Protocol):
         self._status("available", "OK ready", "")
 
     def _break(self, rest: str) -> None:
-        self._status("on_break", "OK break", clean(rest)[:100])
+        self._status("on_break", "OK break", rest[:100])
 
     def _status(self, status: str, answer: str, reason: str) -> None:
         assert self.agent is not None
@@ -303,7 +305,7 @@ class AgentConnection(asyncio.Protocol):
     def _end(self, rest: str) -> None:
         assert self.agent is not None
         try:
-            call = self.hub.desk.end(self.agent, time.time(), clean(rest)[:100])
+            call = self.hub.desk.end(self.agent, time.time(), rest[:100])
         except DeskError as exc:
             self.send(f"ERR {exc}")
             return

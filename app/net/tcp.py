@@ -74,19 +74,23 @@ _HANGUP_REASONS: Final[dict[str, str]] = {
 }
 _WAIT: Final = object()  # what the coroutine yields while it waits for input
 _DESK_EVENTS: Final = frozenset({QueuePosition, QueueClosed, QueueBusy, AgentConnected, AgentLine, CallEnded})
-_CONTROL: Final = dict.fromkeys([*range(32), 127])
 _CACHE_MAX: Final = 4096
 _RUN_PREFIX: Final = os.urandom(3).hex()  # session ids: unique across restarts, cheap to hold
 _COUNTER = itertools.count(1)
 
-
-def mask(value: str) -> str:
-    """A sensitive value for an agent's eyes: its last 4 characters at most (never all of a short one)."""
-    keep = 4 if len(value) >= 8 else 0
-    return "*" * (len(value) - keep) + value[len(value) - keep :] if value else ""
-
-
 _clock = time.time  # one global lookup per read instead of two
+
+
+class Handoff:
+    """A caller's time with the agent desk, for session_ended: joined, connected (to `agent`), left."""
+
+    __slots__ = ("agent", "connected", "joined", "left")
+
+    def __init__(self, joined: float) -> None:
+        self.joined = joined
+        self.connected = 0.0
+        self.agent = ""
+        self.left = 0.0
 
 
 class CallerSession(asyncio.Protocol):
@@ -126,7 +130,7 @@ class CallerSession(asyncio.Protocol):
         self._ended_logged = False
         self._address: str | None = None
         self._port = 0
-        self._call: list[Any] | None = None  # in an agent queue: [joined, connected, agent id, talk end]
+        self._call: Handoff | None = None  # set once the caller reaches a transfer node
 
     @property
     def peer(self) -> str:
@@ -236,9 +240,7 @@ class CallerSession(asyncio.Protocol):
             self._timer_due = 0.0
             hub.timers.forget()
         coro, self._coro = self._coro, None
-        if self._call is not None and not self._call[3]:  # hung up while waiting or talking
-            self._call[3] = time.time()
-            hub.desk.leave(self.session_id, self._call[3])
+        self._left_desk(time.time())  # hung up while waiting or talking
         if coro is not None:
             coro.close()
             self._log_end("disconnected")
@@ -296,7 +298,7 @@ class CallerSession(asyncio.Protocol):
                 self._emit(engine.timeout(self._now))
             elif type(item) in _DESK_EVENTS:
                 if type(item) is AgentConnected and self._call is not None:
-                    self._call[1], self._call[2] = self._now, item.agent_id
+                    self._call.connected, self._call.agent = self._now, item.agent_id
                 self._emit(engine.desk_event(item, self._now))
             elif item is OVERFLOW:
                 self._write(self._encode(LINE_TOO_LONG))
@@ -421,14 +423,13 @@ class CallerSession(asyncio.Protocol):
             elif kind is Notice:
                 self._log(ev.level, ev.event, **ev.fields)
             elif kind is ToAgent:
-                self.hub.desk.caller_line(self.session_id, ev.text.translate(_CONTROL))
+                self.hub.desk.caller_line(self.session_id, ev.text)
             elif kind is Transfer:
                 self._join(ev)
         if chunks:
             self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if self._call is not None and self.engine.desk is None and not self._call[3]:
-            self._call[3] = self._now  # left the queue or the agent: by a key, the agent, or hanging up
-            self.hub.desk.leave(self.session_id, self._now)
+        if self._call is not None and self.engine.desk is None:
+            self._left_desk(self._now)  # by a key, the agent, the desk (busy, closed), or hanging up
         if hangup is not None:
             self._log_end(hangup.reason)
             self._close()
@@ -436,18 +437,16 @@ class CallerSession(asyncio.Protocol):
     # -- the agent desk ---------------------------------------------------------------------------
 
     def _join(self, ev: Transfer) -> None:
-        engine = self.engine
-        graph = engine.graph
-        context: list[tuple[str, str]] = [("path", ">".join(engine.path))]
-        for name, value in engine.vars.items():
-            items = value.items() if isinstance(value, dict) else [("", value)]
-            for field, v in items:
-                key = f"{name}.{field}" if field else name
-                shown = mask(str(v)) if name in graph.sensitive_vars else str(v)
-                context.append((f"var:{key}", shown.translate(_CONTROL)))
-        context += [("asked", q.translate(_CONTROL)) for q in engine.asked]
-        self._call = [self._now, 0.0, "", 0.0]
-        self.hub.desk.join(ev.queue, self.session_id, self.peer, self, self._now, tuple(context))
+        self._call = Handoff(self._now)
+        context = self.engine.handoff_context()
+        self.hub.desk.join(ev.queue, self.session_id, self.peer, self, self._now, context)
+
+    def _left_desk(self, now: float) -> None:
+        """The caller is done with the desk: tell it once (it ignores a call it no longer holds)."""
+        call = self._call
+        if call is not None and not call.left:
+            call.left = now
+            self.hub.desk.leave(self.session_id, now)
 
     def desk_event(self, event: object) -> None:
         """From the desk (a CallerLink): handed to the coroutine in order with the caller's lines."""
@@ -503,11 +502,14 @@ class CallerSession(asyncio.Protocol):
         call = self._call
         if call is None:
             return {}
-        joined, connected, agent, left = call
-        end = left or time.time()
-        if not connected:
-            return {"waited": round(end - joined, 1)}
-        return {"waited": round(connected - joined, 1), "talked": round(end - connected, 1), "agent": agent}
+        end = call.left or time.time()
+        if not call.connected:
+            return {"waited": round(end - call.joined, 1)}
+        return {
+            "waited": round(call.connected - call.joined, 1),
+            "talked": round(end - call.connected, 1),
+            "agent": call.agent,
+        }
 
     def _log(self, level: str, event: str, **fields: Any) -> None:
         getattr(log, level)(event, session_id=self.session_id, peer=self.peer, **fields)
