@@ -332,12 +332,8 @@ class Session:
             elif text:
                 self._out.append(ToAgent(line.strip()))
             return
-        if action is not None:
+        if action is not None and action != "repeat":  # repeat: nothing to say but `hold`; stay
             self.desk = None
-            if action == "repeat":  # nothing to repeat but where they stand: stay in the queue
-                self.desk = q
-                self.say(node.hold)
-                return
             self._key(action, node)
         elif text:
             self.say(node.hold)

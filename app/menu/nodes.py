@@ -294,8 +294,8 @@ def _lookup(name: str, m: Any, c: CompileContext) -> Node:
 
 
 def _transfer(name: str, m: Any, c: CompileContext) -> Node:
-    hangups = {k: a for k, a in c.keys.items() if a == "hangup" or a in c.hangup_nodes}
     own = {k.strip().casefold(): v for k, v in m.keys.items()}
+    keys = {**{k: a for k, a in c.keys.items() if a == "hangup" or a in c.hangup_nodes}, **own}
     hold = c.text(m.hold)
     st = c.settings
     wait = Waiting(
@@ -307,7 +307,7 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
         max_timeouts=st.max_timeouts,
         max_failures=st.max_failures,
         on_max_failures=None,
-        keys={**hangups, **own},
+        keys=keys,
     )
     return TransferNode(
         name,
@@ -324,7 +324,7 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
         m.on_closed,
         m.on_busy,
         m.next,
-        frozenset(k for k, a in {**hangups, **own}.items() if a == "hangup" or a in c.hangup_nodes),
+        frozenset(k for k, a in keys.items() if a == "hangup" or a in c.hangup_nodes),
     )
 
 
