@@ -130,6 +130,13 @@ def _agent(server: ServerProcess, agent_id: str = "1001", ready: bool = True) ->
     return a
 
 
+def _offered(agent: Line) -> str:
+    """Wait for an OFFER (and its first CONTEXT line); its call id."""
+    offer = agent.expect("CONTEXT")
+    assert "OFFER " in offer, offer
+    return offer.split("OFFER ")[1].split()[0]
+
+
 def _caller_in_queue(server: ServerProcess) -> Line:
     c = Line(server.tcp_port)
     c.expect("结束通话请输入 exit。")
@@ -206,8 +213,7 @@ def test_login_failures_look_the_same_and_are_limited_per_address(desk_server: S
 def test_reject_miss_and_auto_break(desk_server: ServerProcess) -> None:
     a1 = _agent(desk_server, "1001")
     caller = _caller_in_queue(desk_server)
-    offer = a1.expect("CONTEXT")
-    call_id = offer.split("OFFER ")[1].split()[0]
+    call_id = _offered(a1)
     a1.send("/reject")
     a1.expect(f"OK reject {call_id}\r\n")
     a2 = _agent(desk_server, "1002")
@@ -228,14 +234,12 @@ def test_reject_miss_and_auto_break(desk_server: ServerProcess) -> None:
 def test_caller_hangs_up_while_offered_and_while_connected(desk_server: ServerProcess) -> None:
     agent = _agent(desk_server)
     caller = _caller_in_queue(desk_server)
-    offer = agent.expect("CONTEXT")
-    call_id = offer.split("OFFER ")[1].split()[0]
+    call_id = _offered(agent)
     caller.close()  # while offered
     agent.expect(f"ENDED {call_id} by=caller\r\n")
     desk_server.wait_for("queue_abandoned", session_id=call_id)
     caller = _caller_in_queue(desk_server)
-    offer = agent.expect("CONTEXT")
-    call_id = offer.split("OFFER ")[1].split()[0]
+    call_id = _offered(agent)
     agent.send("/accept")
     caller.expect("为您服务")
     caller.send("exit")  # a hang-up key still works while connected
@@ -293,8 +297,7 @@ def test_bad_input_from_an_agent_harms_nobody(desk_server: ServerProcess) -> Non
 def test_sigterm_with_a_call_connected_tells_both_sides(desk_server: ServerProcess) -> None:
     agent = _agent(desk_server)
     caller = _caller_in_queue(desk_server)
-    offer = agent.expect("CONTEXT")
-    call_id = offer.split("OFFER ")[1].split()[0]
+    call_id = _offered(agent)
     agent.send("/accept")
     caller.expect("为您服务")
     desk_server.proc.send_signal(signal.SIGTERM)
