@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,7 @@ class CallEnded:
 
 
 DeskEvent = QueuePosition | QueueClosed | QueueBusy | AgentConnected | AgentLine | CallEnded
+DESK_EVENTS = frozenset(get_args(DeskEvent))  # for `type(x) in DESK_EVENTS`
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,19 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import structlog
 
 from app.menu.engine import Session
-from app.menu.events import (
-    AgentConnected,
-    AgentLine,
-    CallEnded,
-    Hangup,
-    Notice,
-    QueueBusy,
-    QueueClosed,
-    QueuePosition,
-    Say,
-    ToAgent,
-    Transfer,
-)
+from app.menu.events import DESK_EVENTS, AgentConnected, Hangup, Notice, Say, ToAgent, Transfer
 from app.net.telnet import INTERRUPT, KEYPRESSES, OVERFLOW, LineDiscipline, Signal, encode_text
 
 if TYPE_CHECKING:
@@ -73,7 +61,6 @@ _HANGUP_REASONS: Final[dict[str, str]] = {
     NO_INPUT: "first_input_timeout",
 }
 _WAIT: Final = object()  # what the coroutine yields while it waits for input
-_DESK_EVENTS: Final = frozenset({QueuePosition, QueueClosed, QueueBusy, AgentConnected, AgentLine, CallEnded})
 _CACHE_MAX: Final = 4096
 _RUN_PREFIX: Final = os.urandom(3).hex()  # session ids: unique across restarts, cheap to hold
 _COUNTER = itertools.count(1)
@@ -296,7 +283,7 @@ class CallerSession(asyncio.Protocol):
                 self._emit(engine.feed(item, self._now))
             elif item is TIMEOUT:
                 self._emit(engine.timeout(self._now))
-            elif type(item) in _DESK_EVENTS:
+            elif type(item) in DESK_EVENTS:
                 if type(item) is AgentConnected and self._call is not None:
                     self._call.connected, self._call.agent = self._now, item.agent_id
                 self._emit(engine.desk_event(item, self._now))
