@@ -164,8 +164,8 @@ class Server:
             lambda: CallerSession(self.hub), s.host, s.tcp_port, backlog=4096, reuse_address=True
         )
         self.agents = await loop.create_server(
-            lambda: AgentConnection(self.hub), s.host, s.agent_port, reuse_address=True
-        )
+            lambda: AgentConnection(self.hub), s.host, s.agent_port, backlog=4096, reuse_address=True
+        )  # a deep backlog: after a restart every agent's client may reconnect in the same moment
         registry = registry_for(self.hub)
         self.admin = await loop.create_server(
             lambda: AdminProtocol(lambda: self.ready, lambda: render(registry)),

@@ -49,6 +49,14 @@ TALK_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
 
 
 class CallerLink(Protocol):
+    """The caller's side of a call. `peer` and `handoff_context()` are read when the call is offered,
+    so a waiting caller costs the desk no copy of them."""
+
+    @property
+    def peer(self) -> str: ...
+
+    def handoff_context(self) -> tuple[tuple[str, str], ...]: ...
+
     def desk_event(self, event: DeskEvent) -> None: ...
 
 
@@ -63,6 +71,9 @@ def _no_log(event: str, **fields: Any) -> None:
     return None
 
 
+_NO_ONE: frozenset[str] = frozenset()  # shared: an empty frozenset() is a new object each time
+
+
 class Call:
     """A caller who asked for an agent: waiting (maybe offered), then connected."""
 
@@ -70,13 +81,11 @@ class Call:
         "agent",
         "announced",
         "connected_at",
-        "context",
         "cooldown",
         "id",
         "joined",
         "link",
         "offered_to",
-        "peer",
         "queue",
         "rejected",
         "seq",
@@ -88,21 +97,17 @@ class Call:
         queue: str,
         seq: int,
         now: float,
-        peer: str,
         link: CallerLink,
-        context: tuple[tuple[str, str], ...],
     ) -> None:
         self.id = call_id
         self.queue = queue
         self.seq = seq
         self.joined = now
-        self.peer = peer
         self.link = link
-        self.context = context
         self.offered_to: Agent | None = None
         self.agent: Agent | None = None  # once connected
         self.connected_at = 0.0
-        self.rejected: set[str] = set()
+        self.rejected = _NO_ONE  # agents who rejected this call; rarely any
         self.cooldown: tuple[str, float] | None = None  # (agent id, until) after a missed offer
         self.announced: tuple[int, int] = (0, 0)  # (position, minutes) last said
 
@@ -158,6 +163,8 @@ class QueueState:
     handle_time: float = DEFAULT_HANDLE  # moving average, seconds
     next_announce: float = 0.0
     rr_last: str = ""  # round_robin: the agent offered last
+    agents: dict[str, Agent] = field(default_factory=dict)  # logged in to this queue (not supervisors)
+    free: dict[str, Agent] = field(default_factory=dict)  # of those, available and idle: may be offered
     outcomes: dict[str, int] = field(default_factory=dict)  # answered, abandoned, timeout, busy, closed
     waits: Histogram = field(default_factory=lambda: Histogram(WAIT_BUCKETS))  # before an agent answered
     talks: Histogram = field(default_factory=lambda: Histogram(TALK_BUCKETS))
@@ -202,23 +209,25 @@ class Desk:
                     self.logout(agent, now)
                     agent.link.agent_event(LoggedOut("removed"))
             else:
+                agent.removed = False  # back in desk.yaml before their call ended: stays logged in
+                self._enrol(agent, False)
                 agent.name, agent.queues, agent.role = model.name, tuple(model.queues), model.role
+                self._enrol(agent, True)
         self.dispatch(now)
 
     # ---- callers --------------------------------------------------------------------------------
 
     def logged_in(self, queue: str) -> int:
         """Agents logged in to `queue` (on break counts; supervisors do not)."""
-        return sum(1 for _ in self.agents_of(queue))
+        q = self.queues.get(queue)
+        return len(q.agents) if q is not None else 0
 
     def join(
         self,
         queue: str,
         call_id: str,
-        peer: str,
         link: CallerLink,
         now: float,
-        context: tuple[tuple[str, str], ...] = (),
     ) -> bool:
         """A caller arrives at a transfer node. Tells the link QueueClosed, QueueBusy or the first
         QueuePosition; True when the caller now waits."""
@@ -240,7 +249,7 @@ class Desk:
             link.desk_event(QueueBusy("no_agents" if agents == 0 else "full"))
             return False
         self._seq += 1
-        call = Call(call_id, queue, self._seq, now, peer, link, context)
+        call = Call(call_id, queue, self._seq, now, link)
         q.waiting[call_id] = call
         q.order.add(call.seq)
         self.calls[call_id] = call
@@ -301,6 +310,7 @@ class Desk:
         model = self.config.agents[agent_id]
         agent = Agent(agent_id, model.name, tuple(model.queues), model.role, link, now)
         self.agents[agent_id] = agent
+        self._enrol(agent, True)
         self.log("agent_login", agent=agent_id)
         return agent
 
@@ -317,6 +327,7 @@ class Desk:
                 return
         del self.agents[agent.id]
         agent.status = "logged_out"
+        self._enrol(agent, False)
         self.log("agent_logout", agent=agent.id)
         self.dispatch(now)
 
@@ -327,6 +338,7 @@ class Desk:
             agent.status = status
             if status == "available":
                 agent.missed = 0
+            self._mark(agent)
             self.log("agent_status", agent=agent.id, status=status, **({"reason": reason} if reason else {}))
         self.dispatch(now)
 
@@ -359,7 +371,7 @@ class Desk:
         if call is None or agent.state != "offered":
             raise DeskError("no offer to reject")
         self._withdraw(call, now)
-        call.rejected.add(agent.id)
+        call.rejected |= {agent.id}
         self.log("offer_rejected", queue=call.queue, call_id=call.id, agent=agent.id)
         self.dispatch(now)
         return call
@@ -428,10 +440,9 @@ class Desk:
         for q in self.queues.values():
             if not q.waiting:
                 continue
-            name = q.config.name
-            free = [a for a in self.agents_of(name) if a.status == "available" and a.state == "idle"]
-            if not free:
+            if not q.free:
                 continue
+            free = list(q.free.values())
             for call in q.waiting.values():
                 if call.offered_to is not None:
                     continue
@@ -470,7 +481,10 @@ class Desk:
         self._set_state(agent, "offered", now)
         self.offers_total += 1
         self.log("call_offered", queue=call.queue, call_id=call.id, agent=agent.id)
-        agent.link.agent_event(Offer(call.id, call.queue, int(now - call.joined), call.peer, call.context))
+        link = call.link
+        agent.link.agent_event(
+            Offer(call.id, call.queue, int(now - call.joined), link.peer, link.handoff_context())
+        )
 
     def _missed(self, agent: Agent, call: Call, now: float) -> None:
         self._withdraw(call, now)
@@ -480,6 +494,7 @@ class Desk:
         self.log("offer_missed", queue=call.queue, call_id=call.id, agent=agent.id, in_a_row=agent.missed)
         if on_break:
             agent.status = "on_break"
+            self._mark(agent)
             self.log("agent_status", agent=agent.id, status="on_break", reason="max_missed")
         agent.link.agent_event(Missed(call.id, on_break))
 
@@ -533,12 +548,43 @@ class Desk:
         if agent.removed and self.agents.get(agent.id) is agent:
             self.logout(agent, now)
             agent.link.agent_event(LoggedOut("removed"))
+        elif wrap <= 0:
+            self.dispatch(now)  # free at once: the next caller need not wait for the clock
 
     def _set_state(self, agent: Agent, state: str, now: float, keep_idle_since: bool = False) -> None:
         agent.state = state
         agent.state_since = now
         if state == "idle" and not keep_idle_since:
             agent.idle_since = now
+        self._mark(agent)
+
+    def _enrol(self, agent: Agent, member: bool) -> None:
+        """Add `agent` to (or take them out of) the member and free lists of their queues."""
+        if agent.role != "agent":
+            return
+        for name in agent.queues:
+            q = self.queues.get(name)
+            if q is None:
+                continue
+            if member:
+                q.agents[agent.id] = agent
+            else:
+                q.agents.pop(agent.id, None)
+                q.free.pop(agent.id, None)
+        if member:
+            self._mark(agent)
+
+    def _mark(self, agent: Agent) -> None:
+        """Keep `agent` in their queues' free lists exactly while available and idle."""
+        free = agent.status == "available" and agent.state == "idle"
+        for name in agent.queues:
+            q = self.queues.get(name)
+            if q is None or agent.id not in q.agents:
+                continue
+            if free:
+                q.free[agent.id] = agent
+            else:
+                q.free.pop(agent.id, None)
 
     def _announce(self, q: QueueState, call: Call, position: int, agents: int) -> None:
         minutes = self.estimate_minutes(q, position, agents)
@@ -550,4 +596,5 @@ class Desk:
 
     def agents_of(self, queue: str) -> Iterable[Agent]:
         """The logged-in agents (not supervisors) of `queue`."""
-        return (a for a in self.agents.values() if a.role == "agent" and queue in a.queues)
+        q = self.queues.get(queue)
+        return q.agents.values() if q is not None else ()

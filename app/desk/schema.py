@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.menu.schema import Duration
+from app.menu.schema import Duration, DurationOrZero
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SPAN = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -86,7 +86,7 @@ class QueueModel(_Model):
     max_wait: Duration = 600.0
     max_waiting: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     ring_timeout: Duration = 15.0
-    wrap_up: Annotated[float, Field(ge=0, le=3600)] | Duration = 10.0
+    wrap_up: DurationOrZero = 10.0
     max_missed: Annotated[int, Field(ge=1, le=100)] = 3
 
 

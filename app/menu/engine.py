@@ -392,10 +392,10 @@ class Session:
 
     def say(self, text: Text) -> None:
         say = text.say
-        self._out.append(say if say is not None else Say(self.render(text)))
+        self._out.append(say if say is not None else Say(self.render(text), True))
 
-    def say_text(self, text: str) -> None:
-        self._out.append(Say(text))
+    def say_text(self, text: str, fresh: bool = True) -> None:
+        self._out.append(Say(text, fresh))
 
     def emit(self, event: Event) -> None:
         self._out.append(event)

@@ -8,9 +8,11 @@ from typing import Any, get_args
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """Send this text to the caller (one or more lines; the I/O layer adds line endings)."""
+    """Send this text to the caller (one or more lines; the I/O layer adds line endings).
+    `fresh`: rendered for this caller (a position, an agent's line), so not worth keeping encoded."""
 
     text: str
+    fresh: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,7 +155,7 @@ class RobotNode(WaitNode):
         if self.fallback is not None and reply.intent is None and not reply.candidates:
             s.say(self.fallback)
         else:
-            s.say_text(reply.text)
+            s.say_text(reply.text, fresh=False)  # one of the robot's answers
         if s.trace:
             s.emit(
                 Notice("debug", "robot_answered", {"intent": reply.intent, "confidence": reply.confidence})

@@ -31,6 +31,7 @@ def _duration(value: Any) -> Any:
 
 
 Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=86400)]
+DurationOrZero = Annotated[float, BeforeValidator(_duration), Field(ge=0, le=86400)]
 Count = Annotated[int, Field(ge=1, le=1000)]
 Text = Annotated[str, Field(max_length=8000)]
 NodeName = Annotated[str, Field(min_length=1, max_length=200)]

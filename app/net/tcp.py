@@ -264,11 +264,17 @@ class CallerSession(asyncio.Protocol):
         self._emit(engine.start(self._now))
         trace = self.hub.trace
         encoded = self.hub.encoded
+        item: Any  # a line (str), or a signal or desk event from _deliver
         while not engine.ended:
             if not 0.0 < self._timer_due <= (engine.deadline or 0.0):
                 self._arm_timer()  # else: an entry fires at or before the deadline; it re-arms then
             pending = self._pending
-            item = pending.popleft() if pending else (yield _WAIT)
+            if pending:
+                item = pending.popleft()
+                if not pending:
+                    self._pending = None  # a waiting caller keeps no empty deque
+            else:
+                item = yield _WAIT
             say = engine.press(item, self._now)  # the common keypress (never a Signal): one prompt
             if say is not None:
                 if self._clear and (data := encoded.get(say.text)) is not None:
@@ -287,6 +293,7 @@ class CallerSession(asyncio.Protocol):
                 if type(item) is AgentConnected and self._call is not None:
                     self._call.connected, self._call.agent = self._now, item.agent_id
                 self._emit(engine.desk_event(item, self._now))
+                item = None  # a waiting caller's frame keeps no event alive
             elif item is OVERFLOW:
                 self._write(self._encode(LINE_TOO_LONG))
             else:
@@ -404,7 +411,9 @@ class CallerSession(asyncio.Protocol):
         for ev in events:
             kind = type(ev)
             if kind is Say:
-                chunks.append(self._encode(ev.text))
+                chunks.append(
+                    encode_text(ev.text, self.hub.settings.encoding) if ev.fresh else self._encode(ev.text)
+                )
             elif kind is Hangup:
                 hangup = ev
             elif kind is Notice:
@@ -425,8 +434,7 @@ class CallerSession(asyncio.Protocol):
 
     def _join(self, ev: Transfer) -> None:
         self._call = Handoff(self._now)
-        context = self.engine.handoff_context()
-        self.hub.desk.join(ev.queue, self.session_id, self.peer, self, self._now, context)
+        self.hub.desk.join(ev.queue, self.session_id, self, self._now)
 
     def _left_desk(self, now: float) -> None:
         """The caller is done with the desk: tell it once (it ignores a call it no longer holds)."""
@@ -434,6 +442,10 @@ class CallerSession(asyncio.Protocol):
         if call is not None and not call.left:
             call.left = now
             self.hub.desk.leave(self.session_id, now)
+
+    def handoff_context(self) -> tuple[tuple[str, str], ...]:
+        """For the desk (a CallerLink), when it offers this caller to an agent."""
+        return self.engine.handoff_context()
 
     def desk_event(self, event: object) -> None:
         """From the desk (a CallerLink): handed to the coroutine in order with the caller's lines."""

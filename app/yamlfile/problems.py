@@ -82,15 +82,25 @@ def _models_in(annotation: Any) -> list[type[pydantic.BaseModel]]:
 def _fields_at(model: type[pydantic.BaseModel], loc: YPath) -> list[str]:
     """The keys allowed in the mapping at `loc` (relative to `model`)."""
     current = model
+    keyed = False  # the last field was a mapping of models: the next part is one of its keys
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         info = current.model_fields.get(part)
         inner = _models_in(info.annotation) if info else []
         if not inner:
             return []
         current = inner[0]
+        keyed = info is not None and _is_mapping(info.annotation)
     return list(current.model_fields)
+
+
+def _is_mapping(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return True
+    return any(_is_mapping(arg) for arg in typing.get_args(annotation)) if origin is not None else False
 
 
 _KINDS = {

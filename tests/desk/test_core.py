@@ -21,8 +21,13 @@ T0 = 1_800_000_000.0
 class Link:
     """Records what the desk tells one caller or agent."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: str = "p", context: tuple[tuple[str, str], ...] = ()) -> None:
         self.events: list[Any] = []
+        self.peer = peer
+        self.context = context
+
+    def handoff_context(self) -> tuple[tuple[str, str], ...]:
+        return self.context
 
     def desk_event(self, event: Any) -> None:
         self.events.append(event)
@@ -56,7 +61,7 @@ def ready(d: Desk, agent_id: str, now: float = T0) -> tuple[Any, Link]:
 def test_no_agent_logged_in_is_busy() -> None:
     d = desk()
     caller = Link()
-    assert not d.join("default", "c1", "1.2.3.4:5", caller, T0)
+    assert not d.join("default", "c1", caller, T0)
     assert caller.events == [QueueBusy("no_agents")]
     assert d.queues["default"].outcomes == {"busy": 1}
 
@@ -73,7 +78,7 @@ def test_closed_hours_and_closed_dates() -> None:
 
     for when, open_ in ((at(14, 9), True), (at(14, 21), False), (at(15, 9), False), (at(16, 9), False)):
         caller = Link()
-        assert d.join("default", f"c{when}", "p", caller, when) is open_
+        assert d.join("default", f"c{when}", caller, when) is open_
         assert isinstance(caller.events[0], QueuePosition if open_ else QueueClosed)
 
 
@@ -82,7 +87,7 @@ def test_first_come_first_served_with_positions_and_estimate() -> None:
     d.login("1001", Link(), T0)  # on break: counts as logged in, takes no calls
     callers = [Link() for _ in range(3)]
     for i, c in enumerate(callers):
-        assert d.join("default", f"c{i}", "p", c, T0 + i)
+        assert d.join("default", f"c{i}", c, T0 + i)
     # one agent logged in, 3 minutes per call before any call: position n waits 3n minutes
     assert [c.events[0] for c in callers] == [
         QueuePosition(1, 1, 3),
@@ -103,8 +108,8 @@ def test_first_come_first_served_with_positions_and_estimate() -> None:
 def test_offer_accept_chat_end_updates_the_handle_time() -> None:
     d = desk(wrap_up=10)
     agent, alink = ready(d, "1001")
-    caller = Link()
-    d.join("default", "c1", "9.9.9.9:1", caller, T0, (("path", "main>agent"),))
+    caller = Link("9.9.9.9:1", (("path", "main>agent"),))
+    d.join("default", "c1", caller, T0)
     offer = alink.last(Offer)
     assert (offer.call_id, offer.peer, offer.context) == ("c1", "9.9.9.9:1", (("path", "main>agent"),))
     assert agent.state == "offered"
@@ -119,7 +124,7 @@ def test_offer_accept_chat_end_updates_the_handle_time() -> None:
     assert agent.state == "wrap_up"
     assert d.queues["default"].handle_time == pytest.approx(DEFAULT_HANDLE * 0.75 + 60 * 0.25)
     caller2 = Link()
-    d.join("default", "c2", "p", caller2, T0 + 63)
+    d.join("default", "c2", caller2, T0 + 63)
     assert alink.of(Offer)[-1].call_id == "c1"  # in wrap-up: no offer yet
     d.tick(T0 + 72.5)
     assert agent.state == "offered" and alink.last(Offer).call_id == "c2"
@@ -129,8 +134,8 @@ def test_reject_keeps_the_place_and_never_offers_again_to_that_agent() -> None:
     d = desk()
     a1, l1 = ready(d, "1001")
     c1, c2 = Link(), Link()
-    d.join("default", "c1", "p", c1, T0)
-    d.join("default", "c2", "p", c2, T0 + 1)
+    d.join("default", "c1", c1, T0)
+    d.join("default", "c2", c2, T0 + 1)
     assert l1.last(Offer).call_id == "c1"
     d.reject(a1, T0 + 2)
     assert l1.last(Offer).call_id == "c2"  # c1 keeps its place, but not for this agent
@@ -143,7 +148,7 @@ def test_missed_offers_go_to_another_agent_and_put_the_agent_on_break() -> None:
     d = desk(ring_timeout=15, max_missed=2)
     a1, l1 = ready(d, "1001")
     c1 = Link()
-    d.join("default", "c1", "p", c1, T0)
+    d.join("default", "c1", c1, T0)
     d.tick(T0 + 15)
     assert l1.last(Missed) == Missed("c1", False)
     d.tick(T0 + 16)
@@ -161,15 +166,15 @@ def test_max_wait_max_waiting_and_hang_up_while_offered() -> None:
     d = desk(max_wait=60, max_waiting=1, ring_timeout=100)
     a1, l1 = ready(d, "1001")
     c1, c2 = Link(), Link()
-    d.join("default", "c1", "p", c1, T0)  # offered at once, still waiting
-    assert not d.join("default", "c2", "p", c2, T0 + 1)
+    d.join("default", "c1", c1, T0)  # offered at once, still waiting
+    assert not d.join("default", "c2", c2, T0 + 1)
     assert c2.events == [QueueBusy("full")]
     d.tick(T0 + 61)
     assert c1.events[-1] == QueueBusy("max_wait")
     assert l1.last(Ended) == Ended("c1", "server")
     assert a1.state == "idle" and not d.calls
     c3 = Link()
-    d.join("default", "c3", "p", c3, T0 + 62)
+    d.join("default", "c3", c3, T0 + 62)
     d.leave("c3", T0 + 63)
     assert l1.last(Ended) == Ended("c3", "caller")
     assert d.queues["default"].outcomes == {"busy": 1, "timeout": 1, "abandoned": 1}
@@ -187,7 +192,7 @@ def test_agent_logout_mid_call_ends_it_for_the_caller_and_commands_need_a_state(
     with pytest.raises(DeskError):
         d.login("1001", Link(), T0)  # one connection per agent
     c1 = Link()
-    d.join("default", "c1", "p", c1, T0)
+    d.join("default", "c1", c1, T0)
     d.accept(a1, T0 + 1)
     d.logout(a1, T0 + 5)
     assert c1.events[-1] == CallEnded("agent")
@@ -198,7 +203,7 @@ def test_an_agent_removed_by_a_reload_finishes_the_call_then_is_logged_out() -> 
     d = desk()
     a1, l1 = ready(d, "1001")
     c1 = Link()
-    d.join("default", "c1", "p", c1, T0)
+    d.join("default", "c1", c1, T0)
     d.accept(a1, T0 + 1)
     d.configure(
         DeskConfig(d.config.queues, {k: v for k, v in d.config.agents.items() if k != "1001"}), T0 + 2
@@ -225,20 +230,34 @@ def test_strategies(strategy: str, expected: list[str]) -> None:
         links[aid] = ready(d, aid, T0 + i)
     got = []
     for i in range(3):
-        d.join("default", f"c{i}", "p", Link(), T0 + 10 + i)
+        d.join("default", f"c{i}", Link(), T0 + 10 + i)
         agent = next(a for a in d.agents.values() if a.state == "offered")
         got.append(agent.id)
         d.accept(agent, T0 + 10 + i)
     assert got == expected
 
 
+def test_without_wrap_up_the_next_caller_is_offered_at_once() -> None:
+    d = desk(1, wrap_up=0)
+    agent, link = ready(d, "1001")
+    d.join("default", "c1", Link(), T0)
+    d.join("default", "c2", Link(), T0)
+    d.accept(agent, T0 + 1)
+    d.end(agent, T0 + 2)
+    assert agent.state == "offered" and link.last(Offer).call_id == "c2"  # no tick in between
+    d.accept(agent, T0 + 3)
+    d.leave("c2", T0 + 4)  # the caller hangs up: the agent is free again at once as well
+    assert agent.state == "idle"
+
+
 class DeskMachine(RuleBasedStateMachine):
-    """Random joins, leaves, logins, readies, accepts, rejects, ends, drops and ticks: no caller is
-    ever offered to two agents, no agent holds two offers, and no waiting caller is lost."""
+    """Random joins, leaves, logins, readies, accepts, rejects, ends, drops, reloads and ticks: no
+    caller is ever offered to two agents, no agent holds two offers, and no waiting caller is lost."""
 
     def __init__(self) -> None:
         super().__init__()
         self.d = desk(4, ring_timeout=5, wrap_up=2, max_wait=120, max_waiting=50)
+        self.full = self.d.config
         self.now = T0
         self.n = 0
         self.gone: set[str] = set()  # callers who hung up, timed out or finished
@@ -250,7 +269,7 @@ class DeskMachine(RuleBasedStateMachine):
         cid = f"c{self.n}"
         link = Link()
         self.callers[cid] = link
-        if not self.d.join("default", cid, "p", link, self.now):
+        if not self.d.join("default", cid, link, self.now):
             self.gone.add(cid)
 
     @rule(i=st.integers(0, 60))
@@ -263,8 +282,18 @@ class DeskMachine(RuleBasedStateMachine):
     @rule(i=st.integers(1, 4), status=st.sampled_from(["available", "on_break"]))
     def login_or_status(self, i: int, status: str) -> None:
         aid = str(1000 + i)
-        agent = self.d.agents.get(aid) or self.d.login(aid, Link(), self.now)
+        agent = self.d.agents.get(aid)
+        if agent is None and aid not in self.d.config.agents:
+            return  # removed by a reload: cannot log in
+        agent = agent or self.d.login(aid, Link(), self.now)
         self.d.set_status(agent, status, self.now)
+
+    @rule(keep=st.sets(st.integers(1, 4)))
+    def reload(self, keep: set[int]) -> None:
+        """desk.yaml reloaded with only some of the agents: the others go after their call."""
+        config = self.d.config
+        agents = {aid: a for aid, a in self.full.agents.items() if int(aid) - 1000 in keep}
+        self.d.configure(DeskConfig(config.queues, agents), self.now)
 
     @rule(i=st.integers(1, 4), what=st.sampled_from(["accept", "reject", "end", "logout"]))
     def act(self, i: int, what: str) -> None:
@@ -296,6 +325,15 @@ class DeskMachine(RuleBasedStateMachine):
         for call in self.d.calls.values():
             if call.offered_to is not None:
                 assert call.offered_to.offer is call
+
+    @invariant()
+    def free_lists_agree(self) -> None:
+        q = self.d.queues["default"]
+        members = {a.id for a in self.d.agents.values() if a.role == "agent" and "default" in a.queues}
+        assert set(q.agents) == members
+        assert set(q.free) == {
+            i for i in members if self.d.agents[i].status == "available" and self.d.agents[i].state == "idle"
+        }
 
     @invariant()
     def nobody_lost(self) -> None:
