@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test system-tools lint format check bench bench-tcp bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-desk bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,11 +43,14 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.lock
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-bench.lock
 	touch $@
 
-bench: $(BENCH_STAMP)  ## side-by-side benchmarks, TCP then UDP (servers on CPU 0, load on CPU 1); needs gcc
+bench: $(BENCH_STAMP)  ## side-by-side benchmarks, TCP, agent desk, UDP (servers on CPU 0, load on CPU 1); needs gcc
 	$(BIN)/python -m benchmarks
 
 bench-tcp: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.tcp $(ARGS)
+
+bench-desk: $(STAMP)
+	$(BIN)/python -m benchmarks.desk $(ARGS)
 
 bench-udp: $(STAMP)
 	$(BIN)/python -m benchmarks.udp $(ARGS)

@@ -5,9 +5,10 @@
 // caller port (-p), wait for the greeting (-g) and send the transfer key (-k).
 //
 //   -m relay : A agents go /ready, A callers are connected to them one to one, then for -d seconds
-//              each caller (once it heard -C) sends a line and waits for its agent's answer (-R, a substring of the
-//              caller's view of agent_says); each agent answers every "CALLER" line with one line.
-//              Prints: pairs=N errors=E rounds=R rate=X/s p50=..ms p99=..ms
+//              each caller (once it heard -C) sends a line (-q) and waits for its agent's answer (-R, a substring of the
+//              caller's view of agent_says); each agent answers every "CALLER" line with one line (-A).
+//              Prints "PAIRED N" when the measurement starts, then:
+//              pairs=N errors=E rounds=R rate=X/s p50=..ms p99=..ms
 //   -m drain : A agents log in and stay on break; C callers join the queue and wait until each has
 //              heard its position (-W). Prints "READY waiting=C agents=A" and waits for a line on
 //              stdin (the driver reads the server's memory meanwhile); then every agent goes /ready
@@ -74,8 +75,9 @@ int main(int argc, char **argv) {
   int port = 0, aport = 0, nagents = 100, ncallers = -1, base = 2001, ramp = 200, relay = 1, hold = 0;
   double dur = 4;
   const char *greet = "", *key = "9", *password = "bench", *reply = "", *waiting = "", *connected = "";
+  const char *ask = "q", *answer = "a";
   int opt;
-  while ((opt = getopt(argc, argv, "p:P:a:c:b:w:g:k:C:R:W:d:m:r:")) != -1) {
+  while ((opt = getopt(argc, argv, "p:P:a:c:b:w:g:k:C:R:W:d:m:r:q:A:")) != -1) {
     switch (opt) {
       case 'p': port = atoi(optarg); break;
       case 'P': aport = atoi(optarg); break;
@@ -85,6 +87,8 @@ int main(int argc, char **argv) {
       case 'w': password = optarg; break;
       case 'g': greet = optarg; break;
       case 'k': key = optarg; break;
+      case 'q': ask = optarg; break;
+      case 'A': answer = optarg; break;
       case 'C': connected = optarg; break;
       case 'R': reply = optarg; break;
       case 'W': waiting = optarg; break;
@@ -106,6 +110,8 @@ int main(int argc, char **argv) {
   ep = epoll_create1(0);
   conns = calloc(nagents + ncallers, sizeof *conns);
   char keyline[64]; snprintf(keyline, sizeof keyline, "%s\r\n", key);
+  char askline[512]; snprintf(askline, sizeof askline, "%s\r\n", ask);
+  char answerline[512]; snprintf(answerline, sizeof answerline, "%s\r\n", answer);
   int agents_opened = 0, callers_opened = 0, agents_ready = 0, callers_ready = 0, paired = 0, dialing = 0;
   long served = 0, rounds = 0;
   double start = now(), measure_start = 0, end_at = 0;
@@ -145,7 +151,7 @@ int main(int argc, char **argv) {
         if (c->state == C_GREET) { c->state = C_WAIT; sendf(c, keyline); }
         else if (c->state == C_WAIT) { c->state = C_TALK; callers_ready++; }
         else if (relay && end_at) {
-          if (t < end_at) { record(t - c->t0); rounds++; c->t0 = t; sendf(c, "q\r\n"); }
+          if (t < end_at) { record(t - c->t0); rounds++; c->t0 = t; sendf(c, askline); }
         }
         continue;
       }
@@ -172,7 +178,7 @@ int main(int argc, char **argv) {
         } else if (strncmp(line, "ENDED ", 6) == 0) {
           if (!relay) { served++; c->t0 = t; }
         } else if (strncmp(line, "CALLER ", 7) == 0) {
-          sendf(c, "a\r\n");
+          sendf(c, answerline);
         }
       }
       c->len -= p - c->buf; memmove(c->buf, p, c->len);
@@ -190,12 +196,16 @@ int main(int argc, char **argv) {
         fflush(stdout);
         if (!fgets(line, sizeof line, stdin)) return 1;
       }
+      if (relay) {
+        printf("PAIRED %d\n", paired);
+        fflush(stdout);
+      }
       measure_start = now();
       end_at = measure_start + dur;
       for (int k = 0; k < nconns; k++) {
         conn_t *c = &conns[k];
         c->t0 = measure_start;
-        if (relay && c->role == CALLER && c->state == C_TALK) sendf(c, "q\r\n");
+        if (relay && c->role == CALLER && c->state == C_TALK) sendf(c, askline);
         if (!relay && c->role == AGENT && c->state == A_WORK) sendf(c, "/ready\r\n");
       }
     }

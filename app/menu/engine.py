@@ -130,13 +130,12 @@ def normalize(line: str) -> str:
 class InQueue:
     """A session's hand-off to an agent: waiting in the queue, then connected."""
 
-    __slots__ = ("agent_id", "agent_name", "connected", "node")
+    __slots__ = ("agent", "connected", "node")
 
     def __init__(self, node: TransferNode) -> None:
         self.node = node
         self.connected = False
-        self.agent_id = ""
-        self.agent_name = ""
+        self.agent: dict[str, str] = {}  # {"id": ..., "name": ...} once connected, for the templates
 
 
 class Session:
@@ -221,6 +220,10 @@ class Session:
         say = self.press(line, now)
         if say is not None:
             return [say]
+        return self.feed_line(line, now)
+
+    def feed_line(self, line: str, now: float) -> list[Event]:
+        """`feed` for a line `press` has already turned down."""
         node = self.node
         out: list[Event] = []
         self._out = out
@@ -280,7 +283,9 @@ class Session:
         self._now = now
         node = q.node
         kind = type(event)
-        if kind is QueuePosition:
+        if kind is AgentLine:  # the common one: a line of the conversation
+            self.say_text(self._render(node.agent_says, {"agent": q.agent, "text": event.text}))  # type: ignore[attr-defined]
+        elif kind is QueuePosition:
             p: QueuePosition = event  # type: ignore[assignment]
             queue = {
                 "position": str(p.position),
@@ -291,11 +296,8 @@ class Session:
             self.say_text(self._render(node.position, {"queue": queue}))
         elif kind is AgentConnected:
             c: AgentConnected = event  # type: ignore[assignment]
-            q.connected, q.agent_id, q.agent_name = True, c.agent_id, c.agent_name
-            self.say_text(self._render(node.connected, {"agent": {"id": c.agent_id, "name": c.agent_name}}))
-        elif kind is AgentLine:
-            agent = {"id": q.agent_id, "name": q.agent_name}
-            self.say_text(self._render(node.agent_says, {"agent": agent, "text": event.text}))  # type: ignore[attr-defined]
+            q.connected, q.agent = True, {"id": c.agent_id, "name": c.agent_name}
+            self.say_text(self._render(node.connected, {"agent": q.agent}))
         elif kind is QueueClosed:
             self._leave_queue(node.closed, node.on_closed or node.next)
         elif kind is QueueBusy:

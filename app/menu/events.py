@@ -1,4 +1,7 @@
-"""What the engine asks the outside world to do: small frozen values, no behaviour."""
+"""What the engine asks the outside world to do: small values, no behaviour.
+
+Treat them as read-only. They are not `frozen` only because a frozen dataclass costs three times as
+much to build, and a relayed chat line builds several (ToAgent, AgentLine, Say)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Say:
     """Send this text to the caller (one or more lines; the I/O layer adds line endings).
     `fresh`: rendered for this caller (a position, an agent's line), so not worth keeping encoded."""
@@ -15,7 +18,7 @@ class Say:
     fresh: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Hangup:
     """The session is over; close the connection after sending what came before.
 
@@ -26,7 +29,7 @@ class Hangup:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Transfer:
     """The caller is to join agent queue `queue`: the I/O layer asks the desk and answers the session
     with one of the desk events below (QueueClosed, QueueBusy or QueuePosition)."""
@@ -35,7 +38,7 @@ class Transfer:
     node: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ToAgent:
     """A line the connected caller typed, for the agent."""
 
@@ -45,37 +48,37 @@ class ToAgent:
 # ---- what the desk tells a session in a transfer node (Session.desk_event) ----------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class QueuePosition:
     position: int  # 1 = next
     waiting: int
     wait_minutes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class QueueClosed:
     """Outside the queue's hours."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class QueueBusy:
     """No agent logged in, the queue is full, or the caller waited `max_wait`."""
 
     reason: str = "busy"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AgentConnected:
     agent_id: str
     agent_name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AgentLine:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CallEnded:
     """The agent ended the call, their connection dropped, or the desk went away."""
 
@@ -86,7 +89,7 @@ DeskEvent = QueuePosition | QueueClosed | QueueBusy | AgentConnected | AgentLine
 DESK_EVENTS = frozenset(get_args(DeskEvent))  # for `type(x) in DESK_EVENTS`
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Notice:
     """Something the I/O layer should log; the engine itself never logs.
 

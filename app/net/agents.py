@@ -337,7 +337,11 @@ class AgentConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(b"".join(encode_text(line, self.hub.settings.encoding) for line in lines))
+        encoding = self.hub.settings.encoding
+        if len(lines) == 1:  # the relay's every line
+            transport.write(encode_text(lines[0], encoding))
+        else:
+            transport.write(b"".join(encode_text(line, encoding) for line in lines))
         if self._paused and transport.get_write_buffer_size() > self.hub.settings.max_output:
             self.hub.refuse(self.peer, "agent_slow_reader")
             self._log_out("slow_reader")

@@ -275,22 +275,24 @@ class CallerSession(asyncio.Protocol):
                     self._pending = None  # a waiting caller keeps no empty deque
             else:
                 item = yield _WAIT
-            say = engine.press(item, self._now)  # the common keypress (never a Signal): one prompt
-            if say is not None:
-                if self._clear and (data := encoded.get(say.text)) is not None:
-                    self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
-                else:
-                    self._emit([say])
-            elif type(item) is str:
+            kind = type(item)
+            if kind is str:  # a line (a Signal is a str subclass)
+                say = engine.press(item, self._now)  # the common keypress: one prompt
+                if say is not None:
+                    if self._clear and (data := encoded.get(say.text)) is not None:
+                        self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
+                    else:
+                        self._emit([say])
+                    continue
                 if trace:
                     node = engine.node
                     shown = "***" if node is not None and node.sensitive else item
                     self._log("debug", "input", node=node.name if node else None, input=shown)
-                self._emit(engine.feed(item, self._now))
+                self._emit(engine.feed_line(item, self._now))
             elif item is TIMEOUT:
                 self._emit(engine.timeout(self._now))
-            elif type(item) in DESK_EVENTS:
-                if type(item) is AgentConnected and self._call is not None:
+            elif kind in DESK_EVENTS:
+                if kind is AgentConnected and self._call is not None:
                     self._call.connected, self._call.agent = self._now, item.agent_id
                 self._emit(engine.desk_event(item, self._now))
                 item = None  # a waiting caller's frame keeps no event alive

@@ -105,6 +105,13 @@ class LineDiscipline:
                 if len(data) <= 8 and len(KEYPRESSES) < 4096:
                     KEYPRESSES[data] = lines  # shared: callers only iterate over what feed returns
                 return lines
+            if len(body) <= self.max_line:
+                try:
+                    text = body.decode(self.encoding)
+                except UnicodeDecodeError:
+                    text = ""  # the general path counts and replaces it
+                if text.isprintable() and text:  # one whole line of plain text, the usual read
+                    return [text]  # (no telnet command, editing key or control: still idle after)
         lines = self._fast(data) if self._state == _DATA and _SLOW.search(data) is None else self._slow(data)
         self.idle = self._state == _DATA and not self._buf and not self._after_cr and not self._discard
         return lines
@@ -282,7 +289,9 @@ class LineDiscipline:
 
 def encode_text(text: str, encoding: str) -> bytes:
     """Text for the caller: every line ends with CR LF; 0xFF is doubled so telnet shows it as data."""
-    data = (text.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n").encode(encoding, "replace")
-    if b"\xff" in data:
+    if "\n" in text:
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    data = (text + "\r\n").encode(encoding, "replace")
+    if encoding != "utf-8" and b"\xff" in data:  # UTF-8 never has the byte 0xFF
         data = data.replace(b"\xff", b"\xff\xff")
     return data

@@ -180,3 +180,16 @@ def test_no_input_becomes_a_line_equal_to_a_signal(data: bytes) -> None:
         assert run(text.encode() + b"\r\n")[0] == [text]
     lines, _ = run(data + b"\r\n")
     assert not any(type(line) is str and line in signals for line in lines)
+
+
+@given(
+    st.one_of(st.binary(max_size=80), st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")))
+)
+@settings(max_examples=400, deadline=None)
+def test_a_whole_line_in_one_read_is_read_as_byte_by_byte(body: bytes) -> None:
+    """The one-line shortcut (a whole line of plain text in one read) changes nothing a caller sees."""
+    data = body.replace(b"\r", b"").replace(b"\n", b"") + b"\r\n"
+    whole, bytewise = LineDiscipline(max_line=64), LineDiscipline(max_line=64)
+    one = list(whole.feed(data))
+    each = [item for b in data for item in bytewise.feed(bytes([b]))]
+    assert one == each and whole.replaced == bytewise.replaced and whole.idle == bytewise.idle
