@@ -6,10 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import __version__, logs
 from app.menu.graph import Graph
 from app.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from app.configdir import Config
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -83,15 +87,19 @@ def _ask(question: str, host: str | None, port: int | None, as_json: bool, timeo
     return 0
 
 
-def _graph_or_none(config: str | None) -> Graph | None:
-    """Load the config folder for an authoring command; problems go to stderr; None on errors."""
+def _config(config: str | None) -> Config:
+    """Load the config folder for an authoring command; problems go to stderr (graph None on errors)."""
     from app.configdir import load_config  # noqa: PLC0415
 
     folder = Path(config) if config else load_settings().config
     result = load_config(folder)
     for problem in result.problems:
         print(problem, file=sys.stderr)
-    return result.graph
+    return result
+
+
+def _graph_or_none(config: str | None) -> Graph | None:
+    return _config(config).graph
 
 
 def _chat(config: str | None, trace: bool) -> int:
@@ -118,9 +126,10 @@ def _test(files: list[str], config: str | None, server: str | None, coverage: bo
 
     started = time.monotonic()
     paths = conv.collect(Path(f) for f in (files or ["tests/conversations"]))
-    graph = None
+    graph = desk = None
     if server is None:
-        graph = _graph_or_none(config)
+        folder = _config(config)
+        graph, desk = folder.graph, folder.desk
         if graph is None:
             return 1
     else:
@@ -138,7 +147,7 @@ def _test(files: list[str], config: str | None, server: str | None, coverage: bo
             continue
         for c, lines in zip(loaded.conversations, loaded.lines, strict=True):
             if graph is not None:
-                outcome = conv.run_in_process(graph, c, lines)
+                outcome = conv.run_in_process(graph, c, lines, desk)
             else:
                 try:
                     outcome = conv.run_over_tcp(host, int(port), c, lines, load_settings().encoding)

@@ -1,13 +1,16 @@
 """`hotline test`: conversation tests, scripted callers with expected replies, for menu authors.
 
-A file holds `conversations`, each a `name` and `steps`. A step may `send` a line or let `silence`
-pass, then checks what the menu said during that step: `expect` (text that must appear, one or a
-list), `absent` (text that must not), `node` (where the call must be, in process only), `hangup`
-(true: the call must end here). A call that ends where no step said `hangup` fails.
+A file holds `conversations`, each a `name` and `steps`. A step may `send` a line, let `silence`
+pass, or have an `agent` type a line, then checks what the menu said during that step: `expect`
+(text that must appear, one or a list), `absent` (text that must not), `node` (where the call must
+be, in process only), `hangup` (true: the call must end here), `agent_sees` (text an agent's terminal
+must have shown). A call that ends where no step said `hangup` fails.
 
-By default the tests run in process on the real engine with a simulated clock, so silences of
-minutes take no time. With `--server HOST:PORT` they dial a running server over TCP instead
-(silences then really wait).
+By default the tests run in process on the real engine and the real agent desk (the config's
+desk.yaml) with a simulated clock, so silences of minutes take no time. A conversation's `agents`
+are logged in and ready before the call; nobody else is, so without agents a transfer finds the
+queue without agents (busy). With `--server HOST:PORT` they dial a running server over TCP instead
+(silences then really wait, and conversations that script agents are skipped).
 """
 
 from __future__ import annotations
@@ -22,12 +25,19 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.desk import terminal
+from app.desk.core import Desk
+from app.desk.events import AgentEvent
+from app.desk.loader import DeskConfig
 from app.menu import Graph, Hangup, Say, Session
-from app.menu.events import Event, QueueBusy, Transfer
+from app.menu.events import DESK_EVENTS, Event, QueueBusy, ToAgent, Transfer
 from app.menu.schema import Duration
 from app.yamlfile import Problem, Reporter, read_yaml
 
 TCP_WAIT = 3.0  # seconds to wait for expected text over TCP
+DESK_TICK = 0.5  # simulated seconds between the desk's clock ticks during a silence
+CALL_ID = "test"
+AgentId = Annotated[str, Field(min_length=1, max_length=32)]
 
 
 class _Model(BaseModel):
@@ -41,6 +51,9 @@ class Step(_Model):
     absent: str | list[str] = []
     node: str | None = None
     hangup: bool = False
+    agent: str | None = None  # a line an agent types: /accept, /reject, /end, /ready, /break, or chat
+    by: AgentId | None = None  # which of the conversation's agents (default: the first)
+    agent_sees: str | list[str] = []
 
     def expected(self) -> list[str]:
         return [self.expect] if isinstance(self.expect, str) else list(self.expect)
@@ -48,9 +61,14 @@ class Step(_Model):
     def unwanted(self) -> list[str]:
         return [self.absent] if isinstance(self.absent, str) else list(self.absent)
 
+    def agent_expected(self) -> list[str]:
+        return [self.agent_sees] if isinstance(self.agent_sees, str) else list(self.agent_sees)
+
     def action(self) -> str:
         if self.send is not None:
             return f"send {self.send!r}"
+        if self.agent is not None:
+            return f"agent {self.by + ' ' if self.by else ''}types {self.agent!r}"
         if self.silence is not None:
             return f"silence {self.silence:g}s"
         return "(at the start)"
@@ -58,6 +76,7 @@ class Step(_Model):
 
 class Conversation(_Model):
     name: Annotated[str, Field(min_length=1)]
+    agents: list[AgentId] = []  # logged in and ready before the call (ids of desk.yaml)
     steps: Annotated[list[Step], Field(min_length=1)]
 
 
@@ -98,15 +117,18 @@ def load(path: Path) -> Loaded:
         return Loaded(str(path), [], [], reporter.problems)
     for c, conv in enumerate(parsed.conversations):
         for s, step in enumerate(conv.steps):
-            if step.send is not None and step.silence is not None:
+            here = ("conversations", c, "steps", s)
+            actions = sum(x is not None for x in (step.send, step.silence, step.agent))
+            if actions > 1:
                 reporter.error(
-                    ("conversations", c, "steps", s),
-                    "a step either sends a line or lets silence pass, not both",
+                    here, "a step sends a line, lets silence pass, or has an agent type: one of them"
                 )
-            if s > 0 and step.send is None and step.silence is None:
-                reporter.error(
-                    ("conversations", c, "steps", s), "only the first step may have neither send nor silence"
-                )
+            if s > 0 and actions == 0:
+                reporter.error(here, "only the first step may have neither send, silence nor agent")
+            if (step.agent is not None or step.agent_sees or step.by) and not conv.agents:
+                reporter.error(here, "this step scripts an agent: list the conversation's agents first")
+            if step.by is not None and step.by not in conv.agents:
+                reporter.error((*here, "by"), f"agent '{step.by}' is not in this conversation's agents")
     lines = [
         [doc.where(("conversations", c, "steps", s))[0] for s in range(len(conv.steps))]
         for c, conv in enumerate(parsed.conversations)
@@ -128,6 +150,7 @@ class Outcome:
     name: str
     failure: Failure | None
     visited: set[str] = field(default_factory=set)
+    skipped: str = ""
 
 
 def _check(step: Step, said: str, ended: bool, node: str | None) -> str | None:
@@ -158,29 +181,138 @@ def offline_transfers(session: Session, events: list[Event], now: float) -> list
     return out
 
 
-def run_in_process(graph: Graph, conv: Conversation, lines: list[int]) -> Outcome:
-    now = 1_700_000_000.0
-    session = Session(graph, session_id="test", caller="127.0.0.1")
+class _Call:
+    """One scripted caller and the agents of one conversation, on a real Desk with a simulated clock.
+    Mirrors what the TCP layer does with the engine's desk events (app.net.tcp)."""
+
+    def __init__(self, graph: Graph, desk_config: DeskConfig, agent_ids: list[str], now: float) -> None:
+        self.now = now
+        self.session = Session(graph, session_id=CALL_ID, caller="127.0.0.1")
+        self.desk = Desk(desk_config)
+        self.peer = "127.0.0.1:50000"
+        self.inbox: list[object] = []  # desk events for the caller, in order
+        self.joined = False
+        self.left = False
+        self.seen: dict[str, list[str]] = {}  # agent id -> lines shown during the current step
+        self.agents = {}
+        for agent_id in agent_ids:
+            self.seen[agent_id] = []
+            out = self._screen(agent_id)
+            agent = self.desk.login(agent_id, _AgentScreen(out), now)
+            self.agents[agent_id] = agent
+            terminal.run(self.desk, agent, "ready", "", now, out)
+
+    def _screen(self, agent_id: str) -> terminal.Out:
+        return lambda *lines: self.seen[agent_id].extend(lines)
+
+    # the CallerLink the desk talks to
+    def handoff_context(self) -> tuple[tuple[str, str], ...]:
+        return self.session.handoff_context()
+
+    def desk_event(self, event: object) -> None:
+        self.inbox.append(event)
+
+    def settle(self, events: list[Event]) -> list[Event]:
+        """Act on the engine's events (join, chat, leave) and feed it the desk's answers until quiet."""
+        out: list[Event] = []
+        while True:
+            for ev in events:
+                out.append(ev)
+                if type(ev) is Transfer:
+                    self.joined, self.left = True, False
+                    self.desk.join(ev.queue, CALL_ID, self, self.now)
+                elif type(ev) is ToAgent:
+                    self.desk.caller_line(CALL_ID, ev.text)
+            if self.joined and not self.left and (self.session.desk is None or self.session.ended):
+                self.left = True
+                self.desk.leave(CALL_ID, self.now)
+            if not self.inbox:
+                return out
+            event = self.inbox.pop(0)
+            events = self.session.desk_event(event, self.now) if type(event) in DESK_EVENTS else []
+
+    def type_as_agent(self, agent_id: str, line: str) -> None:
+        agent, out = self.agents[agent_id], self._screen(agent_id)
+        text = line.strip()
+        if not text.startswith("/"):
+            terminal.run(self.desk, agent, None, text, self.now, out)
+            return
+        word, _, rest = text.partition(" ")
+        command = word[1:].lower()
+        if command == "logout":
+            out("OK logout")
+            self.desk.logout(agent, self.now)
+        elif command in terminal.COMMANDS:
+            terminal.run(self.desk, agent, command, rest.strip(), self.now, out)
+        else:
+            out(f"ERR unknown command: {word[:40]}")
+
+    def wait(self, seconds: float) -> list[Event]:
+        """Let `seconds` pass: the menu's timeouts and the desk's clock, in order."""
+        target = self.now + seconds
+        events: list[Event] = []
+        while self.now < target and not self.session.ended:
+            step = min(target, self.now + DESK_TICK)
+            deadline = self.session.deadline
+            if deadline is not None and deadline <= step:
+                self.now = deadline
+                events += self.settle(self.session.timeout(self.now))
+                continue
+            self.now = step
+            self.desk.tick(self.now)
+            events += self.settle([])
+        self.now = max(self.now, target)
+        return events
+
+
+class _AgentScreen:
+    """An agent's terminal in process: the desk's events as the protocol's lines."""
+
+    def __init__(self, out: terminal.Out) -> None:
+        self.out = out
+
+    def agent_event(self, event: AgentEvent) -> None:
+        self.out(*terminal.event_lines(event))
+
+
+def run_in_process(
+    graph: Graph, conv: Conversation, lines: list[int], desk: DeskConfig | None = None
+) -> Outcome:
     outcome = Outcome(conv.name, None)
+    desk = desk or DeskConfig.default()
+    unknown = [a for a in conv.agents if a not in desk.agents]
+    if unknown:
+        outcome.failure = Failure(
+            0, lines[0], "(logging in the agents)", f"agent {unknown[0]!r} is not in desk.yaml", ""
+        )
+        return outcome
+    call = _Call(graph, desk, conv.agents, 1_700_000_000.0)
+    session = call.session
     for i, step in enumerate(conv.steps):
-        if i == 0 and step.send is None and step.silence is None:
-            events = session.start(now)
+        for seen in call.seen.values():
+            seen.clear()
+        if i == 0 and step.send is None and step.silence is None and step.agent is None:
+            events = call.settle(session.start(call.now))
         else:
             if i == 0:
-                session.start(now)
+                call.settle(session.start(call.now))
             if step.send is not None:
-                events = offline_transfers(session, session.feed(step.send, now), now)
+                events = call.settle(session.feed(step.send, call.now))
+            elif step.agent is not None:
+                call.type_as_agent(step.by or conv.agents[0], step.agent)
+                events = call.settle([])
             else:
-                target = now + (step.silence or 0.0)
-                events = []
-                while session.deadline is not None and session.deadline <= target and not session.ended:
-                    now = session.deadline
-                    events += session.timeout(now)
-                now = target
+                events = call.wait(step.silence or 0.0)
         outcome.visited.update(session.stats.node_visits)  # every node, however long the call
         said = "\n".join(e.text for e in events if isinstance(e, Say))
         ended = any(isinstance(e, Hangup) for e in events)
         problem = _check(step, said, ended, session.node.name if session.node else None)
+        if problem is None:
+            shown = call.seen[step.by] if step.by else [line for seen in call.seen.values() for line in seen]
+            missing = [t for t in step.agent_expected() if not any(t in line for line in shown)]
+            if missing:
+                problem = "expected the agent to see: " + " | ".join(repr(t) for t in missing)
+                said = "\n".join(f"[agent] {line}" for line in shown)
         if problem is not None:
             outcome.failure = Failure(i + 1, lines[i], step.action(), problem, said)
             return outcome
@@ -191,6 +323,9 @@ def run_in_process(graph: Graph, conv: Conversation, lines: list[int]) -> Outcom
 
 def run_over_tcp(host: str, port: int, conv: Conversation, lines: list[int], encoding: str) -> Outcome:
     outcome = Outcome(conv.name, None)
+    if conv.agents:
+        outcome.skipped = "it scripts agents: in process only"
+        return outcome
     with socket.create_connection((host, port), timeout=10) as sock:
         buffer = b""
         closed = False
@@ -241,7 +376,12 @@ def report(outcomes: list[tuple[str, Outcome]], problems: list[Problem], seconds
     failed = 0
     for problem in problems:
         out.write(f"{problem}\n")
+    skipped = 0
     for path, o in outcomes:
+        if o.skipped:
+            skipped += 1
+            out.write(f"{path}::{o.name} SKIPPED ({o.skipped})\n")
+            continue
         if o.failure is None:
             out.write(f"{path}::{o.name} PASSED\n")
             continue
@@ -252,8 +392,12 @@ def report(outcomes: list[tuple[str, Outcome]], problems: list[Problem], seconds
         out.write(f"    {f.message}\n")
         got = f.got.strip().replace("\n", "\n              ") or "(nothing)"
         out.write(f"    got:      {got}\n")
-    passed = len(outcomes) - failed
+    passed = len(outcomes) - failed - skipped
     errors = sum(1 for p in problems if p.severity == "error")
-    summary = f"{passed} passed, {failed} failed" + (f", {errors} file errors" if errors else "")
+    summary = (
+        f"{passed} passed, {failed} failed"
+        + (f", {skipped} skipped" if skipped else "")
+        + (f", {errors} file errors" if errors else "")
+    )
     out.write(f"===== {summary} in {seconds:.2f}s =====\n")
     return 1 if failed or errors or not outcomes else 0

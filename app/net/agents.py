@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
 
+from app.desk import terminal
 from app.desk.core import Agent, DeskError
-from app.desk.events import AgentEvent, CallerSaid, Ended, LoggedOut, Missed, Offer
+from app.desk.events import AgentEvent, CallerSaid, LoggedOut
 from app.desk.passwords import DUMMY_HASH, verify_password
+from app.desk.terminal import clean, event_lines
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, encode_text
 
 if TYPE_CHECKING:
@@ -45,14 +47,6 @@ HELP: Final = (
     "INFO /logout              log out and close",
     "INFO any other line in a call is sent to the caller",
 )
-_CONTROL: Final = dict.fromkeys([*range(32), 127])
-
-
-def clean(text: str) -> str:
-    """Text from a file (a data table's value, an agent's name) on one protocol line: no newlines,
-    no control characters. Lines typed by callers and agents are clean already (the line
-    discipline drops control characters)."""
-    return text.translate(_CONTROL)
 
 
 class LoginGuard:
@@ -174,23 +168,12 @@ class AgentConnection(asyncio.Protocol):
     # -- the desk's events -----------------------------------------------------------------------
 
     def agent_event(self, event: AgentEvent) -> None:
-        kind = type(event)
-        if kind is Offer:
-            o = cast(Offer, event)
-            lines = [f"OFFER {o.call_id} queue={o.queue} waited={o.waited} from={o.peer}"]
-            lines += [f"CONTEXT {o.call_id} {key} {clean(value)}" for key, value in o.context]
-            self.send(*lines)
-        elif kind is CallerSaid:
-            self.send(f"CALLER {cast(CallerSaid, event).text}")
-        elif kind is Missed:
-            m = cast(Missed, event)
-            self.send(f"MISSED {m.call_id}", *(["OK break"] if m.on_break else []))
-        elif kind is Ended:
-            e = cast(Ended, event)
-            self.send(f"ENDED {e.call_id} by={e.by}")
-        elif kind is LoggedOut:
+        if type(event) is CallerSaid:  # the relay's every line, without building a list
+            self.send(f"CALLER {event.text}")
+            return
+        self.send(*event_lines(event))
+        if type(event) is LoggedOut:
             self.agent = None  # the desk has logged them out already
-            self.send("INFO logged out: this agent was removed from desk.yaml")
             self.close("removed")
 
     # -- commands --------------------------------------------------------------------------------
@@ -199,29 +182,25 @@ class AgentConnection(asyncio.Protocol):
         text = line.strip()
         if not text:
             return
+        agent = self.agent
         if not text.startswith("/"):
-            self._chat(text)
+            if agent is None:
+                self.send("ERR not logged in: /login ID PASSWORD")
+            else:
+                terminal.run(self.hub.desk, agent, None, text, 0.0, self.send)
             return
         word, _, rest = text.partition(" ")
         command = word[1:].lower()
-        handler = _COMMANDS.get(command)
-        if handler is None:
+        local = _LOCAL.get(command)
+        if local is None and command not in terminal.COMMANDS:
             self.send(f"ERR unknown command: {word[:40]}")
-            return
-        if command not in ("login", "help") and self.agent is None:
+        elif command not in ("login", "help") and agent is None:
             self.send("ERR not logged in: /login ID PASSWORD")
-            return
-        handler(self, rest.strip())
-
-    def _chat(self, text: str) -> None:
-        agent = self.agent
-        if agent is None:
-            self.send("ERR not logged in: /login ID PASSWORD")
-            return
-        try:
-            self.hub.desk.agent_line(agent, text)
-        except DeskError as exc:
-            self.send(f"ERR {exc}")
+        elif local is not None:
+            local(self, rest.strip())
+        else:
+            assert agent is not None
+            terminal.run(self.hub.desk, agent, command, rest.strip(), time.time(), self.send)
 
     def _login(self, rest: str) -> None:
         hub = self.hub
@@ -269,61 +248,6 @@ class AgentConnection(asyncio.Protocol):
         while self._pending and not self._checking and not self._closed:
             self._line(self._pending.popleft())
 
-    def _ready(self, rest: str) -> None:
-        self._status("available", "OK ready", "")
-
-    def _break(self, rest: str) -> None:
-        self._status("on_break", "OK break", rest[:100])
-
-    def _status(self, status: str, answer: str, reason: str) -> None:
-        assert self.agent is not None
-        self.send(answer)  # before any offer the change brings
-        try:
-            self.hub.desk.set_status(self.agent, status, time.time(), reason)
-        except DeskError as exc:
-            self.send(f"ERR {exc}")
-
-    def _accept(self, rest: str) -> None:
-        assert self.agent is not None
-        try:
-            call = self.hub.desk.accept(self.agent, time.time())
-        except DeskError as exc:
-            self.send(f"ERR {exc}")
-            return
-        self.send(f"CONNECTED {call.id}")  # caller lines can only come later: they arrive from the network
-
-    def _reject(self, rest: str) -> None:
-        assert self.agent is not None
-        call = self.agent.offer
-        if call is not None:
-            self.send(f"OK reject {call.id}")  # before the next offer
-        try:
-            self.hub.desk.reject(self.agent, time.time())
-        except DeskError as exc:
-            self.send(f"ERR {exc}")
-
-    def _end(self, rest: str) -> None:
-        assert self.agent is not None
-        try:
-            call = self.hub.desk.end(self.agent, time.time(), rest[:100])
-        except DeskError as exc:
-            self.send(f"ERR {exc}")
-            return
-        self.send(f"ENDED {call.id} by=agent")
-
-    def _queue(self, rest: str) -> None:
-        assert self.agent is not None
-        desk = self.hub.desk
-        now = time.time()
-        lines = []
-        for name in self.agent.queues:
-            if name in desk.queues:
-                waiting, longest, available, busy = desk.queue_summary(name, now)
-                lines.append(
-                    f"QUEUE {name} waiting={waiting} longest={longest}s available={available} busy={busy}"
-                )
-        self.send(*(lines or ["INFO you are in no queue"]))
-
     def _logout(self, rest: str) -> None:
         self.send("OK logout")
         self.close("logout")
@@ -363,14 +287,8 @@ class AgentConnection(asyncio.Protocol):
             self.hub.desk.logout(agent, time.time())
 
 
-_COMMANDS: dict[str, Any] = {
+_LOCAL: dict[str, Any] = {  # the commands that need the connection; the rest are app.desk.terminal's
     "login": AgentConnection._login,
-    "ready": AgentConnection._ready,
-    "break": AgentConnection._break,
-    "accept": AgentConnection._accept,
-    "reject": AgentConnection._reject,
-    "end": AgentConnection._end,
-    "queue": AgentConnection._queue,
     "logout": AgentConnection._logout,
     "help": AgentConnection._help,
 }

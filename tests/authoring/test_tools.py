@@ -147,6 +147,68 @@ def test_conversations_against_a_running_server(server_process: ServerProcess) -
     assert "===== 5 passed, 0 failed" in out.stdout
 
 
+def test_a_scripted_agent_that_does_not_see_the_line_fails_with_the_agents_screen(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        """\
+conversations:
+  - name: agent misses a word
+    agents: ["1001"]
+    steps:
+      - send: "0"
+      - agent: /accept
+        expect: 工号 1001 为您服务
+      - send: 你好
+        agent_sees: CALLER 您好
+""",
+        encoding="utf-8",
+    )
+    out = hotline("test", str(tmp_path / "a.yaml"), "--config", str(CONFIG))
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert lines[1] == f"    step 3 ({tmp_path}/a.yaml:8): send '你好'"
+    assert lines[2] == "    expected the agent to see: 'CALLER 您好'"
+    assert lines[3] == "    got:      [agent] CALLER 你好"
+
+
+def test_agent_scripts_are_checked_when_loaded_and_against_desk_yaml(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        """\
+conversations:
+  - name: no agents listed
+    steps:
+      - agent: /ready
+  - name: by someone else
+    agents: ["1001"]
+    steps:
+      - send: "0"
+      - agent: /accept
+        by: "1003"
+""",
+        encoding="utf-8",
+    )
+    out = hotline("test", str(tmp_path / "a.yaml"), "--config", str(CONFIG))
+    assert out.returncode == 1
+    assert (
+        f"{tmp_path}/a.yaml:4:9: error: this step scripts an agent: list the conversation's agents first"
+        in out.stdout
+    )
+    assert f"{tmp_path}/a.yaml:10:13: error: agent '1003' is not in this conversation's agents" in out.stdout
+    (tmp_path / "a.yaml").write_text(
+        'conversations:\n  - name: x\n    agents: ["1009"]\n    steps:\n      - send: "0"\n', encoding="utf-8"
+    )
+    out = hotline("test", str(tmp_path / "a.yaml"), "--config", str(CONFIG))
+    assert out.returncode == 1 and "agent '1009' is not in desk.yaml" in out.stdout
+
+
+def test_over_tcp_conversations_that_script_agents_are_skipped(server_process: ServerProcess) -> None:
+    out = hotline(
+        "test", str(CONVERSATIONS / "agents.yaml"), "--server", f"127.0.0.1:{server_process.tcp_port}"
+    )
+    assert out.returncode == 0, out.stdout
+    assert "SKIPPED (it scripts agents: in process only)" in out.stdout
+    assert "===== 0 passed, 0 failed, 3 skipped" in out.stdout
+
+
 @pytest.mark.parametrize("args", [["--server", "nonsense"], ["--server", "127.0.0.1:1"]])
 def test_bad_server_address(args: list[str]) -> None:
     out = hotline("test", str(CONVERSATIONS / "balance.yaml"), *args)
