@@ -69,8 +69,10 @@ def run(desk: Desk, agent: Agent, command: str | None, rest: str, now: float, ou
                 out(f"OK reject {agent.offer.id}")  # before the next offer
             desk.reject(agent, now)
         elif command == "end":
-            call = desk.end(agent, now, rest[:100])
-            out(f"ENDED {call.id} by=agent")
+            if agent.call is None:
+                raise DeskError("not in a call")
+            out(f"ENDED {agent.call.id} by=agent")  # before what ending brings: a removed agent's logout
+            desk.end(agent, now, rest[:100])
         elif command == "queue":
             lines = []
             for name in agent.queues:

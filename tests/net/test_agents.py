@@ -294,6 +294,58 @@ def test_bad_input_from_an_agent_harms_nobody(desk_server: ServerProcess) -> Non
     agent.expect("OFFER")
 
 
+def test_reload_while_calls_are_connected(desk_server: ServerProcess, tmp_path: Path) -> None:
+    """Both calls go on; an agent removed from desk.yaml is logged out when their call ends; the
+    callers on the line keep the menu they started with; a broken desk.yaml changes nothing."""
+    folder = tmp_path / "config"
+    first, second = _agent(desk_server, "1001"), _agent(desk_server, "1002")
+    caller_a = _caller_in_queue(desk_server)
+    call_a = _offered(first)  # longest idle
+    first.send("/accept")
+    caller_a.expect("工号 1001 为您服务。")
+    caller_b = _caller_in_queue(desk_server)
+    call_b = _offered(second)
+    second.send("/accept")
+    caller_b.expect("工号 1002 为您服务。")
+
+    desk = folder / "desk.yaml"
+    desk.write_text(desk.read_text(encoding="utf-8").split('  - {id: "1002"')[0], encoding="utf-8")
+    menu = folder / "menu.yaml"
+    menu.write_text(
+        menu.read_text(encoding="utf-8").replace(
+            'agent_says: "客服 {agent.id}:{text}"', 'agent_says: "坐席{agent.id}说:{text}"'
+        ),
+        encoding="utf-8",
+    )
+    desk_server.proc.send_signal(signal.SIGHUP)
+    desk_server.wait_for("menu_reloaded")
+
+    caller_a.send("还在吗")
+    first.expect("CALLER 还在吗\r\n")
+    second.send("在的")
+    caller_b.expect("客服 1002:在的")  # the menu this caller started with
+    second.send("/end")
+    second.expect(f"ENDED {call_b} by=agent\r\n")
+    assert "INFO logged out: this agent was removed from desk.yaml" in second.wait_closed()
+    caller_b.expect("本次服务已结束")
+    desk_server.wait_for("agent_logout", agent="1002")
+
+    first.send("/end")
+    first.expect(f"ENDED {call_a} by=agent\r\n")  # 1001 stays logged in and takes the next caller
+    caller_c = _caller_in_queue(desk_server)
+    _offered(first)
+    first.send("/accept", "您好")
+    caller_c.expect("坐席1001说:您好")  # a new caller gets the new menu
+
+    desk.write_text("version: 1\nqueues: [oops\n", encoding="utf-8")
+    desk_server.proc.send_signal(signal.SIGHUP)
+    desk_server.wait_for("menu_rejected")
+    first.send("/queue")
+    first.expect("QUEUE default waiting=0")
+    caller_c.send("谢谢")
+    first.expect("CALLER 谢谢\r\n")
+
+
 def test_sigterm_with_a_call_connected_tells_both_sides(desk_server: ServerProcess) -> None:
     agent = _agent(desk_server)
     caller = _caller_in_queue(desk_server)
