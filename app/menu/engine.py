@@ -325,6 +325,9 @@ class Session:
         """A line typed while waiting (the node's keys act, else `hold`) or connected (chat, except
         the hang-up keys)."""
         node = q.node
+        if q.connected and len(text := line.strip()) > node.chat_beyond:
+            self._out.append(ToAgent(text))  # the common line of a conversation
+            return
         text, folded = fold(line)
         action = node.wait.keys.get(folded)
         if q.connected:
@@ -341,13 +344,20 @@ class Session:
             self.say(node.hold)
 
     def _render(self, text: Text, extra: dict[str, Any]) -> str:
-        def lookup(ref: Ref) -> str:
+        """`text` with `extra`'s values first (the desk's queue, agent and line), then the session's.
+        A plain loop: this runs for every line an agent types."""
+        out: list[str] = []
+        for part in text.template.parts:
+            if type(part) is str:
+                out.append(part)
+                continue
+            ref: Ref = part  # type: ignore[assignment]
             value = extra.get(ref.name)
             if value is None:
-                return self._lookup(ref)
-            return value if ref.field is None else value.get(ref.field, "")  # type: ignore[no-any-return]
-
-        return text.template.render(lookup)
+                out.append(self._lookup(ref))
+            else:
+                out.append(value if ref.field is None else value.get(ref.field, ""))
+        return "".join(out)
 
     def _done(self, out: list[Event]) -> list[Event]:
         """Hand `out` to the caller without keeping it: idle sessions hold no event list."""

@@ -216,6 +216,9 @@ class TransferNode(WaitNode):
     on_busy: str | None
     next: str | None
     hangup_keys: frozenset[str]
+    # While connected, a stripped line longer than this is chat, without folding it: folding (NFKC,
+    # casefold) never turns a longer line into an ASCII key. Huge when a hang-up key is not ASCII.
+    chat_beyond: int
 
     def enter(self, s: Session) -> str | None:
         s.say(self.say_prompt)
@@ -298,6 +301,7 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
     keys = {**{k: a for k, a in c.keys.items() if a == "hangup" or a in c.hangup_nodes}, **own}
     hold = c.text(m.hold)
     st = c.settings
+    hangups = frozenset(k for k, a in keys.items() if a == "hangup" or a in c.hangup_nodes)
     wait = Waiting(
         prompt=hold,
         short_prompt=hold,
@@ -324,7 +328,8 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
         m.on_closed,
         m.on_busy,
         m.next,
-        frozenset(k for k, a in keys.items() if a == "hangup" or a in c.hangup_nodes),
+        hangups,
+        max(map(len, hangups), default=0) if all(k.isascii() for k in hangups) else 1 << 30,
     )
 
 

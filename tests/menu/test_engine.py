@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.menu import Hangup, Notice, Say, Transfer, load_menu
-from app.menu.engine import LOOP_LIMIT, ROOT, TRAILS_KEPT, Trail, normalize
+from app.menu.engine import LOOP_LIMIT, ROOT, TRAILS_KEPT, Trail, fold, normalize
 from app.menu.graph import Graph
 from app.menu.nodes import MenuNode, MessageNode, Text
 from app.menu.templates import parse
@@ -385,3 +385,11 @@ def test_options_typed_in_any_form_or_to_prompts_with_variables_take_the_full_pa
     assert said(walk("1")) == "主菜单"
     assert said(walk(" Ｂ ")) == "普通"  # full-width, padded, upper case: folded, then the same move
     assert walk.session.trail.names() == ["main", "plain"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(max_size=12))
+def test_folding_never_shortens_a_line_into_an_ascii_key(line: str) -> None:
+    """What lets a connected caller's long line skip folding (TransferNode.chat_beyond)."""
+    _, folded = fold(line)
+    assert not folded.isascii() or len(folded) >= len(line.strip())
