@@ -288,10 +288,32 @@ def test_bad_input_from_an_agent_harms_nobody(desk_server: ServerProcess) -> Non
     other.send("/help")
     other.expect("ERR line too long, ignored\r\n", timeout=20)
     other.expect("INFO /login ID PASSWORD")
-    agent.send("/end", "/bogus", "/accept")
-    agent.expect("ERR not in a call\r\nERR unknown command: /bogus\r\nERR no offer to accept\r\n")
+    agent.send("/end", "/bogus", "/accept", "有人吗")
+    agent.expect(
+        "ERR not in a call\r\nERR unknown command: /bogus\r\nERR no offer to accept\r\nERR not in a call\r\n"
+    )
     _caller_in_queue(desk_server)  # the desk still works for everyone
     agent.expect("OFFER")
+
+
+def test_caller_and_agent_hang_up_at_the_same_instant(desk_server: ServerProcess) -> None:
+    agent = _agent(desk_server)
+    for _ in range(5):
+        caller = _caller_in_queue(desk_server)
+        call_id = _offered(agent)
+        agent.send("/accept")
+        caller.expect("为您服务")
+        caller.send("exit")  # both at once: whichever the server reads first ends the call
+        agent.send("/end")
+        caller.wait_closed()
+        ended = agent.expect(f"ENDED {call_id} by=")
+        assert ended.count(f"ENDED {call_id}") == 1
+        agent.send("/queue")  # the answer to /end, if the caller's hang-up came first, is an ERR
+        rest = agent.expect("QUEUE default waiting=0")
+        assert f"ENDED {call_id}" not in rest and rest.replace("ERR not in a call\r\n", "").startswith(
+            ("agent\r\n", "caller\r\n")
+        ), rest
+    assert not any(line.get("level") in ("error", "critical") for line in desk_server.lines)
 
 
 def test_reload_while_calls_are_connected(desk_server: ServerProcess, tmp_path: Path) -> None:
