@@ -29,7 +29,7 @@ import tempfile
 import time
 import timeit
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import CLIENT_CPU, REPO, Proc, build_tool, free_port, median, pinned, python
@@ -200,10 +200,7 @@ class Drain:
     idle_kib: float = 0.0
     waiting_kib: float = 0.0
     served: int = 0
-    rate: float = 0.0
-    p50: float = 0.0
-    p99: float = 0.0
-    failed: str = ""
+    run: Run = field(default_factory=Run)  # calls per second, next-offer latency
 
 
 def idle_callers(server: Server, callers: int) -> float:
@@ -242,7 +239,7 @@ def drain(args: argparse.Namespace, folder: Path) -> Drain:
     assert proc.stdin is not None and proc.stdout is not None
     try:
         if not proc.stdout.readline().startswith("AGENTS"):
-            result.failed = "agents did not log in"
+            result.run.failed = "agents did not log in"
             return result
         time.sleep(0.5)
         before = server.proc.rss_kib()
@@ -250,7 +247,7 @@ def drain(args: argparse.Namespace, folder: Path) -> Drain:
         proc.stdin.flush()
         line = proc.stdout.readline()
         if not line.startswith("READY"):
-            result.failed = f"callers did not all wait: {line.strip()[:60]}"
+            result.run.failed = f"callers did not all wait: {line.strip()[:60]}"
             return result
         result.waiting_kib = (server.proc.rss_kib() - before) / args.waiting
         proc.stdin.write("go\n")
@@ -260,10 +257,10 @@ def drain(args: argparse.Namespace, folder: Path) -> Drain:
             r"served=(\d+) seconds=[\d.]+ errors=\d+ rate=(\d+)/s p50=([\d.]+)ms p99=([\d.]+)ms", out
         )
         if m is None:
-            result.failed = out.strip()[:80] or "deskgen failed"
+            result.run.failed = out.strip()[:80] or "deskgen failed"
             return result
-        result.served, result.rate = int(m.group(1)), float(m.group(2))
-        result.p50, result.p99 = float(m.group(3)), float(m.group(4))
+        result.served = int(m.group(1))
+        result.run = Run(float(m.group(2)), float(m.group(3)), float(m.group(4)))
         return result
     finally:
         proc.stdin.close()
@@ -393,8 +390,8 @@ def report(
                 m >= 0.95,
             )
         )
-    if queue.failed:
-        rows.append(("10,000 waiting, 500 agents", queue.failed, False))
+    if queue.run.failed:
+        rows.append(("10,000 waiting, 500 agents", queue.run.failed, False))
     else:
         share = queue.waiting_kib / queue.idle_kib if queue.idle_kib else 0.0
         rows.append(
@@ -407,8 +404,8 @@ def report(
         rows.append(
             (
                 f"offers with {args.agents} agents accepting at once",
-                f"{queue.served:,} calls offered, accepted and ended at {queue.rate:,.0f}/s; "
-                f"next offer p50 / p99 {queue.p50:.2f} / {queue.p99:.2f} ms",
+                f"{queue.served:,} calls offered, accepted and ended at {queue.run.rate:,.0f}/s; "
+                f"next offer p50 / p99 {queue.run.p50:.2f} / {queue.run.p99:.2f} ms",
                 queue.served == args.waiting,
             )
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 from app.authoring.conversations import offline_transfers
 from app.menu import Graph, Hangup, Say, Session, load_menu
 from app.menu.events import Event
+from app.yamlfile import HasProblems
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config"
@@ -81,3 +82,11 @@ def system_tool(name: str) -> str:
     path = shutil.which(name)
     assert path is not None, f"{name} is missing: run `make system-tools` (Debian package {tools[name]})"
     return path
+
+
+def problems_as_shown(result: HasProblems, tmp_path: Path, product: object) -> list[str]:
+    """A loader's problems as an operator reads them, with the temp folder cut off; a file with
+    errors must give nothing to serve (`product` is what the loader made of it)."""
+    if result.errors:
+        assert product is None
+    return [str(p).replace(str(tmp_path) + "/", "") for p in result.problems]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from app.configdir import load_config
 from app.robot import load_robot
-from tests.helpers import CONFIG
+from tests.helpers import CONFIG, problems_as_shown
 
 GOOD = """\
 version: 1
@@ -26,9 +26,7 @@ def problems(tmp_path: Path, text: str) -> list[str]:
     path = tmp_path / "robot.yaml"
     path.write_text(text, encoding="utf-8")
     result = load_robot(path)
-    if result.errors:
-        assert result.matcher is None
-    return [str(p).replace(str(tmp_path) + "/", "") for p in result.problems]
+    return problems_as_shown(result, tmp_path, result.matcher)
 
 
 def test_good_file(tmp_path: Path) -> None:
