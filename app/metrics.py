@@ -94,6 +94,27 @@ class HubCollector(Collector):
         yield _labelled("hotline_refused", "Callers refused or cut off.", "reason", hub.refusals)
         yield _labelled("hotline_menu_reloads", "Config reloads by result.", "result", hub.reloads)
         yield from _desk_metrics(hub)
+        yield from _records_metrics(hub)
+
+
+def _records_metrics(hub: Hub) -> Iterator[Metric]:
+    """Tickets and transcripts (when the server keeps records)."""
+    rec = hub.records
+    if rec is None:
+        return
+    c = rec.counters
+    yield CounterMetricFamily("hotline_tickets", "Tickets stored.", value=c.tickets)
+    yield CounterMetricFamily(
+        "hotline_ticket_failures",
+        "Tickets that could not be stored (the caller heard `failed`).",
+        value=c.ticket_failures,
+    )
+    yield CounterMetricFamily("hotline_transcript_lines", "Transcript lines written.", value=c.lines)
+    yield CounterMetricFamily(
+        "hotline_transcript_dropped",
+        "Transcript lines not kept: a slow or full disk, or a call past its bound.",
+        value=c.dropped,
+    )
 
 
 def _desk_metrics(hub: Hub) -> Iterator[Metric]:

@@ -15,6 +15,7 @@ import contextlib
 import gc
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from app.net.rates import Rate
 from app.net.tcp import CallerSession
 from app.net.timers import Timers
 from app.net.udp import RobotEndpoint
+from app.records import DatabaseError, Recorder
 from app.robot import Matcher
 from app.settings import Settings
 
@@ -91,9 +93,16 @@ class Hub:
     """What every session shares: settings, the current menu, the live sessions, caches, counters."""
 
     def __init__(
-        self, settings: Settings, graph: Graph, robot: Matcher, desk: DeskConfig | None = None
+        self,
+        settings: Settings,
+        graph: Graph,
+        robot: Matcher,
+        desk: DeskConfig | None = None,
+        records: Recorder | None = None,
     ) -> None:
         self.settings = settings
+        self.records = records  # tickets and transcripts; None only in tests of other parts
+        self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
         self.desk = Desk(desk or DeskConfig.default(), _desk_log)
         self.agent_connections: set[AgentConnection] = set()
         self.login_guard = LoginGuard()
@@ -142,9 +151,11 @@ class Server:
     """Owns the listeners and the live sessions; `run()` serves until `stop()` is called."""
 
     def __init__(self, settings: Settings, config: Config, signature: object = None) -> None:
+        """Opens the data folder's database (DatabaseError when it cannot be used)."""
         assert config.graph is not None and config.robot is not None
         self.settings = settings
-        self.hub = Hub(settings, config.graph, config.robot, config.desk)
+        records = Recorder(settings.data, settings.transcript_days)
+        self.hub = Hub(settings, config.graph, config.robot, config.desk, records)
         self.stopping = asyncio.Event()
         self.tcp: asyncio.Server | None = None
         self.agents: asyncio.Server | None = None
@@ -160,6 +171,8 @@ class Server:
     async def start(self, loop_name: str = "") -> None:
         loop = asyncio.get_running_loop()
         s = self.settings
+        if self.hub.records is not None:
+            self.hub.records.start()
         self.tcp = await loop.create_server(
             lambda: CallerSession(self.hub), s.host, s.tcp_port, backlog=4096, reuse_address=True
         )
@@ -331,6 +344,8 @@ class Server:
         await asyncio.sleep(0)
         self.hub.timers.close()
         self.hub.executor.shutdown(wait=False, cancel_futures=True)
+        if self.hub.records is not None:
+            await self.hub.records.close()  # every transcript line gathered is written
         log.info(
             "server_stopped",
             sessions_said_goodbye=len(sessions),
@@ -351,7 +366,11 @@ def serve(settings: Settings) -> int:
     if result.graph is None:
         log.error("menu_rejected", errors=[str(p) for p in result.errors])
         return 1
-    server = Server(settings, result, signature)
+    try:
+        server = Server(settings, result, signature)
+    except DatabaseError as exc:  # one line, naming the path; the file is left as it is
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 1
     # Long-lived objects (the menu, the robot's index, imported modules) never become garbage: move
     # them out of the collector's sight, and collect the young generation less often. Thousands of
     # sessions each allocate a few short-lived lists per line; the default thresholds would walk

@@ -20,6 +20,7 @@ import argparse
 import re
 import resource
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ HOTLINE_ENV = {
     "HOTLINE_MAX_LINES_PER_SECOND": "1e9",
     "HOTLINE_MAX_SESSIONS_PER_ADDRESS": "100000",
     "HOTLINE_MAX_SESSIONS": "100000",
+    "HOTLINE_DATA": tempfile.mkdtemp(prefix="hotline-bench-data-"),
 }
 
 

@@ -8,6 +8,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -46,7 +47,15 @@ def pytest_asyncio_loop_factories(
 
 async def start_server(config: Path = CONFIG, **overrides: Any) -> Server:
     settings = Settings(
-        **{"config": config, "tcp_port": 0, "udp_port": 0, "admin_port": 0, "agent_port": 0, **overrides}
+        **{
+            "config": config,
+            "tcp_port": 0,
+            "udp_port": 0,
+            "admin_port": 0,
+            "agent_port": 0,
+            "data": tempfile.mkdtemp(prefix="hotline-test-data-"),
+            **overrides,
+        }
     )
     result = load_config(settings.config)
     assert result.graph is not None, result.problems
@@ -150,6 +159,7 @@ class ServerProcess:
     """`hotline serve` as a real subprocess; a thread collects its JSON log lines."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.data = Path((env or {}).get("HOTLINE_DATA") or tempfile.mkdtemp(prefix="hotline-test-data-"))
         self.proc = subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
@@ -161,6 +171,7 @@ class ServerProcess:
                 "HOTLINE_UDP_PORT": "0",
                 "HOTLINE_ADMIN_PORT": "0",
                 "HOTLINE_AGENT_PORT": "0",
+                "HOTLINE_DATA": str(self.data),
                 **(env or {}),
             },
         )

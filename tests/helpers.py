@@ -7,7 +7,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from app.authoring.conversations import offline_transfers
+from app.authoring.conversations import answer_offline
 from app.menu import Graph, Hangup, Say, Session, load_menu
 from app.menu.events import Event
 from app.yamlfile import HasProblems
@@ -52,7 +52,7 @@ class Walk:
 
     def __call__(self, line: str) -> list[Event]:
         """Type a line; a transfer is answered as the desk does when no agent is logged in."""
-        self.events = offline_transfers(self.session, self.session.feed(line, self.now), self.now)
+        self.events = answer_offline(self.session, self.session.feed(line, self.now), self.now)
         return self.events
 
     def wait(self, seconds: float) -> list[Event]:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import TextIO
 
-from app.authoring.conversations import offline_transfers
+from app.authoring.conversations import answer_offline
 from app.menu import Graph, Hangup, Notice, Say, Session, Transfer
 from app.menu.events import Event
 
@@ -35,7 +35,7 @@ class Chat:
         self.session = Session(graph, session_id="chat", caller="127.0.0.1", trace=trace)
 
     def show(self, events: list[Event]) -> None:
-        events = offline_transfers(self.session, events, self.now)
+        events = answer_offline(self.session, events, self.now)
         for event in events:
             if isinstance(event, Say):
                 self.out.write(event.text + "\n")

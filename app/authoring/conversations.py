@@ -30,7 +30,16 @@ from app.desk.core import Desk
 from app.desk.events import AgentEvent
 from app.desk.loader import DeskConfig
 from app.menu import Graph, Hangup, Say, Session
-from app.menu.events import DESK_EVENTS, Event, QueueBusy, ToAgent, Transfer
+from app.menu.events import (
+    DESK_EVENTS,
+    Event,
+    QueueBusy,
+    SaveTicket,
+    TicketFailed,
+    TicketSaved,
+    ToAgent,
+    Transfer,
+)
 from app.menu.schema import Duration
 from app.yamlfile import Problem, Reporter, read_yaml
 
@@ -169,14 +178,22 @@ def _check(step: Step, said: str, ended: bool, node: str | None) -> str | None:
     return None
 
 
-def offline_transfers(session: Session, events: list[Event], now: float) -> list[Event]:
-    """In process there is no agent desk: every transfer is answered as when no agent is logged in
-    (busy, then the node's on_busy), so menus with transfer nodes can be walked and tested offline."""
+def offline_ticket_id(session: Session, now: float) -> str:
+    """The id a ticket gets in process, where nothing is stored: always the day's first number."""
+    return f"T{time.strftime('%Y%m%d', time.localtime(now))}-0001"
+
+
+def answer_offline(session: Session, events: list[Event], now: float) -> list[Event]:
+    """In process there is no agent desk and no database: every transfer is answered as when no
+    agent is logged in (busy, then the node's on_busy), and every ticket as stored (with a made-up
+    id), so menus with transfer and ticket nodes can be walked and tested offline."""
     out = list(events)
     i = 0
     while i < len(out):
         if isinstance(out[i], Transfer):
             out += session.desk_event(QueueBusy("no_agents"), now)
+        elif isinstance(out[i], SaveTicket):
+            out += session.ticket_result(TicketSaved(offline_ticket_id(session, now)), now)
         i += 1
     return out
 
@@ -223,13 +240,20 @@ class _Call:
                     self.desk.join(ev.queue, CALL_ID, self, self.now)
                 elif type(ev) is ToAgent:
                     self.desk.caller_line(CALL_ID, ev.text)
+                elif type(ev) is SaveTicket:  # stored at once, nowhere: see offline_ticket_id
+                    self.inbox.append(TicketSaved(offline_ticket_id(self.session, self.now)))
             if self.joined and not self.left and (self.session.desk is None or self.session.ended):
                 self.left = True
                 self.desk.leave(CALL_ID, self.now)
             if not self.inbox:
                 return out
             event = self.inbox.pop(0)
-            events = self.session.desk_event(event, self.now) if type(event) in DESK_EVENTS else []
+            if type(event) in DESK_EVENTS:
+                events = self.session.desk_event(event, self.now)
+            elif type(event) in (TicketSaved, TicketFailed):
+                events = self.session.ticket_result(event, self.now)
+            else:
+                events = []
 
     def type_as_agent(self, agent_id: str, line: str) -> None:
         agent, out = self.agents[agent_id], self._screen(agent_id)

@@ -28,11 +28,13 @@ from app.menu.events import (
     QueueBusy,
     QueueClosed,
     QueuePosition,
+    SaveTicket,
     Say,
+    TicketSaved,
     ToAgent,
 )
 from app.menu.graph import Graph
-from app.menu.nodes import Node, Text, TransferNode, WaitNode
+from app.menu.nodes import Node, Text, TicketNode, TransferNode, WaitNode
 from app.menu.templates import Ref, value_text
 
 LOOP_LIMIT = 100
@@ -152,8 +154,11 @@ class Session:
         "ended",
         "failures",
         "graph",
+        "last_queue",
+        "line",
         "node",
         "path",
+        "saving",
         "session_id",
         "stats",
         "timeouts",
@@ -189,6 +194,9 @@ class Session:
         self.visits = 0
         self.deadline: float | None = None  # when `timeout()` should be called next; None when ended
         self.desk: InQueue | None = None  # in a transfer node: waiting for an agent, or connected
+        self.last_queue: str | None = None  # the queue of the last transfer (a ticket records it)
+        self.saving: TicketNode | None = None  # a ticket is being stored: lines wait for the answer
+        self.line = ""  # the line being handled, as typed (a ticket's message)
         self._now = 0.0
         self._out: list[Event] = _NO_EVENTS  # replaced by a fresh list at each call
 
@@ -233,6 +241,8 @@ class Session:
         if self.desk is not None:
             self._desk_line(self.desk, line)
             return self._done(out)
+        if self.saving is not None:  # the caller typed on while their message is stored: wait
+            return self._done(out)
         wait = node.wait
         text, folded = fold(line)
         if not text:  # a bare Enter: show the choices again, count nothing
@@ -243,6 +253,7 @@ class Session:
         if action is not None:
             self._key(action, node)
             return self._done(out)
+        self.line = line
         target = node.handle(self, text, folded)
         if target is not None:
             self._go(target)
@@ -311,6 +322,42 @@ class Session:
         self.node = node
         self.deadline = None
         self.desk = InQueue(node)
+        self.last_queue = node.queue
+
+    def save_ticket(self, node: TicketNode) -> None:
+        """The caller left their message at a ticket node: ask the I/O layer to store it, and wait
+        (no silence timeouts) for ticket_result."""
+        self.saving = node
+        self.deadline = None
+        callback = self.vars.get(node.callback) if node.callback else None
+        self._out.append(
+            SaveTicket(
+                self.line.strip(),
+                self.last_queue,
+                value_text(callback) if callback is not None else None,
+                dict(self.vars),
+            )
+        )
+
+    def ticket_result(self, event: object, now: float) -> list[Event]:
+        """The I/O layer's answer to SaveTicket: TicketSaved (say `saved` with the id) or
+        TicketFailed (say `failed`); then the node's `next`, or goodbye."""
+        out = self._out = []
+        node = self.saving
+        if node is None or self.ended:
+            return self._done(out)
+        self._now = now
+        self.saving = None
+        if type(event) is TicketSaved:
+            self.say_text(self._render(node.saved, {"ticket": {"id": event.ticket_id}}))
+        else:
+            self.say(node.failed)
+        if node.next is None:
+            self.say(self.goodbye)
+            self.end("completed")
+        else:
+            self._go(node.next)
+        return self._done(out)
 
     def _leave_queue(self, text: Text, target: str | None) -> None:
         self.desk = None

@@ -39,6 +39,27 @@ class Transfer:
 
 
 @dataclass(slots=True, unsafe_hash=True)
+class SaveTicket:
+    """Store a ticket (the caller's message, with the session's variables): the I/O layer answers the
+    session with TicketSaved once it is committed, or TicketFailed (Session.ticket_result)."""
+
+    message: str
+    queue: str | None  # of the transfer the caller came from, if any
+    callback: str | None  # the call-back number, from the node's `callback` variable
+    vars: dict[str, Any]
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class TicketSaved:
+    ticket_id: str
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class TicketFailed:
+    reason: str
+
+
+@dataclass(slots=True, unsafe_hash=True)
 class ToAgent:
     """A line the connected caller typed, for the agent."""
 
@@ -101,4 +122,4 @@ class Notice:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Say | Hangup | Transfer | ToAgent | Notice
+Event = Say | Hangup | Transfer | ToAgent | SaveTicket | Notice

@@ -333,6 +333,26 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TicketNode(WaitNode):
+    """Leave a message: the line becomes a ticket (Session.save_ticket); `saved` (with the ticket's
+    id) or `failed` is said when the I/O layer answers (Session.ticket_result), then `next`."""
+
+    type: ClassVar[str] = "ticket"
+    saved: Text
+    failed: Text
+    callback: str | None
+    next: str | None
+
+    def handle(self, s: Session, text: str, folded: str) -> str | None:
+        s.save_ticket(self)
+        return None
+
+
+def _ticket(name: str, m: Any, c: CompileContext) -> Node:
+    return TicketNode(name, c.waiting(m), c.text(m.saved), c.text(m.failed), m.callback, m.next)
+
+
 def _hangup(name: str, m: Any, c: CompileContext) -> Node:
     return HangupNode(name, c.text(m.text) if m.text is not None else None)
 
@@ -344,5 +364,6 @@ HANDLERS: dict[str, Callable[[str, Any, CompileContext], Node]] = {
     "message": _message,
     "lookup": _lookup,
     "transfer": _transfer,
+    "ticket": _ticket,
     "hangup": _hangup,
 }

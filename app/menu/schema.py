@@ -278,6 +278,32 @@ class TransferNode(Node):
         return [(("queue",), "queue", self.queue)]
 
 
+DEFAULT_TICKET_PROMPT = "请留言,说明您的问题和联系方式,输入完毕请按回车。"
+DEFAULT_SAVED = "您的留言已记录,工单号是 {ticket.id}。我们会尽快与您联系。"
+DEFAULT_FAILED = "抱歉,留言暂时无法保存,请稍后再拨,或使用智能客服。"
+TICKET_REFS = frozenset({"id"})
+
+
+class TicketNode(WaitingNode):
+    """Take one line as a message and store it as a ticket; say its id only once it is stored."""
+
+    type: Literal["ticket"]
+    prompt: Text = DEFAULT_TICKET_PROMPT
+    saved: Text = DEFAULT_SAVED
+    failed: Text = DEFAULT_FAILED
+    callback: NodeName | None = None  # a saved variable with the number to call back (e.g. phone)
+    next: NodeName | None = None  # after saved or failed; absent: goodbye and hang up
+
+    def targets(self) -> list[tuple[Path, str]]:
+        return ([(("next",), self.next)] if self.next else []) + super().targets()
+
+    def templates(self) -> list[tuple[Path, str]]:
+        return [*super().templates(), (("saved",), self.saved), (("failed",), self.failed)]
+
+    def local_refs(self, path: Path) -> Mapping[str, frozenset[str] | None]:
+        return {"ticket": TICKET_REFS} if path == ("saved",) else {}
+
+
 class HangupNode(Node):
     type: Literal["hangup"]
     text: Text | None = None
@@ -293,6 +319,7 @@ NODE_MODELS: dict[str, type[Node]] = {
     "lookup": LookupNode,
     "robot": RobotNode,
     "transfer": TransferNode,
+    "ticket": TicketNode,
     "hangup": HangupNode,
 }
 

@@ -37,11 +37,26 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
 
-from app.menu.engine import Session
-from app.menu.events import DESK_EVENTS, AgentConnected, Hangup, Notice, Say, ToAgent, Transfer
+from app.menu.engine import Session, mask
+from app.menu.events import (
+    DESK_EVENTS,
+    AgentConnected,
+    AgentLine,
+    Hangup,
+    Notice,
+    SaveTicket,
+    Say,
+    TicketFailed,
+    TicketSaved,
+    ToAgent,
+    Transfer,
+)
 from app.net.telnet import INTERRUPT, KEYPRESSES, OVERFLOW, LineDiscipline, Signal, encode_text
+from app.records import NewTicket, RecordError
+from app.records.recorder import MAX_CALL_BYTES, TRUNCATED
 
 if TYPE_CHECKING:
+    from app.records import Recorder
     from app.server import Hub
 
 log = structlog.get_logger("hotline.session")
@@ -62,7 +77,8 @@ _HANGUP_REASONS: Final[dict[str, str]] = {
 }
 _WAIT: Final = object()  # what the coroutine yields while it waits for input
 _CACHE_MAX: Final = 4096
-_RUN_PREFIX: Final = os.urandom(3).hex()  # session ids: unique across restarts, cheap to hold
+# session ids: unique across restarts (the start second, then random bits), cheap to hold
+_RUN_PREFIX: Final = f"{int(time.time()):x}{os.urandom(2).hex()}"
 _COUNTER = itertools.count(1)
 
 _clock = time.time  # one global lookup per read instead of two
@@ -88,14 +104,17 @@ class CallerSession(asyncio.Protocol):
         "_call",
         "_clear",
         "_coro",
+        "_cut",
         "_discipline",
         "_ended_logged",
         "_first_deadline",
+        "_kept",
         "_line_due",
         "_now",
         "_paused",
         "_pending",
         "_port",
+        "_rec",
         "_started",
         "_throttled_at",
         "_timer_due",
@@ -118,6 +137,9 @@ class CallerSession(asyncio.Protocol):
         self._address: str | None = None
         self._port = 0
         self._call: Handoff | None = None  # set once the caller reaches a transfer node
+        self._rec: Recorder | None = None  # where this call's transcript goes (None: not kept)
+        self._kept = 0  # characters of transcript kept for this call
+        self._cut = 0  # transcript lines not kept: past MAX_CALL_BYTES
 
     @property
     def peer(self) -> str:
@@ -163,6 +185,9 @@ class CallerSession(asyncio.Protocol):
         self.engine = Session(
             hub.graph, session_id=session_id, caller=address, trace=hub.trace, stats=hub.stats
         )
+        if settings.transcripts and hub.records is not None:
+            self._rec = hub.records
+            hub.records.call_started(session_id, now, address)
         self._log("info", "session_started", menu=hub.graph.name)
         self._coro = self._run()
         self._resume(None)
@@ -264,6 +289,7 @@ class CallerSession(asyncio.Protocol):
         self._emit(engine.start(self._now))
         trace = self.hub.trace
         encoded = self.hub.encoded
+        rec = self._rec
         item: Any  # a line (str), or a signal or desk event from _deliver
         while not engine.ended:
             if not 0.0 < self._timer_due <= (engine.deadline or 0.0):
@@ -277,8 +303,13 @@ class CallerSession(asyncio.Protocol):
                 item = yield _WAIT
             kind = type(item)
             if kind is str:  # a line (a Signal is a str subclass)
+                if rec is not None:
+                    node = engine.node
+                    self._note("caller", mask(item) if node is not None and node.sensitive else item)
                 say = engine.press(item, self._now)  # the common keypress: one prompt
                 if say is not None:
+                    if rec is not None:
+                        self._note("system", say.text)
                     if self._clear and (data := encoded.get(say.text)) is not None:
                         self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
                     else:
@@ -294,9 +325,16 @@ class CallerSession(asyncio.Protocol):
             elif kind in DESK_EVENTS:
                 if kind is AgentConnected and self._call is not None:
                     self._call.connected, self._call.agent = self._now, item.agent_id
-                self._emit(engine.desk_event(item, self._now))
+                if kind is AgentLine and rec is not None:  # kept as the agent's line, not as shown
+                    self._note("agent", item.text, self._call.agent if self._call is not None else None)
+                    self._emit(engine.desk_event(item, self._now), record=False)
+                else:
+                    self._emit(engine.desk_event(item, self._now))
                 item = None  # a waiting caller's frame keeps no event alive
+            elif kind is TicketSaved or kind is TicketFailed:
+                self._emit(engine.ticket_result(item, self._now))
             elif item is OVERFLOW:
+                self._note("system", LINE_TOO_LONG)
                 self._write(self._encode(LINE_TOO_LONG))
             else:
                 self._emit(engine.hangup(_HANGUP_REASONS[item], self._now))
@@ -398,6 +436,7 @@ class CallerSession(asyncio.Protocol):
         if now - self._throttled_at >= 1.0:
             self._throttled_at = now
             self.hub.refuse(self.peer, "lines_per_second")
+            self._note("system", TOO_FAST)
             self._write(self._encode(TOO_FAST))
 
     def _refuse(self, transport: asyncio.Transport, reason: str) -> None:
@@ -407,7 +446,7 @@ class CallerSession(asyncio.Protocol):
 
     # -- output ------------------------------------------------------------------------------------
 
-    def _emit(self, events: list[Any]) -> None:
+    def _emit(self, events: list[Any], record: bool = True) -> None:
         chunks: list[bytes] = []
         hangup: Hangup | None = None
         for ev in events:
@@ -416,6 +455,8 @@ class CallerSession(asyncio.Protocol):
                 chunks.append(
                     encode_text(ev.text, self.hub.settings.encoding) if ev.fresh else self._encode(ev.text)
                 )
+                if record and self._rec is not None:
+                    self._note("system", self._masked(ev.text))
             elif kind is Hangup:
                 hangup = ev
             elif kind is Notice:
@@ -424,6 +465,8 @@ class CallerSession(asyncio.Protocol):
                 self.hub.desk.caller_line(self.session_id, ev.text)
             elif kind is Transfer:
                 self._join(ev)
+            elif kind is SaveTicket:
+                self._save_ticket(ev)
         if chunks:
             self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if self._call is not None and self.engine.desk is None:
@@ -446,8 +489,12 @@ class CallerSession(asyncio.Protocol):
             self.hub.desk.leave(self.session_id, now)
 
     def handoff_context(self) -> tuple[tuple[str, str], ...]:
-        """For the desk (a CallerLink), when it offers this caller to an agent."""
-        return self.engine.handoff_context()
+        """For the desk (a CallerLink), when it offers this caller to an agent: the engine's context,
+        and where the transcript so far is (`/history` shows its last lines)."""
+        context = self.engine.handoff_context()
+        if self._rec is not None:
+            context += (("transcript", f"/history, or: hotline calls show {self.engine.session_id}"),)
+        return context
 
     def desk_event(self, event: object) -> None:
         """From the desk (a CallerLink): handed to the coroutine in order with the caller's lines."""
@@ -486,6 +533,8 @@ class CallerSession(asyncio.Protocol):
             return
         self._ended_logged = True
         engine = self.engine
+        if self._rec is not None:
+            self._rec.call_ended(engine.session_id, time.time(), self._cut)
         self.hub.durations.observe(time.time() - self._started)
         self._log(
             "info",
@@ -497,6 +546,62 @@ class CallerSession(asyncio.Protocol):
             **self._transfer_fields(),
             **({"undecodable_lines": self._discipline.replaced} if self._discipline.replaced else {}),
         )
+
+    # -- records: the transcript and tickets ---------------------------------------------------------
+
+    def _note(self, direction: str, text: str, agent: str | None = None) -> None:
+        """One transcript line (if this call keeps one), within the call's bound."""
+        rec = self._rec
+        if rec is None:
+            return
+        kept = self._kept + len(text)
+        engine = self.engine
+        if kept > MAX_CALL_BYTES:
+            if not self._cut:
+                rec.line(engine.session_id, self._now, "system", None, None, TRUNCATED)
+            self._cut += 1
+            rec.counters.dropped += 1
+            return
+        self._kept = kept
+        node = engine.node
+        rec.line(
+            engine.session_id, self._now, direction, node.name if node is not None else None, agent, text
+        )
+
+    def _masked(self, text: str) -> str:
+        """A line the caller hears, with the values of sensitive inputs masked (未找到号码 *******8000)."""
+        engine = self.engine
+        secret = engine.graph.sensitive_vars
+        if secret and engine.vars:
+            for name in secret:
+                value = engine.vars.get(name)
+                if isinstance(value, str) and len(value) >= 4 and value in text:
+                    text = text.replace(value, mask(value))
+        return text
+
+    def _save_ticket(self, ev: SaveTicket) -> None:
+        rec = self.hub.records
+        if rec is None:
+            self._deliver(TicketFailed("no records"))  # type: ignore[arg-type]
+            return
+        ticket = NewTicket(
+            self.session_id, self._address or "", ev.queue, ev.message, ev.vars, ev.callback, time.time()
+        )
+        task = asyncio.get_running_loop().create_task(self._store_ticket(rec, ticket))
+        self.hub.tasks.add(task)
+        task.add_done_callback(self.hub.tasks.discard)
+
+    async def _store_ticket(self, rec: Recorder, ticket: NewTicket) -> None:
+        """Store the ticket; tell the session only once it is committed (or that it failed)."""
+        try:
+            ticket_id = await rec.save_ticket(ticket)
+        except RecordError as exc:
+            self._now = time.time()
+            self._deliver(TicketFailed(str(exc)))  # type: ignore[arg-type]
+            return
+        self._log("info", "ticket_created", ticket=ticket_id, queue=ticket.queue)
+        self._now = time.time()
+        self._deliver(TicketSaved(ticket_id))  # type: ignore[arg-type]
 
     def _transfer_fields(self) -> dict[str, Any]:
         """waited / talked / agent for a call that went to an agent queue."""

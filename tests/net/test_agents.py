@@ -263,8 +263,9 @@ def test_agent_drop_mid_call_sends_the_caller_on(desk_server: ServerProcess) -> 
 def test_waiting_keys_leave_the_queue_and_no_agent_means_busy(desk_server: ServerProcess) -> None:
     caller = Line(desk_server.tcp_port)
     caller.expect("结束通话请输入 exit。")
-    caller.send("0")  # nobody logged in: busy, then on_busy (leave_message), then main
-    caller.expect("抱歉,目前所有坐席均忙。\r\n留言功能即将开通")
+    caller.send("0")  # nobody logged in: busy, then on_busy (leave_message)
+    caller.expect("抱歉,目前所有坐席均忙。\r\n请留言")
+    caller.send("#")  # no message after all: back to the top
     caller.expect("欢迎致电中国移动 10086!")
     agent = _agent(desk_server, ready=False)
     caller.send("0")

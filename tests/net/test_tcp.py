@@ -50,6 +50,9 @@ async def test_scripted_caller_walks_the_shipped_menu(dial: Any) -> None:
     await c.expect("您输入的业务代码是 1001")
     c.send("0")
     await c.expect("目前所有坐席均忙")
+    c.send("话费扣错了")  # no agent: a message instead, and its ticket number
+    await c.expect("您的留言已记录,工单号是 T")
+    await c.expect(WELCOME)
     c.send("x")
     await c.expect("输入有误,请重新输入。\r\n" + MAIN_SHORT)
     c.send("Exit")

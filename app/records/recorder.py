@@ -1,0 +1,302 @@
+"""The server's side of the records: one writer thread owns the database; the event loop never
+waits on it.
+
+- Tickets: `await recorder.save_ticket(...)` resolves with the ticket's id once the transaction that
+  stored it has committed (synchronous=FULL), or raises RecordError. The thread takes every ticket
+  waiting when it starts a transaction, so under load many tickets share one commit (group commit),
+  and each caller still hears their number only after theirs is on disk.
+- Transcripts: `line(...)` appends to a list on the loop (no lock, no syscall); every FLUSH_EVERY
+  seconds the list goes to the thread as one batch. When the thread is behind by more than
+  MAX_BACKLOG lines (a slow or full disk), new lines are dropped and counted rather than held, with
+  one log line per incident; callers are never slowed. A call keeps at most MAX_CALL_BYTES of
+  transcript; past it, one line says so and the rest of the call is counted, not kept.
+
+This is the storage interface the server uses (Storage); a PostgreSQL backend would implement the
+same methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from app.records import database as dbm
+from app.records.database import DatabaseError, Line, NewTicket
+
+log = structlog.get_logger("hotline.records")
+
+FLUSH_EVERY = 0.2  # seconds between transcript batches
+MAX_BACKLOG = 200_000  # transcript lines handed to the thread and not yet written
+MAX_CALL_BYTES = 256 * 1024  # transcript kept per call
+PURGE_EVERY = 3600.0  # seconds between retention sweeps
+TRUNCATED = "(记录已截断:本次通话后续内容未保存 / transcript truncated)"
+
+
+class RecordError(Exception):
+    """A ticket could not be stored (disk full, read-only, database error)."""
+
+
+class Storage(Protocol):
+    """What the server needs from a records backend."""
+
+    async def save_ticket(self, ticket: NewTicket) -> str: ...
+
+    def call_started(self, session_id: str, started: float, caller: str) -> None: ...
+
+    def line(
+        self, session_id: str, t: float, direction: str, node: str | None, agent: str | None, text: str
+    ) -> None: ...
+
+    def call_ended(self, session_id: str, ended: float, dropped: int) -> None: ...
+
+    async def last_lines(self, session_id: str, count: int) -> list[tuple[str, str | None, str]]: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class Counters:
+    tickets: int = 0
+    ticket_failures: int = 0
+    lines: int = 0
+    dropped: int = 0
+    write_errors: int = 0
+    commits: int = 0
+
+
+@dataclass
+class _Job:
+    kind: str  # "tickets" | "lines" | "read" | "purge" | "stop"
+    payload: Any = None
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+
+
+class Recorder:
+    """The SQLite records of one server process (see the module's docstring)."""
+
+    def __init__(self, folder: Path, retention_days: float) -> None:
+        self.path = dbm.prepare_folder(folder)
+        self.db = dbm.connect(self.path, create=True)  # here, not in the thread: errors stop the start
+        self.retention = retention_days * 86400.0
+        self.counters = Counters()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lines: list[Line] = []
+        self._calls: list[tuple[str, Any]] = []  # ("start" | "end", args), in order with the lines
+        self._tickets: list[tuple[NewTicket, asyncio.Future[str]]] = []
+        self._backlog = 0  # lines handed to the thread, not yet written (the thread lowers it)
+        self._lock = threading.Lock()  # guards _backlog and _tickets across the two threads
+        self._dropping = False
+        self._thread = threading.Thread(target=self._run, name="hotline-records", daemon=True)
+        self._flusher: asyncio.Task[None] | None = None
+
+    # ---- the event loop's side --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+        self._flusher = self._loop.create_task(self._flush_forever())
+
+    async def save_ticket(self, ticket: NewTicket) -> str:
+        assert self._loop is not None
+        future: asyncio.Future[str] = self._loop.create_future()
+        with self._lock:
+            self._tickets.append((ticket, future))
+            first = len(self._tickets) == 1
+        if first:
+            self._jobs.put(_Job("tickets"))
+        return await future
+
+    def call_started(self, session_id: str, started: float, caller: str) -> None:
+        self._calls.append(("start", (session_id, started, caller)))
+
+    def line(
+        self, session_id: str, t: float, direction: str, node: str | None, agent: str | None, text: str
+    ) -> None:
+        self._lines.append((session_id, t, direction, node, agent, text))
+
+    def call_ended(self, session_id: str, ended: float, dropped: int) -> None:
+        self._calls.append(("end", (session_id, ended, dropped)))
+
+    async def last_lines(self, session_id: str, count: int) -> list[tuple[str, str | None, str]]:
+        """The call's last lines as stored, after everything recorded so far is written."""
+        self.flush()
+        return await self._ask(lambda: dbm.last_lines(self.db, session_id, count))  # type: ignore[no-any-return]
+
+    def flush(self) -> None:
+        """Hand the lines and call records gathered so far to the thread (or drop them, counted)."""
+        lines, calls = self._lines, self._calls
+        if not lines and not calls:
+            return
+        self._lines, self._calls = [], []
+        with self._lock:
+            over = self._backlog + len(lines) > MAX_BACKLOG
+            if not over:
+                self._backlog += len(lines)
+        if over:
+            self._dropped(len(lines), "backlog")
+            lines = []
+        elif self._dropping:
+            self._dropping = False
+            log.info("transcript_recovered", dropped_total=self.counters.dropped)
+        self._jobs.put(_Job("lines", (lines, calls)))
+
+    async def close(self) -> None:
+        """Write everything gathered, then stop the thread (on shutdown: SIGTERM loses nothing)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        self.flush()
+        done = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Job("stop", futures=[done]))
+        await done
+        self._thread.join(5)
+        self.db.close()
+
+    async def _flush_forever(self) -> None:
+        next_purge = time.time()
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            self.flush()
+            now = time.time()
+            if self.retention and now >= next_purge:
+                next_purge = now + PURGE_EVERY
+                self._jobs.put(_Job("purge", now - self.retention))
+
+    def _dropped(self, count: int, why: str) -> None:
+        self.counters.dropped += count
+        if not self._dropping:
+            self._dropping = True
+            log.warning("transcript_dropped", lines=count, reason=why, path=str(self.path))
+
+    async def _ask(self, read: Callable[[], Any]) -> Any:
+        assert self._loop is not None
+        future = self._loop.create_future()
+        self._jobs.put(_Job("read", read, [future]))
+        return await future
+
+    # ---- the thread's side ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job.kind == "stop":
+                self._write_tickets()  # any that came in last
+                self._settle(job.futures, None)
+                return
+            if job.kind == "tickets":
+                self._write_tickets()
+            elif job.kind == "lines":
+                self._write_lines(*job.payload)
+            elif job.kind == "read":
+                try:
+                    self._settle(job.futures, job.payload())
+                except Exception as exc:
+                    self._settle(job.futures, None, exc)
+            elif job.kind == "purge":
+                self._purge(job.payload)
+
+    def _write_tickets(self) -> None:
+        with self._lock:
+            batch, self._tickets = self._tickets, []
+        if not batch:
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            ids = dbm.insert_tickets(self.db, [t for t, _ in batch])
+            self.db.execute("COMMIT")
+        except Exception as exc:
+            self._rollback()
+            self.counters.ticket_failures += len(batch)
+            self._log_soon("error", "ticket_failed", error=str(exc), tickets=len(batch), path=str(self.path))
+            error = RecordError(str(exc))
+            for _, future in batch:
+                self._call_soon(_fail, future, error)
+            return
+        self.counters.tickets += len(batch)
+        self.counters.commits += 1
+        for (_, future), ticket_id in zip(batch, ids, strict=True):
+            self._call_soon(_succeed, future, ticket_id)
+
+    def _write_lines(self, lines: list[Line], calls: list[tuple[str, Any]]) -> None:
+        try:
+            self.db.execute("BEGIN")
+            for kind, args in calls:
+                if kind == "start":
+                    dbm.call_started(self.db, *args)
+            dbm.insert_lines(self.db, lines)
+            for kind, args in calls:
+                if kind == "end":
+                    dbm.call_ended(self.db, *args)
+            self.db.execute("COMMIT")
+            self.counters.lines += len(lines)
+            self.counters.commits += 1
+        except Exception as exc:
+            self._rollback()
+            self.counters.write_errors += 1
+            self._call_soon(self._write_failed, len(lines), str(exc))
+        finally:
+            with self._lock:
+                self._backlog -= len(lines)
+
+    def _write_failed(self, count: int, error: str) -> None:
+        if not self._dropping:
+            log.error("transcript_write_failed", error=error, path=str(self.path))
+        self._dropped(count, "write_failed")
+
+    def _purge(self, before: float) -> None:
+        try:
+            self.db.execute("BEGIN")
+            deleted = dbm.purge_lines(self.db, before)
+            self.db.execute("COMMIT")
+        except Exception as exc:
+            self._rollback()
+            self._log_soon("error", "transcript_purge_failed", error=str(exc))
+            return
+        if deleted:
+            self._log_soon("info", "transcripts_purged", lines=deleted)
+
+    def _log_soon(self, level: str, event: str, **fields: Any) -> None:
+        """Log from the event loop's thread (structlog's processors are not shared across threads)."""
+        self._call_soon(lambda: getattr(log, level)(event, **fields))
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(Exception):
+            self.db.execute("ROLLBACK")
+
+    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _settle(
+        self, futures: list[asyncio.Future[Any]], value: Any, exc: BaseException | None = None
+    ) -> None:
+        for future in futures:
+            if exc is None:
+                self._call_soon(_succeed, future, value)
+            else:
+                self._call_soon(_fail, future, exc)
+
+
+def _succeed(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+__all__ = ["DatabaseError", "NewTicket", "RecordError", "Recorder", "Storage"]
