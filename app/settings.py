@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     reload_watch: bool = Field(True, description="reload when a file in the config folder changes")
     data: Path = Field(Path("data"), description="folder of the tickets and transcripts database (created)")
     transcripts: bool = Field(True, description="keep a transcript of every call in the data folder")
-    transcript_days: Annotated[float, Field(ge=0)] = Field(
-        30.0, description="days transcripts are kept (0: for ever); tickets are kept"
+    transcript_days: Annotated[int, Field(ge=0)] = Field(
+        30, description="days transcripts are kept (0: for ever); tickets are kept"
     )
     udp_max_datagram: Annotated[int, Field(ge=64, le=65000)] = Field(
         1024, description="largest robot question in bytes; larger datagrams are dropped"

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.menu import Hangup, Notice, Say, Transfer, load_menu
-from app.menu.events import SaveTicket
 from app.menu.engine import LOOP_LIMIT, ROOT, TRAILS_KEPT, Trail, fold, normalize
+from app.menu.events import SaveTicket
 from app.menu.graph import Graph
 from app.menu.nodes import MenuNode, MessageNode, Text
 from app.menu.templates import parse
