@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--server", metavar="HOST:PORT", help="dial a running server instead of running in process"
     )
     test.add_argument("--coverage", action="store_true", help="list the menu nodes no conversation visits")
+    _records_parsers(sub)
     sub.add_parser(
         "passwd",
         help="read an agent password from stdin, print its hash for desk.yaml",
@@ -231,6 +232,46 @@ def build_parser() -> argparse.ArgumentParser:
         "password_hash in desk.yaml. The password itself is never stored or printed.",
     )
     return parser
+
+
+def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`hotline tickets list|show|close` and `hotline calls list|show`."""
+    data = {"metavar": "DIR", "help": "data folder (default: HOTLINE_DATA or data)"}
+    tickets = sub.add_parser(
+        "tickets",
+        help="list, show and close the tickets callers left",
+        description="The tickets in the data folder's database (readable while the server runs).",
+    )
+    tsub = tickets.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = tsub.add_parser("list", help="newest first")
+    listing.add_argument("--status", choices=["open", "closed"])
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    show = tsub.add_parser("show", help="one ticket in full")
+    show.add_argument("id", metavar="ID")
+    close = tsub.add_parser("close", help="mark a ticket closed")
+    close.add_argument("id", metavar="ID")
+    close.add_argument("--note", help="what was done")
+    calls = sub.add_parser(
+        "calls",
+        help="list calls and show their transcripts",
+        description="Call transcripts in the data folder's database (readable while the server runs).",
+    )
+    csub = calls.add_subparsers(dest="action", metavar="ACTION", required=True)
+    clist = csub.add_parser("list", help="newest first")
+    clist.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    cshow = csub.add_parser("show", help="one call's transcript")
+    cshow.add_argument("session_id", metavar="SESSION_ID")
+    for p in (listing, show, close, clist, cshow):
+        p.add_argument("--data", **data)  # type: ignore[arg-type]
+        if p is not close:
+            p.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+
+def _records(args: argparse.Namespace) -> int:
+    from app.records.commands import run  # noqa: PLC0415
+
+    folder = Path(args.data) if args.data else load_settings().data
+    return run(args.command, args.action, args, folder)
 
 
 def _passwd() -> int:
@@ -283,6 +324,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "passwd":
         return _passwd()
+    if args.command in ("tickets", "calls"):
+        try:
+            return _records(args)
+        except SettingsError as exc:
+            print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
+            return 2
     if args.command == "ask":
         try:
             return _ask(args.question, args.host, args.port, args.json, args.timeout)

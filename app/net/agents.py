@@ -30,6 +30,7 @@ from app.desk.terminal import clean, event_lines
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, encode_text
 
 if TYPE_CHECKING:
+    from app.records import Recorder
     from app.server import Hub
 
 log = structlog.get_logger("hotline.agent")
@@ -37,6 +38,7 @@ log = structlog.get_logger("hotline.agent")
 HELLO: Final = "HELLO hotline agent desk: /login ID PASSWORD"
 MAX_FAILURES: Final = 5  # failed logins per address per WINDOW; the 5th closes the connection
 WINDOW: Final = 60.0
+HISTORY_LINES: Final = 20
 HELP: Final = (
     "INFO /login ID PASSWORD   log in (then on break)",
     "INFO /ready               take calls",
@@ -44,6 +46,7 @@ HELP: Final = (
     "INFO /accept  /reject     answer or pass on the offered caller",
     "INFO /end [disposition]   end the call (wrap-up follows)",
     "INFO /queue               your queues: waiting, longest wait, agents",
+    "INFO /history             the last lines of the offered or connected call",
     "INFO /logout              log out and close",
     "INFO any other line in a call is sent to the caller",
 )
@@ -248,6 +251,31 @@ class AgentConnection(asyncio.Protocol):
         while self._pending and not self._checking and not self._closed:
             self._line(self._pending.popleft())
 
+    def _history(self, rest: str) -> None:
+        """HISTORY CALL_ID DIRECTION TEXT lines: the call's transcript so far, its last HISTORY_LINES."""
+        assert self.agent is not None
+        call = self.agent.call or self.agent.offer
+        if call is None:
+            self.send("ERR not in a call")
+            return
+        records = self.hub.records
+        if records is None or not self.hub.settings.transcripts:
+            self.send("ERR no transcripts are kept")
+            return
+        task = asyncio.get_running_loop().create_task(self._send_history(records, call.id))
+        self.hub.tasks.add(task)
+        task.add_done_callback(self.hub.tasks.discard)
+
+    async def _send_history(self, records: Recorder, call_id: str) -> None:
+        try:
+            lines = await records.last_lines(call_id, HISTORY_LINES)
+        except Exception:  # the database is unwell: the agent gets an answer, the log the reason
+            log.exception("history_failed", call_id=call_id)
+            self.send("ERR the history cannot be read now")
+            return
+        out = [f"HISTORY {call_id} {d}{'/' + a if a else ''} {clean(t.replace(chr(10), ' / '))}" for d, a, t in lines]
+        self.send(*(out or [f"INFO no history for {call_id}"]))
+
     def _logout(self, rest: str) -> None:
         self.send("OK logout")
         self.close("logout")
@@ -290,5 +318,6 @@ class AgentConnection(asyncio.Protocol):
 _LOCAL: dict[str, Any] = {  # the commands that need the connection; the rest are app.desk.terminal's
     "login": AgentConnection._login,
     "logout": AgentConnection._logout,
+    "history": AgentConnection._history,
     "help": AgentConnection._help,
 }

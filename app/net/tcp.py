@@ -308,10 +308,10 @@ class CallerSession(asyncio.Protocol):
                     self._note("caller", mask(item) if node is not None and node.sensitive else item)
                 say = engine.press(item, self._now)  # the common keypress: one prompt
                 if say is not None:
-                    if rec is not None:
-                        self._note("system", say.text)
                     if self._clear and (data := encoded.get(say.text)) is not None:
                         self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
+                        if rec is not None:
+                            self._note("system", say.text)
                     else:
                         self._emit([say])
                     continue

@@ -145,9 +145,6 @@ class Recorder:
         if over:
             self._dropped(len(lines), "backlog")
             lines = []
-        elif self._dropping:
-            self._dropping = False
-            log.info("transcript_recovered", dropped_total=self.counters.dropped)
         self._jobs.put(_Job("lines", (lines, calls)))
 
     async def close(self) -> None:
@@ -241,6 +238,8 @@ class Recorder:
             self.db.execute("COMMIT")
             self.counters.lines += len(lines)
             self.counters.commits += 1
+            if self._dropping and lines:
+                self._call_soon(self._recovered)
         except Exception as exc:
             self._rollback()
             self.counters.write_errors += 1
@@ -248,6 +247,11 @@ class Recorder:
         finally:
             with self._lock:
                 self._backlog -= len(lines)
+
+    def _recovered(self) -> None:
+        if self._dropping:
+            self._dropping = False
+            log.info("transcript_recovered", dropped_total=self.counters.dropped)
 
     def _write_failed(self, count: int, error: str) -> None:
         if not self._dropping:

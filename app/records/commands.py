@@ -1,0 +1,141 @@
+"""`hotline tickets …` and `hotline calls …`: the records, read while the server runs (WAL readers).
+
+Readable tables by default, `--json` for programs (AGENT_DESK.md, "Tickets and transcripts"). An
+unknown id exits 1 with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from app.records import database as dbm
+from app.records.database import DatabaseError
+
+MESSAGE_SHOWN = 40  # characters of a message in the list
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _cut(text: str, width: int) -> str:
+    out, used = "", 0
+    for ch in text:
+        w = _width(ch)
+        if used + w > width - 1:
+            return out + "…"
+        out += ch
+        used += w
+    return out
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Columns padded by display width (a Chinese character takes two)."""
+    widths = [max([_width(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for row in [list(headers), *rows]:
+        cells = [c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def _open(folder: Path, write: bool = False) -> sqlite3.Connection:
+    path = folder / dbm.FILE
+    return dbm.connect(path, create=False, readonly=not write)
+
+
+def _short(iso: str | None) -> str:
+    return (iso or "")[:19].replace("T", " ")
+
+
+def run(kind: str, action: str, args: Any, folder: Path, out: TextIO = sys.stdout) -> int:
+    try:
+        db = _open(folder, write=action == "close")
+    except DatabaseError as exc:
+        print(f"hotline {kind}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run(db, kind, action, args, out)
+    except sqlite3.Error as exc:
+        print(f"hotline {kind}: {folder / dbm.FILE}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+
+
+def _run(db: sqlite3.Connection, kind: str, action: str, args: Any, out: TextIO) -> int:
+    as_json = getattr(args, "json", False)
+    if kind == "tickets" and action == "list":
+        tickets = dbm.list_tickets(db, args.status, args.limit)
+        if as_json:
+            out.write(json.dumps(tickets, ensure_ascii=False, indent=2) + "\n")
+        else:
+            rows = [
+                [
+                    t["id"],
+                    _short(t["created"]),
+                    t["status"],
+                    t["queue"] or "",
+                    t["callback"] or "",
+                    _cut(t["message"], MESSAGE_SHOWN),
+                ]
+                for t in tickets
+            ]
+            table(["ID", "CREATED", "STATUS", "QUEUE", "CALLBACK", "MESSAGE"], rows, out)
+        return 0
+    if kind == "tickets" and action == "show":
+        ticket = dbm.get_ticket(db, args.id)
+        if ticket is None:
+            print(f"hotline tickets: no ticket {args.id}", file=sys.stderr)
+            return 1
+        if as_json:
+            out.write(json.dumps(ticket, ensure_ascii=False, indent=2) + "\n")
+        else:
+            for key in ("id", "created", "status", "session_id", "caller", "queue", "callback", "message"):
+                out.write(f"{key + ':':12}{ticket[key] if ticket[key] is not None else ''}\n")
+            for name, value in ticket["vars"].items():
+                shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
+                out.write(f"{'var ' + name + ':':12}{shown}\n")
+            if ticket["status"] == "closed":
+                out.write(
+                    f"{'closed:':12}{ticket['closed']}{'  ' + ticket['note'] if ticket['note'] else ''}\n"
+                )
+        return 0
+    if kind == "tickets" and action == "close":
+        if not dbm.close_ticket(db, args.id, args.note, time.time()):
+            print(f"hotline tickets: no ticket {args.id}", file=sys.stderr)
+            return 1
+        out.write(f"closed {args.id}\n")
+        return 0
+    if kind == "calls" and action == "list":
+        calls = dbm.list_calls(db, args.limit)
+        if as_json:
+            out.write(json.dumps(calls, ensure_ascii=False, indent=2) + "\n")
+        else:
+            rows = [[c["session_id"], _short(c["started"]), _short(c["ended"]), c["caller"]] for c in calls]
+            table(["SESSION_ID", "STARTED", "ENDED", "CALLER"], rows, out)
+        return 0
+    if kind == "calls" and action == "show":
+        call = dbm.get_call(db, args.session_id)
+        if call is None:
+            print(f"hotline calls: no call {args.session_id}", file=sys.stderr)
+            return 1
+        if as_json:
+            out.write(json.dumps(call, ensure_ascii=False, indent=2) + "\n")
+            return 0
+        span = f"{_short(call['started'])} to {_short(call['ended']) or '(going on)'}"
+        out.write(f"call {call['session_id']} from {call['caller']}, {span}\n")
+        for line in call["lines"]:
+            who = line["direction"] + (f" {line['agent']}" if "agent" in line else "")
+            for i, text in enumerate(line["text"].splitlines() or [""]):
+                lead = f"{line['time'][11:19]}  {who:12} {line['node'] or '':14}" if i == 0 else " " * 38
+                out.write(f"{lead} {text}\n")
+        if call["dropped"]:
+            out.write(f"({call['dropped']} lines not kept)\n")
+        return 0
+    raise AssertionError(f"{kind} {action}")  # pragma: no cover - argparse allows no other

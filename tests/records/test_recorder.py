@@ -1,0 +1,100 @@
+"""The recorder on a real event loop (uvloop) and a real database: group commit, transcripts, a
+full database, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from app.records import database as dbm
+from app.records import recorder as rmod
+from app.records.database import NewTicket
+from app.records.recorder import RecordError, Recorder
+
+
+def ticket(i: int) -> NewTicket:
+    return NewTicket(f"s{i}", "127.0.0.1", None, f"留言 {i}", {}, None, time.time())
+
+
+async def test_tickets_saved_at_once_share_commits_and_get_distinct_ids(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path, 30)
+    rec.start()
+    ids = await asyncio.gather(*(rec.save_ticket(ticket(i)) for i in range(200)))
+    assert len(set(ids)) == 200
+    assert sorted(ids) == sorted(ids, key=lambda t: int(t.rsplit("-", 1)[1]))  # numbered in order
+    assert rec.counters.tickets == 200 and rec.counters.commits < 200  # group commit
+    await rec.close()
+    db = dbm.connect(tmp_path / dbm.FILE, create=False, readonly=True)
+    stored = {t["id"]: t["message"] for t in dbm.list_tickets(db, limit=1000)}
+    assert stored == {tid: f"留言 {i}" for i, tid in enumerate(ids)}
+    db.close()
+
+
+async def test_transcript_lines_are_written_in_order_and_close_flushes_them(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path, 30)
+    rec.start()
+    now = time.time()
+    rec.call_started("c1", now, "10.0.0.1")
+    for i in range(1000):
+        rec.line("c1", now + i / 1000, "caller" if i % 2 else "system", "main", None, f"第 {i} 行")
+    assert await rec.last_lines("c1", 2) == [("system", None, "第 998 行"), ("caller", None, "第 999 行")]
+    rec.line("c1", now + 2, "agent", "agent", "1001", "您好")
+    rec.call_ended("c1", now + 3, 0)
+    await rec.close()  # no flush tick in between: close writes what is gathered
+    db = dbm.connect(tmp_path / dbm.FILE, create=False, readonly=True)
+    call = dbm.get_call(db, "c1")
+    assert call is not None and call["ended"] is not None and call["caller"] == "10.0.0.1"
+    assert len(call["lines"]) == 1001 and call["lines"][-1] == {
+        "time": call["lines"][-1]["time"],
+        "direction": "agent",
+        "node": "agent",
+        "text": "您好",
+        "agent": "1001",
+    }
+    db.close()
+
+
+async def test_a_full_database_fails_tickets_and_drops_lines_counted_never_blocking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rec = Recorder(tmp_path, 30)
+    rec.start()
+    assert await rec.save_ticket(ticket(0))
+    pages = rec.db.execute("PRAGMA page_count").fetchone()[0]
+    rec.db.execute(f"PRAGMA max_page_count={pages}")  # SQLite's own "database or disk is full"
+    with pytest.raises(RecordError, match="full"):
+        await rec.save_ticket(NewTicket("s", "a", None, "长留言" * 5000, {}, None, time.time()))
+    assert rec.counters.ticket_failures == 1
+    for i in range(3):
+        rec.line("c", time.time(), "caller", None, None, "满" * 30000)  # needs pages of its own
+        rec.flush()
+        await rec.last_lines("c", 1)  # a read after the batch: the batch has been tried
+    assert rec.counters.dropped == 3 and rec.counters.write_errors == 3
+    logged = capsys.readouterr().out
+    assert logged.count("transcript_write_failed") == 1  # one log line per incident, not per batch
+    assert "ticket_failed" in logged
+    rec.db.execute(f"PRAGMA max_page_count={pages * 100}")  # room again: writing resumes
+    assert await rec.save_ticket(ticket(1))
+    rec.line("c", time.time(), "caller", None, None, "又好了")
+    rec.flush()
+    assert await rec.last_lines("c", 1) == [("caller", None, "又好了")]
+    assert "transcript_recovered" in capsys.readouterr().out
+    await rec.close()
+
+
+async def test_a_backlog_past_its_bound_drops_new_lines_instead_of_growing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rmod, "MAX_BACKLOG", 100)
+    rec = Recorder(tmp_path, 30)
+    rec.start()
+    rec._backlog = 95  # the thread is behind (a slow disk): 95 lines handed over, not yet written
+    for _ in range(10):
+        rec.line("c", time.time(), "caller", None, None, "x")
+    rec.flush()
+    assert rec.counters.dropped == 10 and rec._lines == []
+    rec._backlog = 0
+    await rec.close()
