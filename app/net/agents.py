@@ -273,7 +273,10 @@ class AgentConnection(asyncio.Protocol):
             log.exception("history_failed", call_id=call_id)
             self.send("ERR the history cannot be read now")
             return
-        out = [f"HISTORY {call_id} {d}{'/' + a if a else ''} {clean(t.replace(chr(10), ' / '))}" for d, a, t in lines]
+        out = [
+            f"HISTORY {call_id} {who}{'/' + agent if agent else ''} {clean(text.replace(chr(10), ' / '))}"
+            for who, agent, text in lines
+        ]
         self.send(*(out or [f"INFO no history for {call_id}"]))
 
     def _logout(self, rest: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from app.records import database as dbm
 from app.records import recorder as rmod
 from app.records.database import NewTicket
-from app.records.recorder import RecordError, Recorder
+from app.records.recorder import Recorder, RecordError
 
 
 def ticket(i: int) -> NewTicket:
