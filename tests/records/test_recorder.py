@@ -68,7 +68,7 @@ async def test_a_full_database_fails_tickets_and_drops_lines_counted_never_block
     with pytest.raises(RecordError, match="full"):
         await rec.save_ticket(NewTicket("s", "a", None, "长留言" * 5000, {}, None, time.time()))
     assert rec.counters.ticket_failures == 1
-    for i in range(3):
+    for _ in range(3):
         rec.line("c", time.time(), "caller", None, None, "满" * 30000)  # needs pages of its own
         rec.flush()
         await rec.last_lines("c", 1)  # a read after the batch: the batch has been tried
