@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -162,6 +164,7 @@ def test_two_terminals_talk_caller_hears_position_and_agent_sees_context(desk_se
     context = agent.expect(f"CONTEXT {call_id} asked 我要转人工\r\n")
     assert "path main>ask_phone>find_account>balance>main>robot>agent" in context
     assert "var:phone *******8000" in context and "13800138000" not in context  # sensitive: masked
+    agent.expect(f"CONTEXT {call_id} transcript /history, or: hotline calls show {call_id}\r\n")
     agent.send("/accept")
     agent.expect(f"CONNECTED {call_id}\r\n")
     caller.expect("工号 1001 为您服务。")
@@ -169,6 +172,10 @@ def test_two_terminals_talk_caller_hears_position_and_agent_sees_context(desk_se
     agent.expect("CALLER 我的话费不对\r\nCALLER #\r\n")
     agent.send("请稍等,我帮您查")
     caller.expect("客服 1001:请稍等,我帮您查\r\n")
+    agent.send("/history")  # the call so far, from the transcript
+    history = agent.expect(f"HISTORY {call_id} agent/1001 请稍等,我帮您查\r\n")
+    assert f"HISTORY {call_id} caller *******8000\r\n" in history and "13800138000" not in history
+    assert f"HISTORY {call_id} caller 我的话费不对\r\nHISTORY {call_id} caller #\r\n" in history
     agent.send("/queue")
     agent.expect("QUEUE default waiting=0 longest=0s available=0 busy=1\r\n")
     agent.send("/end solved")
@@ -181,6 +188,19 @@ def test_two_terminals_talk_caller_hears_position_and_agent_sees_context(desk_se
     done = desk_server.wait_for("call_completed", session_id=call_id)
     assert done["by"] == "agent" and done["disposition"] == "solved"
     assert all("13800138000" not in str(line) and PASSWORD not in str(line) for line in desk_server.lines)
+    desk_server.stop()  # SIGTERM: what was gathered is written before the process ends
+    shown = subprocess.run(
+        [sys.executable, "-m", "app", "calls", "show", call_id, "--json", "--data", str(desk_server.data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = json.loads(shown.stdout)["lines"]
+    assert "13800138000" not in shown.stdout  # the number typed at a sensitive input, masked
+    said = [(line["direction"], line.get("agent"), line["text"]) for line in lines]
+    assert ("caller", None, "*******8000") in said
+    assert ("agent", "1001", "请稍等,我帮您查") in said and ("caller", None, "我的话费不对") in said
+    assert said[-1] == ("system", None, "感谢您致电中国移动 10086,再见!")
 
 
 def test_login_failures_look_the_same_and_are_limited_per_address(desk_server: ServerProcess) -> None:
