@@ -261,6 +261,15 @@ def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     clist.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     cshow = csub.add_parser("show", help="one call's transcript")
     cshow.add_argument("session_id", metavar="SESSION_ID")
+    backup = sub.add_parser(
+        "backup",
+        help="copy the tickets and transcripts database, also while the server runs",
+        description="Write a consistent copy of the data folder's database to FILE (SQLite's online "
+        "backup: safe while the server writes). Restore by stopping the server and putting the copy "
+        "in place as hotline.db.",
+    )
+    backup.add_argument("file", metavar="FILE", help="the copy to write (must not exist)")
+    backup.add_argument("--data", **data)  # type: ignore[arg-type]
     for p in (listing, show, close, clist, cshow):
         p.add_argument("--data", **data)  # type: ignore[arg-type]
         if p is not close:
@@ -271,7 +280,7 @@ def _records(args: argparse.Namespace) -> int:
     from app.records.commands import run  # noqa: PLC0415
 
     folder = Path(args.data) if args.data else load_settings().data
-    return run(args.command, args.action, args, folder)
+    return run(args.command, getattr(args, "action", ""), args, folder)
 
 
 def _passwd() -> int:
@@ -324,7 +333,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "passwd":
         return _passwd()
-    if args.command in ("tickets", "calls"):
+    if args.command in ("tickets", "calls", "backup"):
         try:
             return _records(args)
         except SettingsError as exc:

@@ -112,6 +112,14 @@ def _run(db: sqlite3.Connection, kind: str, action: str, args: Any, out: TextIO)
             return 1
         out.write(f"closed {args.id}\n")
         return 0
+    if kind == "backup":
+        try:
+            dbm.backup(db, Path(args.file))
+        except DatabaseError as exc:
+            print(f"hotline backup: {exc}", file=sys.stderr)
+            return 1
+        out.write(f"backed up to {args.file}\n")
+        return 0
     if kind == "calls" and action == "list":
         calls = dbm.list_calls(db, args.limit)
         if as_json:

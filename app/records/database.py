@@ -217,6 +217,21 @@ def purge_lines(db: sqlite3.Connection, before: float) -> int:
     return int(deleted)
 
 
+def backup(db: sqlite3.Connection, dest: Path) -> None:
+    """A consistent copy of the database at `dest`, taken while the server writes (SQLite's online
+    backup). `dest` must not exist yet."""
+    if dest.exists():
+        raise DatabaseError(f"{dest}: already exists; give a new file name")
+    try:
+        target = sqlite3.connect(dest)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"{dest}: cannot create the backup ({exc})") from None
+    try:
+        db.backup(target)
+    finally:
+        target.close()
+
+
 # ---- reading (the CLI, /history) -----------------------------------------------------------------
 
 

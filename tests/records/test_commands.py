@@ -122,3 +122,16 @@ def test_no_database_yet_is_one_clear_line(tmp_path: Path) -> None:
     assert out.stderr.splitlines() == [
         f"hotline tickets: {tmp_path / 'nothing' / 'hotline.db'}: no database here (the server creates it on its first start)"
     ]
+
+
+def test_backup_copies_the_database_and_never_overwrites(data: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "backup.db"
+    out = hotline("backup", str(copy), "--data", str(data))
+    assert out.returncode == 0 and out.stdout == f"backed up to {copy}\n"
+    db = dbm.connect(copy, create=False, readonly=True)
+    assert len(dbm.list_tickets(db)) == 2 and dbm.get_call(db, "s1") is not None
+    db.close()
+    again = hotline("backup", str(copy), "--data", str(data))
+    assert again.returncode == 1 and again.stderr.splitlines() == [
+        f"hotline backup: {copy}: already exists; give a new file name"
+    ]
