@@ -10,14 +10,17 @@ COPY app ./app
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10086 --user-group --no-create-home --shell /usr/sbin/nologin hotline
+RUN useradd --system --uid 10086 --user-group --no-create-home --shell /usr/sbin/nologin hotline \
+ && mkdir -p /app/data && chown 10086:10086 /app/data
 COPY --from=build /opt/venv /opt/venv
 COPY config /app/config
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOTLINE_HOST=0.0.0.0 \
-    HOTLINE_CONFIG=/app/config
+    HOTLINE_CONFIG=/app/config \
+    HOTLINE_DATA=/app/data
+VOLUME ["/app/data"]
 USER 10086:10086
 EXPOSE 10086/tcp 10086/udp 10087/tcp 9108/tcp
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
