@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test system-tools lint format check bench bench-tcp bench-desk bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-desk bench-records bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-tcp: $(BENCH_STAMP)
 
 bench-desk: $(STAMP)
 	$(BIN)/python -m benchmarks.desk $(ARGS)
+
+bench-records: $(STAMP)
+	$(BIN)/python -m benchmarks.records $(ARGS)
 
 bench-udp: $(STAMP)
 	$(BIN)/python -m benchmarks.udp $(ARGS)

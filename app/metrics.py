@@ -111,6 +111,9 @@ def _records_metrics(hub: Hub) -> Iterator[Metric]:
     )
     yield CounterMetricFamily("hotline_transcript_lines", "Transcript lines written.", value=c.lines)
     yield CounterMetricFamily(
+        "hotline_records_commits", "Database commits (tickets share them under load).", value=c.commits
+    )
+    yield CounterMetricFamily(
         "hotline_transcript_dropped",
         "Transcript lines not kept: a slow or full disk, or a call past its bound.",
         value=c.dropped,

@@ -33,6 +33,7 @@ HOTLINE_ENV = {
     "HOTLINE_CONFIG": str(REPO / "benchmarks" / "config"),
     "HOTLINE_UDP_PORT": "0",
     "HOTLINE_ADMIN_PORT": "0",
+    "HOTLINE_AGENT_PORT": "0",
     "HOTLINE_LOG_FORMAT": "json",
     "HOTLINE_MAX_LINES_PER_SECOND": "1e9",
     "HOTLINE_MAX_SESSIONS_PER_ADDRESS": "100000",
@@ -80,10 +81,10 @@ class Run:
     failed: str = ""
 
 
-def loadgen(port: int, conns: int, seconds: float, timeout: float) -> Run:
+def loadgen(port: int, conns: int, seconds: float, timeout: float, steps: list[str] = STEPS) -> Run:
     tool = build_tool("loadgen")
     argv = [str(tool), "-p", str(port), "-c", str(conns), "-d", str(seconds), "-g", GREETING, "-r", "100"]
-    for step in STEPS:
+    for step in steps:
         argv += ["-s", step]
     try:
         out = subprocess.run(pinned(CLIENT_CPU, argv), capture_output=True, text=True, timeout=timeout)

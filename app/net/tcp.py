@@ -51,6 +51,7 @@ from app.menu.events import (
     ToAgent,
     Transfer,
 )
+from app.menu.nodes import WaitNode
 from app.net.telnet import INTERRUPT, KEYPRESSES, OVERFLOW, LineDiscipline, Signal, encode_text
 from app.records import NewTicket, RecordError
 from app.records.recorder import MAX_CALL_BYTES, TRUNCATED
@@ -303,18 +304,24 @@ class CallerSession(asyncio.Protocol):
                 item = yield _WAIT
             kind = type(item)
             if kind is str:  # a line (a Signal is a str subclass)
-                if rec is not None:
-                    node = engine.node
-                    self._note("caller", mask(item) if node is not None and node.sensitive else item)
+                node = engine.node
                 say = engine.press(item, self._now)  # the common keypress: one prompt
                 if say is not None:
+                    if rec is not None:  # the key and the screen (a menu's option: never sensitive)
+                        kept = self._kept + len(item) + len(say.text)
+                        if kept <= MAX_CALL_BYTES:
+                            self._kept = kept
+                            here, there = node.name, engine.node.name  # type: ignore[union-attr]  # press: both set
+                            rec.step(engine.session_id, self._now, here, item, there, say.text)
+                        else:
+                            self._note_step(node, item, say.text)
                     if self._clear and (data := encoded.get(say.text)) is not None:
                         self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
-                        if rec is not None:
-                            self._note("system", say.text)
                     else:
-                        self._emit([say])
+                        self._emit([say], record=False)
                     continue
+                if rec is not None:
+                    self._note("caller", mask(item) if node is not None and node.sensitive else item)
                 if trace:
                     node = engine.node
                     shown = "***" if node is not None and node.sensitive else item
@@ -566,6 +573,27 @@ class CallerSession(asyncio.Protocol):
         node = engine.node
         rec.line(
             engine.session_id, self._now, direction, node.name if node is not None else None, agent, text
+        )
+
+    def _note_step(self, node: WaitNode | None, key: str, screen: str) -> None:
+        """A keypress and the screen it led to, as two transcript lines in one go."""
+        rec = self._rec
+        assert rec is not None
+        kept = self._kept + len(key) + len(screen)
+        if kept > MAX_CALL_BYTES:
+            self._note("caller", key)
+            self._note("system", screen)
+            return
+        self._kept = kept
+        engine = self.engine
+        after = engine.node
+        rec.step(
+            engine.session_id,
+            self._now,
+            node.name if node is not None else None,
+            key,
+            after.name if after is not None else None,
+            screen,
         )
 
     def _masked(self, text: str) -> str:

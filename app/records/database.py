@@ -46,15 +46,12 @@ MIGRATIONS: tuple[str, ...] = (
         caller TEXT NOT NULL,
         dropped INTEGER NOT NULL DEFAULT 0  -- lines not kept (the call's bound, a full disk)
     );
-    CREATE TABLE lines (
+    CREATE TABLE chunks (               -- a call's transcript lines, in batches as they were written
         session_id TEXT NOT NULL,
-        time REAL NOT NULL,
-        direction TEXT NOT NULL,        -- caller | system | agent
-        node TEXT,
-        agent TEXT,
-        text TEXT NOT NULL
+        time REAL NOT NULL,             -- of the first line
+        lines TEXT NOT NULL             -- JSON, flat: [ms, direction, node, agent, text, ms, ...]
     );
-    CREATE INDEX lines_by_call ON lines (session_id, time);
+    CREATE INDEX chunks_by_call ON chunks (session_id);
     """,
     # 2: a call-back number on tickets; calls listed newest first without a scan
     """
@@ -187,12 +184,39 @@ def insert_tickets(db: sqlite3.Connection, tickets: Sequence[NewTicket]) -> list
 
 
 Line = tuple[str, float, str, str | None, str | None, str]  # session_id, time, direction, node, agent, text
+Chunks = dict[str, list[Any]]  # session id -> [ms, direction, node, agent, text, ms, ...] (ms: epoch ms)
+
+
+def insert_chunks(db: sqlite3.Connection, chunks: Chunks) -> None:
+    """Each call's lines since the last batch as one row (a chunk): a batch of thousands of lines
+    costs a row per call. A chunk is flat: ms, direction, node, agent, text, ms, ... (ms: the time
+    in epoch milliseconds)."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    db.executemany(
+        "INSERT INTO chunks (session_id, time, lines) VALUES (?, ?, ?)",
+        [(sid, chunk[0] / 1000, dumps(chunk)) for sid, chunk in chunks.items() if chunk],
+    )
 
 
 def insert_lines(db: sqlite3.Connection, lines: Iterable[Line]) -> None:
-    db.executemany(
-        "INSERT INTO lines (session_id, time, direction, node, agent, text) VALUES (?, ?, ?, ?, ?, ?)", lines
-    )
+    """Lines of any calls, in order (tests and tools; the server writes chunks it gathered)."""
+    chunks: Chunks = {}
+    for session_id, t, *rest in lines:
+        chunks.setdefault(session_id, []).extend((int(t * 1000), *rest))
+    insert_chunks(db, chunks)
+
+
+def _split(chunk: str) -> list[list[Any]]:
+    """[[time (seconds), direction, node, agent, text], ...] from a chunk."""
+    flat = json.loads(chunk)
+    return [[flat[i] / 1000, *flat[i + 1 : i + 5]] for i in range(0, len(flat), 5)]
+
+
+def _lines_of(db: sqlite3.Connection, session_id: str) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for (chunk,) in db.execute("SELECT lines FROM chunks WHERE session_id = ? ORDER BY rowid", (session_id,)):
+        out += _split(chunk)
+    return out
 
 
 def call_started(db: sqlite3.Connection, session_id: str, started: float, caller: str) -> None:
@@ -209,9 +233,9 @@ def call_ended(db: sqlite3.Connection, session_id: str, ended: float, dropped: i
 
 
 def purge_lines(db: sqlite3.Connection, before: float) -> int:
-    """Delete the transcripts of calls that started before `before`; tickets stay. Lines deleted."""
+    """Delete the transcripts of calls that started before `before`; tickets stay. Chunks deleted."""
     deleted = db.execute(
-        "DELETE FROM lines WHERE session_id IN (SELECT session_id FROM calls WHERE started < ?)", (before,)
+        "DELETE FROM chunks WHERE session_id IN (SELECT session_id FROM calls WHERE started < ?)", (before,)
     ).rowcount
     db.execute("DELETE FROM calls WHERE started < ?", (before,))
     return int(deleted)
@@ -304,17 +328,20 @@ def get_call(db: sqlite3.Connection, session_id: str) -> dict[str, Any] | None:
         return None
     call = _call(row)
     call["lines"] = [
-        {"time": _iso(r["time"]), "direction": r["direction"], "node": r["node"], "text": r["text"]}
-        | ({"agent": r["agent"]} if r["agent"] is not None else {})
-        for r in db.execute("SELECT * FROM lines WHERE session_id = ? ORDER BY rowid", (session_id,))
+        {"time": _iso(t), "direction": direction, "node": node, "text": text}
+        | ({"agent": agent} if agent is not None else {})
+        for t, direction, node, agent, text in _lines_of(db, session_id)
     ]
     return call
 
 
 def last_lines(db: sqlite3.Connection, session_id: str, count: int) -> list[tuple[str, str | None, str]]:
     """The last `count` lines of a call, oldest first: (direction, agent, text)."""
-    rows = db.execute(
-        "SELECT direction, agent, text FROM lines WHERE session_id = ? ORDER BY rowid DESC LIMIT ?",
-        (session_id, count),
-    ).fetchall()
-    return [(r[0], r[1], r[2]) for r in reversed(rows)]
+    out: list[list[Any]] = []
+    for (chunk,) in db.execute(
+        "SELECT lines FROM chunks WHERE session_id = ? ORDER BY rowid DESC", (session_id,)
+    ):
+        out[:0] = _split(chunk)
+        if len(out) >= count:
+            break
+    return [(line[1], line[3], line[4]) for line in out[-count:]]

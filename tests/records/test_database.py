@@ -112,6 +112,7 @@ def test_transcripts_older_than_the_retention_are_purged_tickets_stay(tmp_path: 
     dbm.insert_lines(db, [("new", DAY, "caller", "main", None, "2")])
     dbm.insert_tickets(db, [ticket(created=DAY - 40 * 86400)])
     db.execute("COMMIT")
-    assert dbm.purge_lines(db, DAY - 30 * 86400) == 3
-    assert [c["session_id"] for c in dbm.list_calls(db)] == ["new"]
+    assert dbm.purge_lines(db, DAY - 30 * 86400) == 1  # the old call's one chunk of three lines
+    assert [c["session_id"] for c in dbm.list_calls(db)] == ["new"] and dbm.get_call(db, "old") is None
+    assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 1
     assert len(dbm.list_tickets(db)) == 1

@@ -165,3 +165,16 @@ def metrics_text(server: ServerProcess) -> str:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{server.admin_port}/metrics", timeout=5) as r:
         return str(r.read().decode())
+
+
+def test_a_corrupt_database_stops_the_start_with_one_line_and_is_left_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "hotline.db"
+    db.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)  # a damaged file, not a database
+    before = db.read_bytes()
+    out = hotline("serve", "--config", str(CONFIG), "--data", str(data), "--tcp-port", "0")
+    assert out.returncode == 1
+    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith(f"hotline: {db}: ")
+    assert "left as it is" in out.stderr
+    assert db.read_bytes() == before and sorted(p.name for p in data.iterdir()) == ["hotline.db"]
