@@ -26,6 +26,7 @@ import yaml
 from app.robot import Matcher, load_robot
 from app.robot.schema import RobotFile
 from benchmarks.common import CLIENT_CPU, REPO, Proc, build_tool, free_port, median, pinned, python
+from benchmarks.tcp import HOTLINE_ENV
 
 ONE_INTENT = """\
 version: 1
@@ -44,6 +45,8 @@ def hotline(config: Path, port: int) -> Proc:
         "HOTLINE_UDP_PORT": str(port),
         "HOTLINE_TCP_PORT": "0",
         "HOTLINE_ADMIN_PORT": "0",
+        "HOTLINE_AGENT_PORT": "0",
+        "HOTLINE_DATA": HOTLINE_ENV["HOTLINE_DATA"],
         "HOTLINE_ROBOT_RATE": "1e9",
         "HOTLINE_ROBOT_BURST": "1e9",
         "HOTLINE_ROBOT_GLOBAL_RATE": "1e9",

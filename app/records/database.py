@@ -4,8 +4,9 @@ One file, `hotline.db` in the data folder, in WAL mode: one writer (the server's
 and any number of readers (`hotline tickets`, `hotline calls`) at once. The schema version is
 SQLite's `user_version`; MIGRATIONS[i] takes a database from version i to i + 1, and all that are
 due run at start in one transaction. A file that is not a hotline database, or of a newer version,
-is refused with one line and left exactly as it is. Commits are synchronous=FULL: a ticket whose id
-a caller heard has reached the disk.
+is refused with one line and left exactly as it is. Ticket commits are synchronous=FULL: a ticket
+whose id a caller heard has reached the disk. (Transcript batches commit with synchronous=NORMAL:
+in the WAL before the commit returns, so a killed process loses none; see recorder.py.)
 """
 
 from __future__ import annotations
