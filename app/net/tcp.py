@@ -462,8 +462,8 @@ class CallerSession(asyncio.Protocol):
                 chunks.append(
                     encode_text(ev.text, self.hub.settings.encoding) if ev.fresh else self._encode(ev.text)
                 )
-                if record and self._rec is not None:
-                    self._note("system", self._masked(ev.text))
+                if record and self._rec is not None:  # a fixed prompt is stored once, rendered text in full
+                    self._note("system", self._masked(ev.text) if ev.fresh else ev.text, shared=not ev.fresh)
             elif kind is Hangup:
                 hangup = ev
             elif kind is Notice:
@@ -556,7 +556,7 @@ class CallerSession(asyncio.Protocol):
 
     # -- records: the transcript and tickets ---------------------------------------------------------
 
-    def _note(self, direction: str, text: str, agent: str | None = None) -> None:
+    def _note(self, direction: str, text: str, agent: str | None = None, shared: bool = False) -> None:
         """One transcript line (if this call keeps one), within the call's bound."""
         rec = self._rec
         if rec is None:
@@ -571,9 +571,8 @@ class CallerSession(asyncio.Protocol):
             return
         self._kept = kept
         node = engine.node
-        rec.line(
-            engine.session_id, self._now, direction, node.name if node is not None else None, agent, text
-        )
+        name = node.name if node is not None else None
+        rec.line(engine.session_id, self._now, direction, name, agent, text, shared)
 
     def _note_step(self, node: WaitNode | None, key: str, screen: str) -> None:
         """A keypress and the screen it led to, as two transcript lines in one go."""

@@ -54,9 +54,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX chunks_by_call ON chunks (session_id);
     """,
-    # 2: a call-back number on tickets; calls listed newest first without a scan
+    # 2: a call-back number on tickets; calls listed newest first without a scan; a prompt's text
+    # kept once and referred to by number in the chunks
     """
     ALTER TABLE tickets ADD COLUMN callback TEXT;
+    CREATE TABLE texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL);  -- prompts said again and again
     CREATE INDEX calls_by_start ON calls (started);
     CREATE INDEX tickets_by_created ON tickets (created);
     """,
@@ -188,10 +190,19 @@ Line = tuple[str, float, str, str | None, str | None, str]  # session_id, time, 
 Chunks = dict[str, list[Any]]  # session id -> [ms, direction, node, agent, text, ms, ...] (ms: epoch ms)
 
 
+def insert_texts(db: sqlite3.Connection, texts: Sequence[tuple[int, str]]) -> None:
+    db.executemany("INSERT OR REPLACE INTO texts (id, text) VALUES (?, ?)", texts)
+
+
+def shared_texts(db: sqlite3.Connection, limit: int) -> dict[str, int]:
+    """The texts chunks refer to by number (the prompts), to go on using their numbers."""
+    return {text: tid for tid, text in db.execute("SELECT id, text FROM texts ORDER BY id LIMIT ?", (limit,))}
+
+
 def insert_chunks(db: sqlite3.Connection, chunks: Chunks) -> None:
     """Each call's lines since the last batch as one row (a chunk): a batch of thousands of lines
     costs a row per call. A chunk is flat: ms, direction, node, agent, text, ms, ... (ms: the time
-    in epoch milliseconds)."""
+    in epoch milliseconds; text: the text, or the number of a row of `texts`)."""
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     db.executemany(
         "INSERT INTO chunks (session_id, time, lines) VALUES (?, ?, ?)",
@@ -207,16 +218,24 @@ def insert_lines(db: sqlite3.Connection, lines: Iterable[Line]) -> None:
     insert_chunks(db, chunks)
 
 
-def _split(chunk: str) -> list[list[Any]]:
-    """[[time (seconds), direction, node, agent, text], ...] from a chunk."""
+def _split(db: sqlite3.Connection, chunk: str) -> list[list[Any]]:
+    """[[time (seconds), direction, node, agent, text], ...] from a chunk, its shared texts filled in."""
     flat = json.loads(chunk)
-    return [[flat[i] / 1000, *flat[i + 1 : i + 5]] for i in range(0, len(flat), 5)]
+    lines = [[flat[i] / 1000, *flat[i + 1 : i + 5]] for i in range(0, len(flat), 5)]
+    wanted = {line[4] for line in lines if type(line[4]) is int}
+    if wanted:
+        marks = ",".join("?" * len(wanted))
+        texts = dict(db.execute(f"SELECT id, text FROM texts WHERE id IN ({marks})", sorted(wanted)))  # noqa: S608
+        for line in lines:
+            if type(line[4]) is int:
+                line[4] = texts.get(line[4], "(text not kept)")
+    return lines
 
 
 def _lines_of(db: sqlite3.Connection, session_id: str) -> list[list[Any]]:
     out: list[list[Any]] = []
     for (chunk,) in db.execute("SELECT lines FROM chunks WHERE session_id = ? ORDER BY rowid", (session_id,)):
-        out += _split(chunk)
+        out += _split(db, chunk)
     return out
 
 
@@ -342,7 +361,7 @@ def last_lines(db: sqlite3.Connection, session_id: str, count: int) -> list[tupl
     for (chunk,) in db.execute(
         "SELECT lines FROM chunks WHERE session_id = ? ORDER BY rowid DESC", (session_id,)
     ):
-        out[:0] = _split(chunk)
+        out[:0] = _split(db, chunk)
         if len(out) >= count:
             break
     return [(line[1], line[3], line[4]) for line in out[-count:]]

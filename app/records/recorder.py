@@ -37,6 +37,7 @@ log = structlog.get_logger("hotline.records")
 FLUSH_EVERY = 0.2  # seconds between transcript batches
 MAX_BACKLOG = 200_000  # transcript lines handed to the thread and not yet written
 MAX_CALL_BYTES = 256 * 1024  # transcript kept per call
+MAX_SHARED_TEXTS = 10_000  # distinct prompts stored once and referred to by number
 PURGE_EVERY = 3600.0  # seconds between retention sweeps
 TRUNCATED = "(记录已截断:本次通话后续内容未保存 / transcript truncated)"
 
@@ -92,6 +93,9 @@ class Recorder:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._chunks: Chunks = {}  # session id -> its lines since the last flush, flat (see database)
         self._gathered = 0  # lines in _chunks
+        self._text_ids = dbm.shared_texts(self.db, MAX_SHARED_TEXTS)  # prompt -> its row in `texts`
+        self._next_text = max(self._text_ids.values(), default=0) + 1
+        self._new_texts: list[tuple[int, str]] = []  # numbered since the last flush
         self._calls: list[tuple[str, Any]] = []  # ("start" | "end", args), in order with the lines
         self._tickets: list[tuple[NewTicket, asyncio.Future[str]]] = []
         self._backlog = 0  # lines handed to the thread, not yet written (the thread lowers it)
@@ -121,27 +125,49 @@ class Recorder:
         self._calls.append(("start", (session_id, started, caller)))
 
     def line(
-        self, session_id: str, t: float, direction: str, node: str | None, agent: str | None, text: str
+        self,
+        session_id: str,
+        t: float,
+        direction: str,
+        node: str | None,
+        agent: str | None,
+        text: str,
+        shared: bool = False,
     ) -> None:
+        """One line of a call. `shared`: a fixed prompt, said again and again: stored once."""
         ms = int(t * 1000)  # an int: JSON writes it three times faster than a float
+        said: str | int = self._text_id(text) if shared else text
         chunk = self._chunks.get(session_id)
         if chunk is None:
-            self._chunks[session_id] = [ms, direction, node, agent, text]
+            self._chunks[session_id] = [ms, direction, node, agent, said]
         else:
-            chunk += (ms, direction, node, agent, text)
+            chunk += (ms, direction, node, agent, said)
         self._gathered += 1
 
     def step(
         self, session_id: str, t: float, node: str | None, key: str, after: str | None, screen: str
     ) -> None:
-        """`line` twice: a caller's key at `node` and the screen it brought at `after`."""
+        """`line` twice: a caller's key at `node` and the screen (a fixed prompt) it brought at `after`."""
         ms = int(t * 1000)
+        said = self._text_ids.get(screen) or self._text_id(screen)
         chunk = self._chunks.get(session_id)
         if chunk is None:
-            self._chunks[session_id] = [ms, "caller", node, None, key, ms, "system", after, None, screen]
+            self._chunks[session_id] = [ms, "caller", node, None, key, ms, "system", after, None, said]
         else:
-            chunk += (ms, "caller", node, None, key, ms, "system", after, None, screen)
+            chunk += (ms, "caller", node, None, key, ms, "system", after, None, said)
         self._gathered += 2
+
+    def _text_id(self, text: str) -> str | int:
+        """The number a fixed prompt is stored under (numbered now if new), or the text itself once
+        MAX_SHARED_TEXTS are numbered."""
+        tid = self._text_ids.get(text)
+        if tid is None:
+            if len(self._text_ids) >= MAX_SHARED_TEXTS:
+                return text
+            tid = self._text_ids[text] = self._next_text
+            self._next_text += 1
+            self._new_texts.append((tid, text))
+        return tid
 
     def call_ended(self, session_id: str, ended: float, dropped: int) -> None:
         self._calls.append(("end", (session_id, ended, dropped)))
@@ -153,10 +179,10 @@ class Recorder:
 
     def flush(self) -> None:
         """Hand the lines and call records gathered so far to the thread (or drop them, counted)."""
-        chunks, calls, count = self._chunks, self._calls, self._gathered
+        chunks, calls, count, texts = self._chunks, self._calls, self._gathered, self._new_texts
         if not chunks and not calls:
             return
-        self._chunks, self._calls, self._gathered = {}, [], 0
+        self._chunks, self._calls, self._gathered, self._new_texts = {}, [], 0, []
         with self._lock:
             over = self._backlog + count > MAX_BACKLOG
             if not over:
@@ -164,7 +190,7 @@ class Recorder:
         if over:
             self._dropped(count, "backlog")
             chunks, count = {}, 0
-        self._jobs.put(_Job("lines", (chunks, count, calls)))
+        self._jobs.put(_Job("lines", (chunks, count, calls, texts)))  # texts: even when lines were dropped
 
     async def close(self) -> None:
         """Write everything gathered, then stop the thread (on shutdown: SIGTERM loses nothing)."""
@@ -228,7 +254,9 @@ class Recorder:
         if not batch:
             return
         try:
-            self.db.execute("PRAGMA synchronous=FULL")  # the commit reaches the disk before anyone hears an id
+            self.db.execute(
+                "PRAGMA synchronous=FULL"
+            )  # the commit reaches the disk before anyone hears an id
             self.db.execute("BEGIN IMMEDIATE")
             ids = dbm.insert_tickets(self.db, [t for t, _ in batch])
             self.db.execute("COMMIT")
@@ -245,7 +273,9 @@ class Recorder:
         for (_, future), ticket_id in zip(batch, ids, strict=True):
             self._call_soon(_succeed, future, ticket_id)
 
-    def _write_lines(self, chunks: Chunks, count: int, calls: list[tuple[str, Any]]) -> None:
+    def _write_lines(
+        self, chunks: Chunks, count: int, calls: list[tuple[str, Any]], texts: list[tuple[int, str]]
+    ) -> None:
         try:
             # Written to the WAL before COMMIT returns, so a killed process loses nothing; without an
             # fsync per batch only a machine crash could take the last batches.
@@ -254,6 +284,7 @@ class Recorder:
             for kind, args in calls:
                 if kind == "start":
                     dbm.call_started(self.db, *args)
+            dbm.insert_texts(self.db, texts)
             dbm.insert_chunks(self.db, chunks)
             for kind, args in calls:
                 if kind == "end":
@@ -266,7 +297,7 @@ class Recorder:
         except Exception as exc:
             self._rollback()
             self.counters.write_errors += 1
-            self._call_soon(self._write_failed, count, str(exc))
+            self._call_soon(self._write_failed, count, str(exc), [tid for tid, _ in texts])
         finally:
             with self._lock:
                 self._backlog -= count
@@ -276,7 +307,12 @@ class Recorder:
             self._dropping = False
             log.info("transcript_recovered", dropped_total=self.counters.dropped)
 
-    def _write_failed(self, count: int, error: str) -> None:
+    def _write_failed(self, count: int, error: str, lost: list[int]) -> None:
+        """A batch could not be written: its lines are counted as dropped, and the prompts it
+        numbered are numbered again when next said (so later batches store their texts)."""
+        if lost:
+            gone = set(lost)
+            self._text_ids = {text: tid for text, tid in self._text_ids.items() if tid not in gone}
         if not self._dropping:
             log.error("transcript_write_failed", error=error, path=str(self.path))
         self._dropped(count, "write_failed")

@@ -98,3 +98,26 @@ async def test_a_backlog_past_its_bound_drops_new_lines_instead_of_growing(
     assert rec.counters.dropped == 10 and rec._chunks == {}
     rec._backlog = 0
     await rec.close()
+
+
+async def test_a_prompt_said_again_and_again_is_stored_once(tmp_path: Path) -> None:
+    prompt = "欢迎致电中国移动 10086!\n话费查询请按 1,流量查询请按 2。"
+    for run in range(2):  # a restart goes on using the prompt's number
+        rec = Recorder(tmp_path, 30)
+        rec.start()
+        now = time.time()
+        for call in ("a", "b"):
+            rec.call_started(f"{call}{run}", now, "127.0.0.1")
+            rec.line(f"{call}{run}", now, "system", "main", None, prompt, shared=True)
+            rec.step(f"{call}{run}", now, "main", "9", "main", prompt)
+        assert await rec.last_lines(f"b{run}", 3) == [
+            ("system", None, prompt),
+            ("caller", None, "9"),
+            ("system", None, prompt),
+        ]
+        await rec.close()
+    db = dbm.connect(tmp_path / dbm.FILE, create=False, readonly=True)
+    assert db.execute("SELECT count(*) FROM texts").fetchone()[0] == 1
+    call = dbm.get_call(db, "a1")
+    assert call is not None and [line["text"] for line in call["lines"]] == [prompt, "9", prompt]
+    db.close()
