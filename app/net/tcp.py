@@ -309,7 +309,7 @@ class CallerSession(asyncio.Protocol):
                 if say is not None:
                     if rec is not None:  # the key and the screen (a menu's option: never sensitive)
                         kept = self._kept + len(item) + len(say.text)
-                        if kept <= MAX_CALL_BYTES:
+                        if kept <= MAX_CALL_BYTES and not self._cut:
                             self._kept = kept
                             here, there = node.name, engine.node.name  # type: ignore[union-attr]  # press: both set
                             rec.step(engine.session_id, self._now, here, item, there, say.text)
@@ -563,7 +563,7 @@ class CallerSession(asyncio.Protocol):
             return
         kept = self._kept + len(text)
         engine = self.engine
-        if kept > MAX_CALL_BYTES:
+        if kept > MAX_CALL_BYTES or self._cut:  # once cut, the rest of the call is not kept
             if not self._cut:
                 rec.line(engine.session_id, self._now, "system", None, None, TRUNCATED)
             self._cut += 1

@@ -1,0 +1,68 @@
+"""Transcripts of real calls (in-process server, real sockets, uvloop): what is kept, what is masked,
+and the bound on one call."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.net import tcp
+from app.records import database as dbm
+from app.server import Server
+from tests.conftest import Caller, start_server, wait_until
+
+
+async def stored(server: Server, session_id: str) -> list[tuple[str, str | None, str]]:
+    rec = server.hub.records
+    assert rec is not None
+    return await rec.last_lines(session_id, 1000)
+
+
+async def test_a_call_past_its_bound_keeps_the_start_says_so_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tcp, "MAX_CALL_BYTES", 400)
+    server = await start_server()
+    try:
+        caller = await Caller.dial(server.tcp_port)
+        await caller.expect("结束通话请输入 exit。")
+        session = next(iter(server.hub.sessions))
+        for _ in range(5):
+            caller.send("9")  # repeat: the whole main prompt again, ~100 characters each time
+            await caller.expect("结束通话请输入 exit。")
+        caller.send("2")
+        await caller.expect("流量")  # the call goes on past the bound
+        lines = await stored(server, session.session_id)
+        assert lines[-1] == ("system", None, tcp.TRUNCATED)  # and nothing after it
+        assert sum(len(text) for _, _, text in lines[:-1]) <= 400
+        rec = server.hub.records
+        assert rec is not None and rec.counters.dropped > 0
+        caller.send("exit")
+        await caller.closed()
+        caller.close()
+        await wait_until(lambda: not server.hub.sessions)
+    finally:
+        await server.shutdown()
+    db = dbm.connect(rec.path, create=False, readonly=True)
+    call = dbm.get_call(db, session.session_id)
+    assert call is not None and call["dropped"] == rec.counters.dropped and call["ended"] is not None
+    db.close()
+
+
+async def test_transcripts_off_keeps_no_calls_but_tickets() -> None:
+    server = await start_server(transcripts=False)
+    try:
+        caller = await Caller.dial(server.tcp_port)
+        await caller.expect("结束通话请输入 exit。")
+        caller.send("0", "请回电")
+        await caller.expect("工单号是 T")
+        caller.send("exit")
+        await caller.closed()
+        caller.close()
+        await wait_until(lambda: not server.hub.sessions)
+    finally:
+        await server.shutdown()
+    rec = server.hub.records
+    assert rec is not None
+    db = dbm.connect(rec.path, create=False, readonly=True)
+    assert dbm.list_calls(db) == [] and [t["message"] for t in dbm.list_tickets(db)] == ["请回电"]
+    db.close()
