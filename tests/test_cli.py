@@ -9,6 +9,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         text=True,
         timeout=30,
         cwd=REPO,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "HOTLINE_DATA": tempfile.mkdtemp(prefix="hotline-test-data-"), **(env or {})},
     )
 
 
@@ -167,9 +168,11 @@ def _dockerfile() -> tuple[list[str], dict[str, str], list[str]]:
 def test_the_container_command_runs_in_the_venv() -> None:
     cmd, env, health = _dockerfile()
     assert cmd == ["hotline", "serve"]
-    assert env["HOTLINE_HOST"] == "0.0.0.0"
+    assert env["HOTLINE_HOST"] == "0.0.0.0" and env["HOTLINE_DATA"] == "/app/data"
     bindir = Path(sys.executable).parent
-    run_env = {k: v for k, v in env.items() if k not in ("PATH", "HOTLINE_HOST", "HOTLINE_CONFIG")}
+    run_env = {
+        k: v for k, v in env.items() if k not in ("PATH", "HOTLINE_HOST", "HOTLINE_CONFIG", "HOTLINE_DATA")
+    }
     run_env |= {
         "HOTLINE_CONFIG": str(CONFIG),
         "HOTLINE_HOST": "127.0.0.1",
