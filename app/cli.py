@@ -234,6 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _list_and_show(
+    parser: argparse.ArgumentParser, show_help: str, key: str, metavar: str
+) -> tuple[
+    argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser, argparse.ArgumentParser
+]:
+    """ACTION subcommands `list` (newest first, --limit) and `show KEY`."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="newest first")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    show = actions.add_parser("show", help=show_help)
+    show.add_argument(key, metavar=metavar)
+    return actions, listing, show
+
+
 def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`hotline tickets list|show|close` and `hotline calls list|show`."""
     data = {"metavar": "DIR", "help": "data folder (default: HOTLINE_DATA or data)"}
@@ -242,12 +256,8 @@ def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="list, show and close the tickets callers left",
         description="The tickets in the data folder's database (readable while the server runs).",
     )
-    tsub = tickets.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = tsub.add_parser("list", help="newest first")
+    tsub, listing, show = _list_and_show(tickets, "one ticket in full", "id", "ID")
     listing.add_argument("--status", choices=["open", "closed"])
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    show = tsub.add_parser("show", help="one ticket in full")
-    show.add_argument("id", metavar="ID")
     close = tsub.add_parser("close", help="mark a ticket closed")
     close.add_argument("id", metavar="ID")
     close.add_argument("--note", help="what was done")
@@ -256,11 +266,7 @@ def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="list calls and show their transcripts",
         description="Call transcripts in the data folder's database (readable while the server runs).",
     )
-    csub = calls.add_subparsers(dest="action", metavar="ACTION", required=True)
-    clist = csub.add_parser("list", help="newest first")
-    clist.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    cshow = csub.add_parser("show", help="one call's transcript")
-    cshow.add_argument("session_id", metavar="SESSION_ID")
+    _, clist, cshow = _list_and_show(calls, "one call's transcript", "session_id", "SESSION_ID")
     backup = sub.add_parser(
         "backup",
         help="copy the tickets and transcripts database, also while the server runs",

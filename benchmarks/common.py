@@ -123,3 +123,10 @@ def median(values: Sequence[float]) -> float:
 
 def python() -> str:
     return sys.executable
+
+
+def targets_table(rows: Sequence[tuple[str, str, bool]]) -> None:
+    """The targets table every benchmark ends with: what was asked, this run's figure, met or not."""
+    print("\n| target | this run | |\n|---|---|---|")
+    for label, text, met in rows:
+        print(f"| {label} | {text} | {'met' if met else 'NOT met'} |")

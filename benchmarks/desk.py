@@ -32,7 +32,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import CLIENT_CPU, REPO, Proc, build_tool, free_port, median, pinned, python
+from benchmarks.common import (
+    CLIENT_CPU,
+    REPO,
+    Proc,
+    build_tool,
+    free_port,
+    median,
+    pinned,
+    python,
+    targets_table,
+)
 from benchmarks.tcp import GREETING, HOTLINE_ENV, Run, loadgen
 
 PASSWORD = "bench"
@@ -419,9 +429,7 @@ def report(
                 growth < 2.0,
             )
         )
-    print("\n| target | this run | |\n|---|---|---|")
-    for label, text, met in rows:
-        print(f"| {label} | {text} | {'met' if met else 'NOT met'} |")
+    targets_table(rows)
 
 
 if __name__ == "__main__":

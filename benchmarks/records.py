@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import REPO, Proc, free_port, median, python
+from benchmarks.common import REPO, Proc, free_port, median, python, targets_table
 from benchmarks.tcp import HOTLINE_ENV, Run, loadgen
 
 TICKET = """
@@ -175,9 +175,7 @@ def report(
                 tickets / commits > 1.0,
             )
         )
-    print("\n| target | this run | |\n|---|---|---|")
-    for label, text, met in rows:
-        print(f"| {label} | {text} | {'met' if met else 'NOT met'} |")
+    targets_table(rows)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from benchmarks.common import CLIENT_CPU, REPO, Proc, build_tool, free_port, median, pinned, python
+from benchmarks.common import (
+    CLIENT_CPU,
+    REPO,
+    Proc,
+    build_tool,
+    free_port,
+    median,
+    pinned,
+    python,
+    targets_table,
+)
 
 GREETING = "主菜单:查询请按 1"
 STEPS = ["1\\r\\n=>子菜单:返回请按 0\\r\\n", "0\\r\\n=>主菜单:查询请按 1\\r\\n"]
@@ -255,9 +265,7 @@ def print_targets(
         rows.append(
             ("19,000 sessions held by one process, no errors", hold_note, hold_note.startswith("19,000"))
         )
-    print("\n| target | this run | |\n|---|---|---|")
-    for label, text, met in rows:
-        print(f"| {label} | {text} | {'met' if met else 'NOT met'} |")
+    targets_table(rows)
     ceiling = [
         f"{names[k]}: {best(names[k], 100).rate / best(names['streams'], 100).rate:.2f}× / "
         f"{best(names[k], 5000).rate / best(names['streams'], 5000).rate:.2f}×"

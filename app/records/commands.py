@@ -68,12 +68,21 @@ def run(kind: str, action: str, args: Any, folder: Path, out: TextIO = sys.stdou
         db.close()
 
 
+def _dump(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def _absent(kind: str, what: str, key: str) -> int:
+    print(f"hotline {kind}: no {what} {key}", file=sys.stderr)
+    return 1
+
+
 def _run(db: sqlite3.Connection, kind: str, action: str, args: Any, out: TextIO) -> int:
     as_json = getattr(args, "json", False)
     if kind == "tickets" and action == "list":
         tickets = dbm.list_tickets(db, args.status, args.limit)
         if as_json:
-            out.write(json.dumps(tickets, ensure_ascii=False, indent=2) + "\n")
+            _dump(out, tickets)
         else:
             rows = [
                 [
@@ -91,10 +100,9 @@ def _run(db: sqlite3.Connection, kind: str, action: str, args: Any, out: TextIO)
     if kind == "tickets" and action == "show":
         ticket = dbm.get_ticket(db, args.id)
         if ticket is None:
-            print(f"hotline tickets: no ticket {args.id}", file=sys.stderr)
-            return 1
+            return _absent(kind, "ticket", args.id)
         if as_json:
-            out.write(json.dumps(ticket, ensure_ascii=False, indent=2) + "\n")
+            _dump(out, ticket)
         else:
             for key in ("id", "created", "status", "session_id", "caller", "queue", "callback", "message"):
                 out.write(f"{key + ':':12}{ticket[key] if ticket[key] is not None else ''}\n")
@@ -108,8 +116,7 @@ def _run(db: sqlite3.Connection, kind: str, action: str, args: Any, out: TextIO)
         return 0
     if kind == "tickets" and action == "close":
         if not dbm.close_ticket(db, args.id, args.note, time.time()):
-            print(f"hotline tickets: no ticket {args.id}", file=sys.stderr)
-            return 1
+            return _absent(kind, "ticket", args.id)
         out.write(f"closed {args.id}\n")
         return 0
     if kind == "backup":
@@ -123,7 +130,7 @@ def _run(db: sqlite3.Connection, kind: str, action: str, args: Any, out: TextIO)
     if kind == "calls" and action == "list":
         calls = dbm.list_calls(db, args.limit)
         if as_json:
-            out.write(json.dumps(calls, ensure_ascii=False, indent=2) + "\n")
+            _dump(out, calls)
         else:
             rows = [[c["session_id"], _short(c["started"]), _short(c["ended"]), c["caller"]] for c in calls]
             table(["SESSION_ID", "STARTED", "ENDED", "CALLER"], rows, out)
@@ -131,10 +138,9 @@ def _run(db: sqlite3.Connection, kind: str, action: str, args: Any, out: TextIO)
     if kind == "calls" and action == "show":
         call = dbm.get_call(db, args.session_id)
         if call is None:
-            print(f"hotline calls: no call {args.session_id}", file=sys.stderr)
-            return 1
+            return _absent(kind, "call", args.session_id)
         if as_json:
-            out.write(json.dumps(call, ensure_ascii=False, indent=2) + "\n")
+            _dump(out, call)
             return 0
         span = f"{_short(call['started'])} to {_short(call['ended']) or '(going on)'}"
         out.write(f"call {call['session_id']} from {call['caller']}, {span}\n")
