@@ -106,6 +106,7 @@ def connect(path: Path, *, create: bool, readonly: bool = False) -> sqlite3.Conn
             )
         if not readonly:
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA cache_size=-512")  # KiB: the writer appends, it needs little cache
             db.execute("PRAGMA synchronous=FULL")
             if version < VERSION:
                 _migrate(db, version)
@@ -206,7 +207,7 @@ def insert_chunks(db: sqlite3.Connection, chunks: Chunks) -> None:
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     db.executemany(
         "INSERT INTO chunks (session_id, time, lines) VALUES (?, ?, ?)",
-        [(sid, chunk[0] / 1000, dumps(chunk)) for sid, chunk in chunks.items() if chunk],
+        ((sid, chunk[0] / 1000, dumps(chunk)) for sid, chunk in chunks.items() if chunk),  # one at a time
     )
 
 

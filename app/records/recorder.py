@@ -34,7 +34,7 @@ from app.records.database import Chunks, DatabaseError, NewTicket
 
 log = structlog.get_logger("hotline.records")
 
-FLUSH_EVERY = 0.2  # seconds between transcript batches
+FLUSH_EVERY = 0.5  # seconds between transcript batches (fewer, larger chunks: less to write per line)
 MAX_BACKLOG = 200_000  # transcript lines handed to the thread and not yet written
 MAX_CALL_BYTES = 256 * 1024  # transcript kept per call
 MAX_SHARED_TEXTS = 10_000  # distinct prompts stored once and referred to by number
