@@ -58,7 +58,11 @@ MIGRATIONS: tuple[str, ...] = (
     # kept once and referred to by number in the chunks
     """
     ALTER TABLE tickets ADD COLUMN callback TEXT;
-    CREATE TABLE texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL);  -- prompts said again and again
+    CREATE TABLE texts (                -- prompts said again and again, kept once
+        id INTEGER PRIMARY KEY,
+        node TEXT,                      -- the node whose screen it is (for a keypress entry)
+        text TEXT NOT NULL
+    );
     CREATE INDEX calls_by_start ON calls (started);
     CREATE INDEX tickets_by_created ON tickets (created);
     """,
@@ -191,19 +195,24 @@ Line = tuple[str, float, str, str | None, str | None, str]  # session_id, time, 
 Chunks = dict[str, list[Any]]  # session id -> [ms, direction, node, agent, text, ms, ...] (ms: epoch ms)
 
 
-def insert_texts(db: sqlite3.Connection, texts: Sequence[tuple[int, str]]) -> None:
-    db.executemany("INSERT OR REPLACE INTO texts (id, text) VALUES (?, ?)", texts)
+def insert_texts(db: sqlite3.Connection, texts: Sequence[tuple[int, str | None, str]]) -> None:
+    db.executemany("INSERT OR REPLACE INTO texts (id, node, text) VALUES (?, ?, ?)", texts)
 
 
-def shared_texts(db: sqlite3.Connection, limit: int) -> dict[str, int]:
-    """The texts chunks refer to by number (the prompts), to go on using their numbers."""
-    return {text: tid for tid, text in db.execute("SELECT id, text FROM texts ORDER BY id LIMIT ?", (limit,))}
+def shared_texts(db: sqlite3.Connection, limit: int) -> dict[str | None, dict[str, int]]:
+    """The texts chunks refer to by number, by node, to go on using their numbers after a restart."""
+    out: dict[str | None, dict[str, int]] = {}
+    for tid, node, text in db.execute("SELECT id, node, text FROM texts ORDER BY id LIMIT ?", (limit,)):
+        out.setdefault(node, {})[text] = tid
+    return out
 
 
 def insert_chunks(db: sqlite3.Connection, chunks: Chunks) -> None:
     """Each call's lines since the last batch as one row (a chunk): a batch of thousands of lines
     costs a row per call. A chunk is flat: ms, direction, node, agent, text, ms, ... (ms: the time
-    in epoch milliseconds; text: the text, or the number of a row of `texts`)."""
+    in epoch milliseconds; text: the text, or the number of a row of `texts`). A keypress and the
+    screen it brought are one entry: ms, "k", node, key, number of the screen's row in `texts`
+    (which names the screen's node)."""
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     db.executemany(
         "INSERT INTO chunks (session_id, time, lines) VALUES (?, ?, ?)",
@@ -220,16 +229,25 @@ def insert_lines(db: sqlite3.Connection, lines: Iterable[Line]) -> None:
 
 
 def _split(db: sqlite3.Connection, chunk: str) -> list[list[Any]]:
-    """[[time (seconds), direction, node, agent, text], ...] from a chunk, its shared texts filled in."""
+    """[[time (seconds), direction, node, agent, text], ...] from a chunk, its shared texts filled in
+    and each keypress entry made two lines (the key, then the screen)."""
     flat = json.loads(chunk)
-    lines = [[flat[i] / 1000, *flat[i + 1 : i + 5]] for i in range(0, len(flat), 5)]
-    wanted = {line[4] for line in lines if type(line[4]) is int}
+    entries = [flat[i : i + 5] for i in range(0, len(flat), 5)]
+    wanted = {e[4] for e in entries if type(e[4]) is int}
+    texts: dict[int, tuple[str | None, str]] = {}
     if wanted:
         marks = ",".join("?" * len(wanted))
-        texts = dict(db.execute(f"SELECT id, text FROM texts WHERE id IN ({marks})", sorted(wanted)))  # noqa: S608
-        for line in lines:
-            if type(line[4]) is int:
-                line[4] = texts.get(line[4], "(text not kept)")
+        query = f"SELECT id, node, text FROM texts WHERE id IN ({marks})"  # noqa: S608 - only ? marks
+        texts = {tid: (node, text) for tid, node, text in db.execute(query, sorted(wanted))}
+    lines: list[list[Any]] = []
+    for ms, direction, node, third, fourth in entries:
+        t = ms / 1000
+        if direction == "k":  # node, key, screen
+            screen_node, screen = texts.get(fourth, (None, "(text not kept)"))
+            lines += [[t, "caller", node, None, third], [t, "system", screen_node, None, screen]]
+        else:  # node, agent, text
+            text = texts.get(fourth, (None, "(text not kept)"))[1] if type(fourth) is int else fourth
+            lines.append([t, direction, node, third, text])
     return lines
 
 

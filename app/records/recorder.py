@@ -93,9 +93,11 @@ class Recorder:
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._chunks: Chunks = {}  # session id -> its lines since the last flush, flat (see database)
         self._gathered = 0  # lines in _chunks
-        self._text_ids = dbm.shared_texts(self.db, MAX_SHARED_TEXTS)  # prompt -> its row in `texts`
-        self._next_text = max(self._text_ids.values(), default=0) + 1
-        self._new_texts: list[tuple[int, str]] = []  # numbered since the last flush
+        # node -> prompt -> its row in `texts` (node None: a shared line's text)
+        self._text_ids = dbm.shared_texts(self.db, MAX_SHARED_TEXTS)
+        self._shared = sum(map(len, self._text_ids.values()))
+        self._next_text = max((t for ids in self._text_ids.values() for t in ids.values()), default=0) + 1
+        self._new_texts: list[tuple[int, str | None, str]] = []  # numbered since the last flush
         self._calls: list[tuple[str, Any]] = []  # ("start" | "end", args), in order with the lines
         self._tickets: list[tuple[NewTicket, asyncio.Future[str]]] = []
         self._backlog = 0  # lines handed to the thread, not yet written (the thread lowers it)
@@ -147,26 +149,36 @@ class Recorder:
     def step(
         self, session_id: str, t: float, node: str | None, key: str, after: str | None, screen: str
     ) -> None:
-        """`line` twice: a caller's key at `node` and the screen (a fixed prompt) it brought at `after`."""
+        """`line` twice: a caller's key at `node` and the screen (a fixed prompt) it brought at `after`,
+        as one entry when the screen has its number (see database.insert_chunks)."""
         ms = int(t * 1000)
-        said = self._text_ids.get(screen) or self._text_id(screen)
+        ids = self._text_ids.get(after)
+        said: str | int | None = ids.get(screen) if ids is not None else None
+        if said is None:
+            said = self._text_id(screen, after)
         chunk = self._chunks.get(session_id)
-        if chunk is None:
-            self._chunks[session_id] = [ms, "caller", node, None, key, ms, "system", after, None, said]
+        if type(said) is not int:  # past MAX_SHARED_TEXTS: two plain lines
+            entry: tuple[Any, ...] = (ms, "caller", node, None, key, ms, "system", after, None, said)
         else:
-            chunk += (ms, "caller", node, None, key, ms, "system", after, None, said)
+            entry = (ms, "k", node, key, said)
+        if chunk is None:
+            self._chunks[session_id] = list(entry)
+        else:
+            chunk += entry
         self._gathered += 2
 
-    def _text_id(self, text: str) -> str | int:
-        """The number a fixed prompt is stored under (numbered now if new), or the text itself once
-        MAX_SHARED_TEXTS are numbered."""
-        tid = self._text_ids.get(text)
+    def _text_id(self, text: str, node: str | None = None) -> str | int:
+        """The number a fixed prompt (of `node`) is stored under (numbered now if new), or the text
+        itself once MAX_SHARED_TEXTS are numbered."""
+        ids = self._text_ids.setdefault(node, {})
+        tid = ids.get(text)
         if tid is None:
-            if len(self._text_ids) >= MAX_SHARED_TEXTS:
+            if self._shared >= MAX_SHARED_TEXTS:
                 return text
-            tid = self._text_ids[text] = self._next_text
+            tid = ids[text] = self._next_text
             self._next_text += 1
-            self._new_texts.append((tid, text))
+            self._shared += 1
+            self._new_texts.append((tid, node, text))
         return tid
 
     def call_ended(self, session_id: str, ended: float, dropped: int) -> None:
@@ -274,7 +286,11 @@ class Recorder:
             self._call_soon(_succeed, future, ticket_id)
 
     def _write_lines(
-        self, chunks: Chunks, count: int, calls: list[tuple[str, Any]], texts: list[tuple[int, str]]
+        self,
+        chunks: Chunks,
+        count: int,
+        calls: list[tuple[str, Any]],
+        texts: list[tuple[int, str | None, str]],
     ) -> None:
         try:
             # Written to the WAL before COMMIT returns, so a killed process loses nothing; without an
@@ -297,7 +313,7 @@ class Recorder:
         except Exception as exc:
             self._rollback()
             self.counters.write_errors += 1
-            self._call_soon(self._write_failed, count, str(exc), [tid for tid, _ in texts])
+            self._call_soon(self._write_failed, count, str(exc), [tid for tid, _, _ in texts])
         finally:
             with self._lock:
                 self._backlog -= count
@@ -312,7 +328,10 @@ class Recorder:
         numbered are numbered again when next said (so later batches store their texts)."""
         if lost:
             gone = set(lost)
-            self._text_ids = {text: tid for text, tid in self._text_ids.items() if tid not in gone}
+            for ids in self._text_ids.values():
+                for text in [text for text, tid in ids.items() if tid in gone]:
+                    del ids[text]
+            self._shared -= len(gone)
         if not self._dropping:
             log.error("transcript_write_failed", error=error, path=str(self.path))
         self._dropped(count, "write_failed")
