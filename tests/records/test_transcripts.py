@@ -11,6 +11,14 @@ from app.server import Server
 from tests.conftest import Caller, start_server, wait_until
 
 
+async def hang_up(caller: Caller, server: Server) -> None:
+    """The caller says exit and the server has let the session go."""
+    caller.send("exit")
+    await caller.closed()
+    caller.close()
+    assert await wait_until(lambda: not server.hub.sessions)
+
+
 async def stored(server: Server, session_id: str) -> list[tuple[str, str | None, str]]:
     rec = server.hub.records
     assert rec is not None
@@ -36,10 +44,7 @@ async def test_a_call_past_its_bound_keeps_the_start_says_so_and_goes_on(
         assert sum(len(text) for _, _, text in lines[:-1]) <= 400
         rec = server.hub.records
         assert rec is not None and rec.counters.dropped > 0
-        caller.send("exit")
-        await caller.closed()
-        caller.close()
-        await wait_until(lambda: not server.hub.sessions)
+        await hang_up(caller, server)
     finally:
         await server.shutdown()
     db = dbm.connect(rec.path, create=False, readonly=True)
@@ -55,10 +60,7 @@ async def test_transcripts_off_keeps_no_calls_but_tickets() -> None:
         await caller.expect("结束通话请输入 exit。")
         caller.send("0", "请回电")
         await caller.expect("工单号是 T")
-        caller.send("exit")
-        await caller.closed()
-        caller.close()
-        await wait_until(lambda: not server.hub.sessions)
+        await hang_up(caller, server)
     finally:
         await server.shutdown()
     rec = server.hub.records
