@@ -283,6 +283,13 @@ class _Loader(Reporter):
             for rule in raw.get("patterns") or []:
                 if isinstance(rule, dict) and isinstance(rule.get("save"), dict):
                     saved.update(dict.fromkeys(map(str, rule["save"]), True))
+        for name, model in models.items():
+            if isinstance(model, schema.TicketNode) and model.callback and model.callback not in saved:
+                self.error(
+                    ("nodes", name, "callback"),
+                    f"node '{name}' callback '{model.callback}' is not a variable any input, lookup or "
+                    "pattern saves" + suggest(model.callback, saved),
+                )
         texts: list[tuple[YPath, str, str, Mapping[str, frozenset[str] | None]]] = [
             (("settings", f), f"settings {f}", getattr(settings, f), {})
             for f in ("invalid", "goodbye", "error")

@@ -333,3 +333,54 @@ def test_text_cut_by_a_hash_comment_is_a_warning(tmp_path: Path) -> None:
 
 def test_comments_after_other_values_are_fine(tmp_path: Path) -> None:
     assert problems(tmp_path, GOOD.replace("start: main", "start: main   # the first node")) == []
+
+
+TICKETS = """\
+version: 1
+start: main
+nodes:
+  main:
+    type: menu
+    prompt: 话费请按 1,留言请按 2
+    options: {"1": ask_phone, "2": note}
+  ask_phone:
+    type: input
+    prompt: 请输入手机号码
+    save_as: phone
+    next: note
+  note:
+    type: ticket
+    saved: "工单号 {ticket.id}"
+    callback: phone
+    next: main
+"""
+
+
+def test_a_ticket_node_loads_with_its_defaults(tmp_path: Path) -> None:
+    assert problems(tmp_path, TICKETS) == []
+    graph = load_menu(write_menu(tmp_path, TICKETS)).graph
+    assert graph is not None
+    note = graph.nodes["note"]
+    assert note.wait.prompt.template.source.startswith("请留言")  # type: ignore[attr-defined]
+    assert note.failed.template.source.startswith("抱歉,留言暂时无法保存")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "callback: phone",
+            "callback: phon",
+            "node 'note' callback 'phon' is not a variable any input, lookup or pattern saves (did you mean 'phone'?)",
+        ),
+        ('saved: "工单号 {ticket.id}"', 'saved: "工单号 {ticket.number}"', "'{ticket.number}'"),
+        ('saved: "工单号 {ticket.id}"', 'prompt: "工单号 {ticket.id}"', "'{ticket.id}'"),
+    ],
+)
+def test_ticket_node_mistakes_are_errors_with_positions(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    out = problems(tmp_path, TICKETS.replace(old, new))
+    assert (
+        len(out) == 1 and out[0].startswith("menu.yaml:1") and ": error: " in out[0] and message in out[0]
+    ), out
