@@ -14,7 +14,7 @@ from typing import TextIO
 
 from app.authoring.conversations import answer_offline
 from app.menu import Graph, Hangup, Notice, Say, Session, Transfer
-from app.menu.events import Event
+from app.menu.events import Event, SaveTicket
 
 HELP = """commands: /wait [SECONDS]  let silence pass (default: until the next timeout)
           /vars              show saved variables
@@ -43,6 +43,8 @@ class Chat:
                 self.note(f"call ended: {event.reason}")
             elif isinstance(event, Transfer):
                 self.note(f"transfer to queue '{event.queue}' (offline: no agent desk, answered as busy)")
+            elif isinstance(event, SaveTicket):
+                self.note("ticket (offline: nothing is stored, the number is made up)")
             elif isinstance(event, Notice) and (self.trace or event.level in ("warning", "error")):
                 fields = " ".join(f"{k}={v}" for k, v in event.fields.items())
                 self.note(f"{event.level}: {event.event} {fields}".rstrip())
