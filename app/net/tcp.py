@@ -313,8 +313,9 @@ class CallerSession(asyncio.Protocol):
                             self._kept = kept
                             here, there = node.name, engine.node.name  # type: ignore[union-attr]  # press: both set
                             rec.step(engine.session_id, self._now, here, item, there, say.text)
-                        else:
-                            self._note_step(node, item, say.text)
+                        else:  # at the bound, or past it: _note keeps what still fits, counts the rest
+                            self._note("caller", item, at=node)
+                            self._note("system", say.text, shared=True)
                     if self._clear and (data := encoded.get(say.text)) is not None:
                         self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
                     else:
@@ -556,8 +557,16 @@ class CallerSession(asyncio.Protocol):
 
     # -- records: the transcript and tickets ---------------------------------------------------------
 
-    def _note(self, direction: str, text: str, agent: str | None = None, shared: bool = False) -> None:
-        """One transcript line (if this call keeps one), within the call's bound."""
+    def _note(
+        self,
+        direction: str,
+        text: str,
+        agent: str | None = None,
+        shared: bool = False,
+        at: WaitNode | None = None,
+    ) -> None:
+        """One transcript line (if this call keeps one), within the call's bound; `at`: the node it
+        belongs to, when the call has already moved on (default: where the call is)."""
         rec = self._rec
         if rec is None:
             return
@@ -570,30 +579,9 @@ class CallerSession(asyncio.Protocol):
             rec.counters.dropped += 1
             return
         self._kept = kept
-        node = engine.node
+        node = at or engine.node
         name = node.name if node is not None else None
         rec.line(engine.session_id, self._now, direction, name, agent, text, shared)
-
-    def _note_step(self, node: WaitNode | None, key: str, screen: str) -> None:
-        """A keypress and the screen it led to, as two transcript lines in one go."""
-        rec = self._rec
-        assert rec is not None
-        kept = self._kept + len(key) + len(screen)
-        if kept > MAX_CALL_BYTES:
-            self._note("caller", key)
-            self._note("system", screen)
-            return
-        self._kept = kept
-        engine = self.engine
-        after = engine.node
-        rec.step(
-            engine.session_id,
-            self._now,
-            node.name if node is not None else None,
-            key,
-            after.name if after is not None else None,
-            screen,
-        )
 
     def _masked(self, text: str) -> str:
         """A line the caller hears, with the values of sensitive inputs masked (未找到号码 *******8000)."""
@@ -620,15 +608,15 @@ class CallerSession(asyncio.Protocol):
 
     async def _store_ticket(self, rec: Recorder, ticket: NewTicket) -> None:
         """Store the ticket; tell the session only once it is committed (or that it failed)."""
+        answer: TicketSaved | TicketFailed
         try:
-            ticket_id = await rec.save_ticket(ticket)
+            answer = TicketSaved(await rec.save_ticket(ticket))
         except RecordError as exc:
-            self._now = time.time()
-            self._deliver(TicketFailed(str(exc)))  # type: ignore[arg-type]
-            return
-        self._log("info", "ticket_created", ticket=ticket_id, queue=ticket.queue)
+            answer = TicketFailed(str(exc))
+        else:
+            self._log("info", "ticket_created", ticket=answer.ticket_id, queue=ticket.queue)
         self._now = time.time()
-        self._deliver(TicketSaved(ticket_id))  # type: ignore[arg-type]
+        self._deliver(answer)  # type: ignore[arg-type]
 
     def _transfer_fields(self) -> dict[str, Any]:
         """waited / talked / agent for a call that went to an agent queue."""

@@ -39,6 +39,8 @@ async def test_a_call_past_its_bound_keeps_the_start_says_so_and_goes_on(
             await caller.expect("结束通话请输入 exit。")
         caller.send("2")
         await caller.expect("流量")  # the call goes on past the bound
+        caller.send("3")  # a plain keypress (the fast path) after the cut: not kept either
+        await caller.expect("套餐办理:5G 套餐请按 1")
         lines = await stored(server, session.session_id)
         assert lines[-1] == ("system", None, tcp.TRUNCATED)  # and nothing after it
         assert sum(len(text) for _, _, text in lines[:-1]) <= 400
