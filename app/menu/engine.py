@@ -352,16 +352,16 @@ class Session:
             self.say_text(self._render(node.saved, {"ticket": {"id": event.ticket_id}}))
         else:
             self.say(node.failed)
-        if node.next is None:
-            self.say(self.goodbye)
-            self.end("completed")
-        else:
-            self._go(node.next)
+        self._go_on(node.next)
         return self._done(out)
 
     def _leave_queue(self, text: Text, target: str | None) -> None:
         self.desk = None
         self.say(text)
+        self._go_on(target)
+
+    def _go_on(self, target: str | None) -> None:
+        """To a transfer's or ticket's `next` (or on_busy / on_closed); without one, goodbye."""
         if target is None:
             self.say(self.goodbye)
             self.end("completed")

@@ -46,24 +46,6 @@ class RecordError(Exception):
     """A ticket could not be stored (disk full, read-only, database error)."""
 
 
-class Storage(Protocol):
-    """What the server needs from a records backend."""
-
-    async def save_ticket(self, ticket: NewTicket) -> str: ...
-
-    def call_started(self, session_id: str, started: float, caller: str) -> None: ...
-
-    def line(
-        self, session_id: str, t: float, direction: str, node: str | None, agent: str | None, text: str
-    ) -> None: ...
-
-    def call_ended(self, session_id: str, ended: float, dropped: int) -> None: ...
-
-    async def last_lines(self, session_id: str, count: int) -> list[tuple[str, str | None, str]]: ...
-
-    async def close(self) -> None: ...
-
-
 @dataclass
 class Counters:
     tickets: int = 0
@@ -72,6 +54,39 @@ class Counters:
     dropped: int = 0
     write_errors: int = 0
     commits: int = 0
+
+
+class Storage(Protocol):
+    """What the server needs from a records backend (Recorder is checked against it below)."""
+
+    counters: Counters
+
+    def start(self) -> None: ...
+
+    async def save_ticket(self, ticket: NewTicket) -> str: ...
+
+    def call_started(self, session_id: str, started: float, caller: str) -> None: ...
+
+    def line(
+        self,
+        session_id: str,
+        t: float,
+        direction: str,
+        node: str | None,
+        agent: str | None,
+        text: str,
+        shared: bool = False,
+    ) -> None: ...
+
+    def step(
+        self, session_id: str, t: float, node: str | None, key: str, after: str | None, screen: str
+    ) -> None: ...
+
+    def call_ended(self, session_id: str, ended: float, dropped: int) -> None: ...
+
+    async def last_lines(self, session_id: str, count: int) -> list[tuple[str, str | None, str]]: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -379,6 +394,10 @@ def _succeed(future: asyncio.Future[Any], value: Any) -> None:
 def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def _is_storage(recorder: Recorder) -> Storage:
+    return recorder  # mypy checks that Recorder offers everything Storage names
 
 
 __all__ = ["DatabaseError", "NewTicket", "RecordError", "Recorder", "Storage"]
