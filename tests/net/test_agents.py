@@ -139,6 +139,17 @@ def _offered(agent: Line) -> str:
     return offer.split("OFFER ")[1].split()[0]
 
 
+def _connected(server: ServerProcess, agent: Line, agent_id: str = "1001") -> tuple[Line, str]:
+    """A new caller who pressed 0, offered to `agent` (logged in as `agent_id`), who accepts: the
+    caller, who heard that agent's number, and the call id."""
+    caller = _caller_in_queue(server)
+    call_id = _offered(agent)
+    agent.send("/accept")
+    agent.expect(f"CONNECTED {call_id}\r\n")
+    caller.expect(f"工号 {agent_id} 为您服务。")
+    return caller, call_id
+
+
 def _caller_in_queue(server: ServerProcess) -> Line:
     c = Line(server.tcp_port)
     c.expect("结束通话请输入 exit。")
@@ -258,10 +269,7 @@ def test_caller_hangs_up_while_offered_and_while_connected(desk_server: ServerPr
     caller.close()  # while offered
     agent.expect(f"ENDED {call_id} by=caller\r\n")
     desk_server.wait_for("queue_abandoned", session_id=call_id)
-    caller = _caller_in_queue(desk_server)
-    call_id = _offered(agent)
-    agent.send("/accept")
-    caller.expect("为您服务")
+    caller, call_id = _connected(desk_server, agent)
     caller.send("exit")  # a hang-up key still works while connected
     caller.expect("再见")
     agent.expect(f"ENDED {call_id} by=caller\r\n")
@@ -320,10 +328,7 @@ def test_bad_input_from_an_agent_harms_nobody(desk_server: ServerProcess) -> Non
 def test_caller_and_agent_hang_up_at_the_same_instant(desk_server: ServerProcess) -> None:
     agent = _agent(desk_server)
     for _ in range(5):
-        caller = _caller_in_queue(desk_server)
-        call_id = _offered(agent)
-        agent.send("/accept")
-        caller.expect("为您服务")
+        caller, call_id = _connected(desk_server, agent)
         caller.send("exit")  # both at once: whichever the server reads first ends the call
         agent.send("/end")
         caller.wait_closed()
@@ -342,14 +347,8 @@ def test_reload_while_calls_are_connected(desk_server: ServerProcess, tmp_path: 
     callers on the line keep the menu they started with; a broken desk.yaml changes nothing."""
     folder = tmp_path / "config"
     first, second = _agent(desk_server, "1001"), _agent(desk_server, "1002")
-    caller_a = _caller_in_queue(desk_server)
-    call_a = _offered(first)  # longest idle
-    first.send("/accept")
-    caller_a.expect("工号 1001 为您服务。")
-    caller_b = _caller_in_queue(desk_server)
-    call_b = _offered(second)
-    second.send("/accept")
-    caller_b.expect("工号 1002 为您服务。")
+    caller_a, call_a = _connected(desk_server, first, "1001")  # longest idle
+    caller_b, call_b = _connected(desk_server, second, "1002")
 
     desk = folder / "desk.yaml"
     desk.write_text(desk.read_text(encoding="utf-8").split('  - {id: "1002"')[0], encoding="utf-8")
@@ -391,10 +390,7 @@ def test_reload_while_calls_are_connected(desk_server: ServerProcess, tmp_path: 
 
 def test_sigterm_with_a_call_connected_tells_both_sides(desk_server: ServerProcess) -> None:
     agent = _agent(desk_server)
-    caller = _caller_in_queue(desk_server)
-    call_id = _offered(agent)
-    agent.send("/accept")
-    caller.expect("为您服务")
+    caller, call_id = _connected(desk_server, agent)
     desk_server.proc.send_signal(signal.SIGTERM)
     agent.expect(f"ENDED {call_id} by=server\r\n")
     caller.expect("感谢您致电中国移动 10086,再见!")
