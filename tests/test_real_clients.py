@@ -71,6 +71,36 @@ def test_telnet_in_a_terminal(server_process: ServerProcess) -> None:
         child.close(force=True)
 
 
+def test_telnet_without_its_escape_key_takes_a_message_in_chinese(server_process: ServerProcess) -> None:
+    """`telnet -E` as the README says: plain telnet takes a byte of some Chinese characters (话 is
+    E8 AF 9D) for its escape key ^] and drops to its own prompt."""
+    child = pexpect.spawn(
+        system_tool("telnet"),
+        ["-E", "127.0.0.1", str(server_process.tcp_port)],
+        encoding="utf-8",
+        timeout=10,
+        env={"LANG": "C.UTF-8", "TERM": "xterm"},
+    )
+    try:
+        child.expect("结束通话请输入 exit。")
+        child.sendline("0")  # nobody is logged in: a message instead
+        child.expect("请留言")
+        child.sendline("话费扣错了,请回电")
+        child.expect(r"工单号是 (T\d{8}-\d{4})。")
+        ticket = child.match.group(1)
+        child.sendline("exit")
+        child.expect(BYE)
+    finally:
+        child.close(force=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "app", "tickets", "show", ticket, "--data", str(server_process.data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "message:    话费扣错了,请回电" in shown.stdout
+
+
 def test_sigterm_says_goodbye_to_connected_callers_and_exits_0() -> None:
     proc = ServerProcess([sys.executable, "-m", "app", "serve", "--config", str(CONFIG)])
     callers = []
