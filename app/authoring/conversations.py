@@ -25,9 +25,9 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.desk import terminal
+from app.desk import protocol
 from app.desk.core import Desk
-from app.desk.events import AgentEvent
+from app.desk.events import AgentEvent, Error, Ok
 from app.desk.loader import DeskConfig
 from app.menu import Graph, Hangup, Say, Session
 from app.menu.events import (
@@ -217,10 +217,12 @@ class _Call:
             out = self._screen(agent_id)
             agent = self.desk.login(agent_id, _AgentScreen(out), now)
             self.agents[agent_id] = agent
-            terminal.run(self.desk, agent, "ready", "", now, out)
+            protocol.run(self.desk, agent, "ready", "", now, out)
 
-    def _screen(self, agent_id: str) -> terminal.Out:
-        return lambda *lines: self.seen[agent_id].extend(lines)
+    def _screen(self, agent_id: str) -> protocol.Out:
+        """What the agent sees, as a terminal agent's lines."""
+        seen = self.seen[agent_id]
+        return lambda *messages: seen.extend(line for m in messages for line in protocol.lines(m))
 
     # the CallerLink the desk talks to
     def handoff_context(self) -> tuple[tuple[str, str], ...]:
@@ -259,17 +261,17 @@ class _Call:
         agent, out = self.agents[agent_id], self._screen(agent_id)
         text = line.strip()
         if not text.startswith("/"):
-            terminal.run(self.desk, agent, None, text, self.now, out)
+            protocol.run(self.desk, agent, None, text, self.now, out)
             return
         word, _, rest = text.partition(" ")
         command = word[1:].lower()
         if command == "logout":
-            out("OK logout")
+            out(Ok("logout"))
             self.desk.logout(agent, self.now)
-        elif command in terminal.COMMANDS:
-            terminal.run(self.desk, agent, command, rest.strip(), self.now, out)
+        elif command in protocol.COMMANDS:
+            protocol.run(self.desk, agent, command, rest.strip(), self.now, out)
         else:
-            out(f"ERR unknown command: {word[:40]}")
+            out(Error(f"unknown command: {word[:40]}"))
 
     def wait(self, seconds: float) -> list[Event]:
         """Let `seconds` pass: the menu's timeouts and the desk's clock, in order."""
@@ -292,11 +294,11 @@ class _Call:
 class _AgentScreen:
     """An agent's terminal in process: the desk's events as the protocol's lines."""
 
-    def __init__(self, out: terminal.Out) -> None:
+    def __init__(self, out: protocol.Out) -> None:
         self.out = out
 
     def agent_event(self, event: AgentEvent) -> None:
-        self.out(*terminal.event_lines(event))
+        self.out(event)
 
 
 def run_in_process(

@@ -41,3 +41,51 @@ class LoggedOut:
 
 
 AgentEvent = Offer | Missed | Ended | CallerSaid | LoggedOut
+
+
+# -- answers to an agent's commands (the same model for the TCP lines and the browser's JSON) ----
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class Ok:
+    """A command done: ready, break, reject (detail: the call id), login (detail: id and name), logout."""
+
+    what: str
+    detail: str = ""
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class Connected:
+    call_id: str
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class Error:
+    text: str
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class Info:
+    text: str
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class QueueInfo:
+    queue: str
+    title: str
+    waiting: int
+    longest: int  # seconds
+    available: int
+    busy: int
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class HistoryLine:
+    call_id: str
+    direction: str  # caller | system | agent
+    agent: str | None
+    text: str
+
+
+Reply = Ok | Connected | Error | Info | QueueInfo | HistoryLine
+Message = AgentEvent | Reply  # everything the desk's side says to an agent

@@ -15,7 +15,15 @@ from zoneinfo import ZoneInfo
 import pydantic
 
 from app.desk.passwords import well_formed
-from app.desk.schema import AgentModel, DeskFile, Hours, QueueModel, parse_days, parse_span
+from app.desk.schema import (
+    DEFAULT_DISPOSITIONS,
+    AgentModel,
+    DeskFile,
+    Hours,
+    QueueModel,
+    parse_days,
+    parse_span,
+)
 from app.yamlfile import HasProblems, Problem, Reporter, read_yaml, suggest
 
 MAX_FILE_BYTES = 1 << 20
@@ -69,6 +77,8 @@ class DeskConfig:
     queues: dict[str, QueueConfig]
     agents: dict[str, AgentModel]
     source: str = ""
+    canned: dict[str, str] = field(default_factory=dict)  # code -> reply (`:code` in an agent's chat)
+    dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS  # the console's 处理结果 choices
 
     @classmethod
     def default(cls) -> DeskConfig:
@@ -128,7 +138,14 @@ class _Loader(Reporter):
             for name, q in queues.items()
         }
         return DeskLoadResult(
-            DeskConfig(compiled, {a.id: a for a in model.agents}, self.label), self.problems
+            DeskConfig(
+                compiled,
+                {a.id: a for a in model.agents},
+                self.label,
+                dict(model.canned),
+                tuple(model.dispositions),
+            ),
+            self.problems,
         )
 
 

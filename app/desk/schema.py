@@ -98,7 +98,14 @@ class AgentModel(_Model):
     role: Literal["agent", "supervisor"] = "agent"
 
 
+CannedCode = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9_-]+$")]
+Reply = Annotated[str, Field(min_length=1, max_length=500)]
+DEFAULT_DISPOSITIONS = ("已解决", "需回访", "转其他部门", "其他")
+
+
 class DeskFile(_Model):
     version: Literal[1]
     queues: dict[Annotated[str, Field(min_length=1, max_length=100)], QueueModel] = {}
     agents: list[AgentModel] = []
+    canned: dict[CannedCode, Reply] = {}  # :code in an agent's chat sends the reply
+    dispositions: Annotated[list[Name], Field(max_length=50)] = list(DEFAULT_DISPOSITIONS)

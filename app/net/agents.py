@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
 
-from app.desk import terminal
+from app.desk import protocol
 from app.desk.core import Agent, DeskError
-from app.desk.events import AgentEvent, CallerSaid, LoggedOut
+from app.desk.events import AgentEvent, CallerSaid, HistoryLine, Info, LoggedOut, Message
 from app.desk.passwords import DUMMY_HASH, verify_password
-from app.desk.terminal import clean, event_lines
+from app.desk.protocol import clean
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, encode_text
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class AgentConnection(asyncio.Protocol):
         if type(event) is CallerSaid:  # the relay's every line, without building a list
             self.send(f"CALLER {event.text}")
             return
-        self.send(*event_lines(event))
+        self.send(*protocol.lines(event))
         if type(event) is LoggedOut:
             self.agent = None  # the desk has logged them out already
             self.close("removed")
@@ -190,12 +190,12 @@ class AgentConnection(asyncio.Protocol):
             if agent is None:
                 self.send("ERR not logged in: /login ID PASSWORD")
             else:
-                terminal.run(self.hub.desk, agent, None, text, 0.0, self.send)
+                protocol.run(self.hub.desk, agent, None, text, 0.0, self.emit)
             return
         word, _, rest = text.partition(" ")
         command = word[1:].lower()
         local = _LOCAL.get(command)
-        if local is None and command not in terminal.COMMANDS:
+        if local is None and command not in protocol.COMMANDS:
             self.send(f"ERR unknown command: {word[:40]}")
         elif command not in ("login", "help") and agent is None:
             self.send("ERR not logged in: /login ID PASSWORD")
@@ -203,7 +203,7 @@ class AgentConnection(asyncio.Protocol):
             local(self, rest.strip())
         else:
             assert agent is not None
-            terminal.run(self.hub.desk, agent, command, rest.strip(), time.time(), self.send)
+            protocol.run(self.hub.desk, agent, command, rest.strip(), time.time(), self.emit)
 
     def _login(self, rest: str) -> None:
         hub = self.hub
@@ -273,11 +273,8 @@ class AgentConnection(asyncio.Protocol):
             log.exception("history_failed", call_id=call_id)
             self.send("ERR the history cannot be read now")
             return
-        out = [
-            f"HISTORY {call_id} {who}{'/' + agent if agent else ''} {clean(text.replace(chr(10), ' / '))}"
-            for who, agent, text in lines
-        ]
-        self.send(*(out or [f"INFO no history for {call_id}"]))
+        out: list[Message] = [HistoryLine(call_id, who, agent, text) for who, agent, text in lines]
+        self.emit(*(out or [Info(f"no history for {call_id}")]))
 
     def _logout(self, rest: str) -> None:
         self.send("OK logout")
@@ -302,6 +299,9 @@ class AgentConnection(asyncio.Protocol):
             self._log_out("slow_reader")
             transport.abort()
 
+    def emit(self, *messages: Message) -> None:
+        self.send(*(line for message in messages for line in protocol.lines(message)))
+
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -318,7 +318,7 @@ class AgentConnection(asyncio.Protocol):
             self.hub.desk.logout(agent, time.time())
 
 
-_LOCAL: dict[str, Any] = {  # the commands that need the connection; the rest are app.desk.terminal's
+_LOCAL: dict[str, Any] = {  # the commands that need the connection; the rest are app.desk.protocol's
     "login": AgentConnection._login,
     "logout": AgentConnection._logout,
     "history": AgentConnection._history,
