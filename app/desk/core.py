@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
+from app.desk.board import Timeline, Today
 from app.desk.events import AgentEvent, CallerSaid, Ended, LoggedOut, Missed, Offer
 from app.desk.loader import DeskConfig, QueueConfig
 from app.menu.events import (
@@ -168,6 +169,8 @@ class QueueState:
     outcomes: dict[str, int] = field(default_factory=dict)  # answered, abandoned, timeout, busy, closed
     waits: Histogram = field(default_factory=lambda: Histogram(WAIT_BUCKETS))  # before an agent answered
     talks: Histogram = field(default_factory=lambda: Histogram(TALK_BUCKETS))
+    today: Today = field(default_factory=Today)  # for the board
+    timeline: Timeline = field(default_factory=Timeline)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -254,6 +257,7 @@ class Desk:
         q.order.add(call.seq)
         self.calls[call_id] = call
         position = len(q.waiting)
+        q.timeline.sample(now, position)
         self.log("queue_entered", queue=queue, call_id=call_id, position=position)
         self._announce(q, call, position, agents)
         if not q.next_announce:
@@ -287,6 +291,7 @@ class Desk:
         if offered is not None:  # hung up while being offered
             offered.link.agent_event(Ended(call.id, "caller"))
         q.count("abandoned")
+        q.today.abandon(now)
         self.log(
             "queue_abandoned",
             queue=call.queue,
@@ -362,6 +367,8 @@ class Desk:
         waited = now - call.joined
         q.count("answered")
         q.waits.observe(waited)
+        q.today.answer(now, waited)
+        q.timeline.answer(now)
         self.log("call_connected", queue=call.queue, call_id=call.id, agent=agent.id, waited=round(waited))
         call.link.desk_event(AgentConnected(agent.id, agent.name))
         return call
@@ -416,6 +423,7 @@ class Desk:
                 if now - head.joined < max_wait:
                     break
                 self._timed_out(q, head, now)
+            q.timeline.sample(now, len(q.waiting))
             if q.next_announce and now >= q.next_announce:
                 q.next_announce = now + q.config.model.announce_every if q.waiting else 0.0
                 agents = self.logged_in(q.config.name)
@@ -505,6 +513,7 @@ class Desk:
         if agent is not None:
             agent.link.agent_event(Ended(call.id, "server"))
         q.count("timeout")
+        q.today.time_out(now)
         self.log("queue_timeout", queue=call.queue, call_id=call.id, waited=round(now - call.joined))
         call.link.desk_event(QueueBusy("max_wait"))
 
