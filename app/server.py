@@ -29,7 +29,6 @@ from app.desk.loader import DeskConfig
 from app.menu import Graph
 from app.menu.engine import Stats
 from app.metrics import Histogram, registry_for, render
-from app.net.admin import AdminProtocol
 from app.net.agents import AgentConnection, LoginGuard
 from app.net.rates import Rate
 from app.net.tcp import CallerSession
@@ -38,6 +37,8 @@ from app.net.udp import RobotEndpoint
 from app.records import DatabaseError, Recorder
 from app.robot import Matcher
 from app.settings import Settings
+from app.web.auth import SecretError
+from app.web.site import WebSite
 
 log = structlog.get_logger("hotline.server")
 DESK_TICK = 0.2  # seconds between the desk's timer checks
@@ -160,7 +161,7 @@ class Server:
         self.tcp: asyncio.Server | None = None
         self.agents: asyncio.Server | None = None
         self.agent_port = 0
-        self.admin: asyncio.Server | None = None
+        self.web = WebSite(self.hub, lambda: self.ready, lambda: render(registry_for(self.hub)))
         self.udp: RobotEndpoint | None = None
         self.signature = signature
         self.tcp_port = 0
@@ -179,19 +180,13 @@ class Server:
         self.agents = await loop.create_server(
             lambda: AgentConnection(self.hub), s.host, s.agent_port, backlog=4096, reuse_address=True
         )  # a deep backlog: after a restart every agent's client may reconnect in the same moment
-        registry = registry_for(self.hub)
-        self.admin = await loop.create_server(
-            lambda: AdminProtocol(lambda: self.ready, lambda: render(registry)),
-            s.host,
-            s.admin_port,
-            reuse_address=True,
-        )
+        await self.web.start(s.host, s.admin_port)
         self.udp = RobotEndpoint(self.hub)
         self.hub.before_scrape.append(self.udp.fold_counts)
         self.udp.start(s.host, s.udp_port)
         self.tcp_port = self.tcp.sockets[0].getsockname()[1]
         self.udp_port = self.udp.port
-        self.admin_port = self.admin.sockets[0].getsockname()[1]
+        self.admin_port = self.web.port
         self.agent_port = self.agents.sockets[0].getsockname()[1]
         self.ready = True
         log.info(
@@ -323,13 +318,14 @@ class Server:
         """Stop accepting, say goodbye to every caller, wait up to the grace period, abort the rest."""
         self.ready = False
         started = time.monotonic()
-        for srv in (self.tcp, self.admin, self.agents):
+        for srv in (self.tcp, self.agents):
             if srv is not None:
                 srv.close()
         self.hub.desk.shutdown()  # agents in a call hear ENDED by=server
         for conn in list(self.hub.agent_connections):
             conn.send("INFO the server is shutting down")
             conn.close("shutdown")
+        await self.web.close_pages()  # browser agents too; /readyz answers 503 until the end
         if self.udp is not None:
             self.udp.close()
         sessions = list(self.hub.sessions)
@@ -342,6 +338,7 @@ class Server:
         for session in left:
             session.abort()
         await asyncio.sleep(0)
+        await self.web.close()
         self.hub.timers.close()
         self.hub.executor.shutdown(wait=False, cancel_futures=True)
         if self.hub.records is not None:
@@ -368,7 +365,7 @@ def serve(settings: Settings) -> int:
         return 1
     try:
         server = Server(settings, result, signature)
-    except DatabaseError as exc:  # one line, naming the path; the file is left as it is
+    except (DatabaseError, SecretError) as exc:  # one line, naming the path; the file is left as it is
         print(f"hotline: {exc}", file=sys.stderr)
         return 1
     # Long-lived objects (the menu, the robot's index, imported modules) never become garbage: move

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 for every interface)")
     tcp_port: Port = Field(10086, description="the caller menu (telnet / nc); 0 picks a free port")
     udp_port: Port = Field(10086, description="the UDP robot; 0 picks a free port")
-    admin_port: Port = Field(9108, description="admin HTTP: /healthz, /readyz; 0 picks a free port")
+    admin_port: Port = Field(
+        9108,
+        description="HTTP: the agent console, the board, /healthz, /readyz, /metrics; 0 picks a free port",
+    )
     agent_port: Port = Field(
         10087, description="terminal agents (the agent desk, nc / telnet); 0 picks a free port"
     )
@@ -81,6 +84,15 @@ class Settings(BaseSettings):
     )
     robot_global_rate: Annotated[float, Field(gt=0)] = Field(
         20000.0, description="robot replies per second to everyone together"
+    )
+    secret: Annotated[SecretStr | None, Field(min_length=16)] = Field(
+        None, description="signs the console's session cookies; unset: one generated in the data folder"
+    )
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = Field(
+        12.0, description="hours a console login lasts"
+    )
+    agent_reconnect_grace: Annotated[float, Field(ge=0, le=3600)] = Field(
+        30.0, description="seconds a browser agent whose last page closed stays logged in"
     )
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = Field(
         5.0, description="seconds to let callers finish after the goodbye on shutdown"

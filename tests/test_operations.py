@@ -24,7 +24,7 @@ BYE = "感谢您致电中国移动 10086,再见!"
 
 async def http_get(port: int, path: str) -> str:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     return data.decode()
@@ -45,7 +45,7 @@ async def test_metrics_show_the_live_state(server: Server) -> None:
     c.send("x", "1", "13800138000", "8", "流两还剩多少")
     await c.expect("查询流量")
     text = await http_get(server.admin_port, "/metrics")
-    assert text.startswith("HTTP/1.0 200 OK")
+    assert text.startswith("HTTP/1.1 200 OK")
     assert metric(text, "hotline_sessions_active") == 1
     assert metric(text, "hotline_sessions_total") == 1
     assert metric(text, "hotline_node_visits_total", node="main") == 2
@@ -282,4 +282,4 @@ def _active(admin_port: int) -> int:
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
 async def test_admin_paths(server: Server, path: str) -> None:
-    assert (await http_get(server.admin_port, path)).startswith("HTTP/1.0 200 OK")
+    assert (await http_get(server.admin_port, path)).startswith("HTTP/1.1 200 OK")

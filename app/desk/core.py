@@ -489,10 +489,12 @@ class Desk:
         self._set_state(agent, "offered", now)
         self.offers_total += 1
         self.log("call_offered", queue=call.queue, call_id=call.id, agent=agent.id)
+        agent.link.agent_event(self.offer_of(call, now))
+
+    def offer_of(self, call: Call, now: float) -> Offer:
+        """The offer of `call` as its agent sees it (again, for a console that reconnects)."""
         link = call.link
-        agent.link.agent_event(
-            Offer(call.id, call.queue, int(now - call.joined), link.peer, link.handoff_context())
-        )
+        return Offer(call.id, call.queue, int(now - call.joined), link.peer, link.handoff_context())
 
     def _missed(self, agent: Agent, call: Call, now: float) -> None:
         self._withdraw(call, now)

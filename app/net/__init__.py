@@ -1,1 +1,1 @@
-"""The network layer: the telnet/nc line discipline (pure), TCP caller sessions and the admin endpoint."""
+"""The network layer: the telnet/nc line discipline (pure), TCP callers, terminal agents, the UDP robot."""

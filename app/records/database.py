@@ -318,20 +318,36 @@ def _ticket(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def list_tickets(db: sqlite3.Connection, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def list_tickets(
+    db: sqlite3.Connection,
+    status: str | None = None,
+    limit: int = 50,
+    queues: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first; with `queues`, only tickets of those queues and those of no queue."""
+    where, args = [], []
+    if status is not None:
+        where.append("status = ?")
+        args.append(status)
+    if queues is not None:
+        where.append(f"(queue IS NULL OR queue IN ({','.join('?' * len(queues))}))")
+        args.extend(queues)
+    # only fixed text and ? placeholders are joined: the values go as parameters
+    sql = "SELECT * FROM tickets" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608
     db.row_factory = sqlite3.Row
-    if status is None:
-        rows = db.execute("SELECT * FROM tickets ORDER BY created DESC, seq DESC LIMIT ?", (limit,))
-    else:
-        rows = db.execute(
-            "SELECT * FROM tickets WHERE status = ? ORDER BY created DESC, seq DESC LIMIT ?", (status, limit)
-        )
+    try:
+        rows = db.execute(sql + " ORDER BY created DESC, seq DESC LIMIT ?", (*args, limit)).fetchall()
+    finally:
+        db.row_factory = None
     return [_ticket(r) for r in rows]
 
 
 def get_ticket(db: sqlite3.Connection, ticket_id: str) -> dict[str, Any] | None:
     db.row_factory = sqlite3.Row
-    row = db.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+    try:
+        row = db.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+    finally:
+        db.row_factory = None
     return _ticket(row) if row is not None else None
 
 

@@ -22,7 +22,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,6 +85,14 @@ class Storage(Protocol):
     def call_ended(self, session_id: str, ended: float, dropped: int) -> None: ...
 
     async def last_lines(self, session_id: str, count: int) -> list[tuple[str, str | None, str]]: ...
+
+    async def tickets(
+        self, status: str | None, limit: int, queues: Sequence[str] | None
+    ) -> list[dict[str, Any]]: ...
+
+    async def ticket(self, ticket_id: str) -> dict[str, Any] | None: ...
+
+    async def close_ticket(self, ticket_id: str, note: str | None) -> bool: ...
 
     async def close(self) -> None: ...
 
@@ -203,6 +211,19 @@ class Recorder:
         """The call's last lines as stored, after everything recorded so far is written."""
         self.flush()
         return await self._ask(lambda: dbm.last_lines(self.db, session_id, count))  # type: ignore[no-any-return]
+
+    async def tickets(
+        self, status: str | None, limit: int, queues: Sequence[str] | None
+    ) -> list[dict[str, Any]]:
+        """As `hotline tickets list --json`; with `queues`, those queues' tickets and those of none."""
+        return await self._ask(lambda: dbm.list_tickets(self.db, status, limit, queues))  # type: ignore[no-any-return]
+
+    async def ticket(self, ticket_id: str) -> dict[str, Any] | None:
+        return await self._ask(lambda: dbm.get_ticket(self.db, ticket_id))  # type: ignore[no-any-return]
+
+    async def close_ticket(self, ticket_id: str, note: str | None) -> bool:
+        """Close a ticket (autocommit: one UPDATE); False when there is no such ticket."""
+        return await self._ask(lambda: dbm.close_ticket(self.db, ticket_id, note, time.time()))  # type: ignore[no-any-return]
 
     def flush(self) -> None:
         """Hand the lines and call records gathered so far to the thread (or drop them, counted)."""
