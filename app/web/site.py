@@ -48,7 +48,7 @@ HEADERS: Final = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make Chromium send `Origin: null` on our own forms
 }
 ALERTS: Final = {  # the login form's alerts: fixed texts, never anything the client sent
     "failed": "工号或密码错误。",

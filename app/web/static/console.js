@@ -14,6 +14,7 @@ let canned = {};
 let me = null;
 let offer = null; // the pending offer's call id
 let call = null; // the connected call's id
+const titles = {}; // queue name -> title
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -52,7 +53,7 @@ function showFacts(o) {
   facts.replaceChildren();
   const add = (k, v) => { facts.appendChild(el("dt", k)); facts.appendChild(el("dd", v)); };
   add("来电", o.call_id);
-  add("队列", o.queue);
+  add("队列", titles[o.queue] || o.queue);
   add("已等待", `${o.waited} 秒`);
   for (const [key, value] of o.context) {
     if (key === "transcript") continue;
@@ -77,6 +78,7 @@ function showQueues(queues) {
   list.replaceChildren();
   if (!queues.length) list.appendChild(el("li", "您不在任何队列中"));
   for (const q of queues) {
+    titles[q.queue] = q.title;
     const li = el("li");
     li.appendChild(el("strong", q.title));
     li.appendChild(el("span", ` 排队 ${q.waiting} 人 · 最长等待 ${q.longest} 秒 · 空闲坐席 ${q.available}`));

@@ -1,0 +1,210 @@
+"""The agent console and the board in a real browser: Playwright driving Debian's chromium against a
+real server process, with callers dialling in through real `nc`. Controls are found by the accessible
+names AGENT_DESK.md lists. Screenshots land in .artifacts/ for a person to look at."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import ServerProcess
+from tests.helpers import REPO, system_tool
+from tests.web.conftest import PASSWORD, web_config
+
+ARTIFACTS = REPO / ".artifacts"
+WELCOME = "欢迎致电中国移动 10086"
+expect.set_options(timeout=10_000)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=system_tool("chromium"), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path, password_hash: str) -> Iterator[ServerProcess]:
+    folder = web_config(tmp_path / "config", password_hash)
+    proc = ServerProcess([sys.executable, "-m", "app", "serve", "--config", str(folder)])
+    yield proc
+    proc.stop()
+
+
+class NcCaller:
+    """A caller dialling in with `nc`, as the README shows."""
+
+    def __init__(self, port: int) -> None:
+        self.child = pexpect.spawn(system_tool("nc"), ["127.0.0.1", str(port)], encoding="utf-8", timeout=10)
+        self.child.expect(WELCOME)
+
+    def press(self, line: str) -> None:
+        self.child.sendline(line)
+
+    def hears(self, text: str) -> None:
+        self.child.expect_exact(text)
+
+    def close(self) -> None:
+        self.child.close(force=True)
+
+
+@pytest.fixture
+def callers(served: ServerProcess) -> Iterator[list[NcCaller]]:
+    made: list[NcCaller] = []
+    yield made
+    for c in made:
+        c.close()
+
+
+def open_page(browser: Browser, served: ServerProcess, path: str = "/", width: int = 1280) -> Page:
+    context = browser.new_context(viewport={"width": width, "height": 860}, locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{served.admin_port}{path}")
+    return page
+
+
+def log_in(page: Page, agent_id: str, password: str = PASSWORD) -> None:
+    page.get_by_label("工号").fill(agent_id)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+
+
+def shoot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    assert (ARTIFACTS / name).stat().st_size > 10_000
+
+
+def test_an_agent_answers_an_nc_caller_in_the_browser(
+    browser: Browser, served: ServerProcess, callers: list[NcCaller]
+) -> None:
+    page = open_page(browser, served)
+    expect(page.get_by_role("button", name="就绪")).to_have_count(0)  # before login: only the form
+    log_in(page, "1001")
+    status = page.get_by_role("status", name="状态")
+    expect(status).to_contain_text("小休")
+    expect(page.get_by_role("button", name="接听")).to_have_count(0)  # no offer, no 接听
+    page.get_by_role("button", name="就绪").click()
+    expect(status).to_contain_text("就绪")
+
+    caller = NcCaller(served.tcp_port)
+    callers.append(caller)
+    caller.press("1")
+    caller.press("13800138000")
+    caller.hears("余额")
+    caller.press("0")
+    accept = page.get_by_role("button", name="接听")
+    expect(accept).to_be_visible()
+    expect(page.get_by_role("button", name="拒接")).to_be_visible()
+    context = page.get_by_role("region", name="来电信息")
+    expect(context).to_contain_text("菜单路径")
+    expect(context).to_contain_text("*******8000")  # the sensitive number, masked
+    expect(context).not_to_contain_text("13800138000")
+    expect(context.get_by_role("list").last).to_contain_text("来电者")  # the transcript so far
+    expect(page.get_by_role("region", name="队列")).to_contain_text("排队 1 人")
+    accept.click()
+    caller.hears("工号 1001 为您服务")
+    expect(accept).to_have_count(0)
+
+    conversation = page.get_by_role("log", name="对话")
+    caller.press("我的话费怎么扣了这么多")
+    expect(conversation).to_contain_text("来电者：我的话费怎么扣了这么多")
+    page.get_by_label("回复").fill("您好，我帮您查一下本月账单。")
+    page.get_by_role("button", name="发送").click()
+    caller.hears("客服 1001:您好，我帮您查一下本月账单。")
+    expect(conversation).to_contain_text("我：您好，我帮您查一下本月账单。")
+    page.get_by_role("button", name=":hi").click()  # a canned reply from desk.yaml
+    page.get_by_role("button", name="发送").click()
+    caller.hears("客服 1001:您好，请问有什么可以帮您？")
+    shoot(page, "console.png")
+
+    page.get_by_label("处理结果").select_option("已解决")
+    page.get_by_role("button", name="结束通话").click()
+    caller.hears("本次服务已结束")
+    caller.hears(WELCOME)  # back in the menu
+    expect(conversation).to_contain_text("通话结束")
+    expect(page.get_by_role("button", name="结束通话")).to_be_disabled()
+    ended = served.wait_for("call_completed")
+    assert (ended["by"], ended["disposition"]) == ("agent", "已解决")
+
+
+def test_a_wrong_password_is_shown_as_an_alert(browser: Browser, served: ServerProcess) -> None:
+    page = open_page(browser, served)
+    log_in(page, "1001", "not-the-password")
+    expect(page.get_by_role("alert")).to_contain_text("工号或密码错误")
+    expect(page.get_by_role("button", name="就绪")).to_have_count(0)
+    assert "not-the-password" not in page.content() and "password" not in page.url
+
+
+def test_a_second_agent_gets_the_call_the_first_rejects(
+    browser: Browser, served: ServerProcess, callers: list[NcCaller]
+) -> None:
+    pages = []
+    for agent_id in ("1001", "1002"):
+        page = open_page(browser, served)
+        log_in(page, agent_id)
+        page.get_by_role("button", name="就绪").click()
+        expect(page.get_by_role("status", name="状态")).to_contain_text("就绪")
+        pages.append(page)
+    caller = NcCaller(served.tcp_port)
+    callers.append(caller)
+    caller.press("0")
+    offered = served.wait_for("call_offered")
+    first = pages[0] if offered["agent"] == "1001" else pages[1]
+    second = pages[1] if first is pages[0] else pages[0]
+    first.get_by_role("button", name="拒接").click()
+    expect(first.get_by_role("button", name="接听")).to_have_count(0)
+    second.get_by_role("button", name="接听").click()
+    caller.hears(f"工号 {'1002' if offered['agent'] == '1001' else '1001'} 为您服务")
+
+
+def test_the_board_follows_callers_joining_and_leaving(
+    browser: Browser, served: ServerProcess, callers: list[NcCaller]
+) -> None:
+    agent = open_page(browser, served)
+    log_in(agent, "1001")  # logged in, on break: callers wait
+    board = open_page(browser, served, "/board")
+    expect(board.get_by_role("button", name="登录")).to_be_visible()  # the login form first
+    log_in(board, "9001")
+    assert board.url.endswith("/board")
+    queues = board.get_by_role("table", name="队列")
+    for header in ("队列", "等待", "最长等待", "今日接通", "今日放弃", "服务水平"):
+        expect(queues.get_by_role("columnheader", name=header, exact=True)).to_be_visible()
+    row = queues.get_by_role("row").filter(has=board.get_by_role("rowheader", name="人工服务"))
+    waiting = row.get_by_role("cell").nth(0)
+    abandoned = row.get_by_role("cell").nth(3)
+    expect(waiting).to_have_text("0")
+    agents = board.get_by_role("table", name="坐席")
+    expect(agents).to_contain_text("小王")
+    expect(agents).not_to_contain_text("老张")  # a supervisor is not an agent on the desk
+
+    for _ in range(2):
+        c = NcCaller(served.tcp_port)
+        callers.append(c)
+        c.press("0")
+    expect(waiting).to_have_text("2")
+    expect(board.locator("#chart polyline")).to_have_count(1)
+    shoot(board, "board.png")
+    callers[0].press("*")  # one hangs back up to the menu
+    expect(waiting).to_have_text("1")
+    expect(abandoned).to_have_text("1")
+    assert re.fullmatch(r"\d+:\d\d", row.get_by_role("cell").nth(1).inner_text())
+
+
+def test_the_console_reflows_on_a_narrow_window(browser: Browser, served: ServerProcess) -> None:
+    page = open_page(browser, served, width=375)
+    log_in(page, "1001")
+    expect(page.get_by_role("status", name="状态")).to_contain_text("小休")
+    log = page.get_by_role("log", name="对话").bounding_box()
+    queue = page.get_by_role("region", name="队列").bounding_box()
+    assert log is not None and queue is not None
+    assert log["y"] > queue["y"] and log["width"] <= 375  # one column, nothing off to the side
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    shoot(page, "console-narrow.png")
