@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test system-tools lint format check bench bench-tcp bench-desk bench-records bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-desk bench-board bench-records bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,7 +43,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.lock
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-bench.lock
 	touch $@
 
-bench: $(BENCH_STAMP)  ## side-by-side benchmarks, TCP, agent desk, UDP (servers on CPU 0, load on CPU 1); needs gcc
+bench: $(BENCH_STAMP)  ## side-by-side benchmarks: TCP, agent desk, boards, records, UDP (servers on CPU 0, load on CPU 1); needs gcc
 	$(BIN)/python -m benchmarks
 
 bench-tcp: $(BENCH_STAMP)
@@ -51,6 +51,9 @@ bench-tcp: $(BENCH_STAMP)
 
 bench-desk: $(STAMP)
 	$(BIN)/python -m benchmarks.desk $(ARGS)
+
+bench-board: $(STAMP)
+	$(BIN)/python -m benchmarks.board $(ARGS)
 
 bench-records: $(STAMP)
 	$(BIN)/python -m benchmarks.records $(ARGS)
