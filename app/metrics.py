@@ -151,6 +151,13 @@ def _desk_metrics(hub: Hub) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "hotline_agent_login_failures", "Failed agent logins.", value=hub.login_failed_total
     )
+    pages = GaugeMetricFamily(
+        "hotline_web_pages", "Open console and board pages (WebSockets).", labels=["page"]
+    )
+    live = hub.live
+    pages.add_metric(["console"], sum(len(a.sockets) for a in live.agents.values()) if live else 0)
+    pages.add_metric(["board"], len(live.boards) if live else 0)
+    yield pages
 
 
 def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:

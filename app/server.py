@@ -38,6 +38,7 @@ from app.records import DatabaseError, Recorder
 from app.robot import Matcher
 from app.settings import Settings
 from app.web.auth import SecretError
+from app.web.live import Live
 from app.web.site import WebSite
 
 log = structlog.get_logger("hotline.server")
@@ -106,6 +107,7 @@ class Hub:
         self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
         self.desk = Desk(desk or DeskConfig.default(), _desk_log)
         self.agent_connections: set[AgentConnection] = set()
+        self.live: Live | None = None  # the browser side (app.web), once it runs
         self.login_guard = LoginGuard()
         self.login_failed_total = 0
         self.executor = concurrent.futures.ThreadPoolExecutor(
@@ -161,7 +163,9 @@ class Server:
         self.tcp: asyncio.Server | None = None
         self.agents: asyncio.Server | None = None
         self.agent_port = 0
-        self.web = WebSite(self.hub, lambda: self.ready, lambda: render(registry_for(self.hub)))
+        registry = registry_for(self.hub)
+        self.web = WebSite(self.hub, lambda: self.ready, lambda: render(registry))
+        self.hub.live = self.web.live
         self.udp: RobotEndpoint | None = None
         self.signature = signature
         self.tcp_port = 0

@@ -329,6 +329,8 @@ async def test_the_board_is_for_supervisors_who_take_no_calls(site: Server, web:
     assert "9001" not in site.hub.desk.agents and site.hub.desk.logged_in("default") == 1
     board = await boss.ws()
     snap = await recv(board, "board")
+    _, metrics, _ = await boss.get("/metrics")
+    assert re.search(r'^hotline_web_pages\{page="board"\} 1\.0$', metrics, re.M)
     assert [q["title"] for q in snap["queues"]] == ["人工服务", "贵宾服务"]
     assert [(a["id"], a["status"]) for a in snap["agents"]] == [("1001", "on_break")]
     caller = await web.caller()
