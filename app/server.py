@@ -48,6 +48,7 @@ DEMO_HASHES: frozenset[str] = frozenset(
     {
         "scrypt$16384$8$1$hn8si/gdzWfU5zjyV8uA7A==$QM+oDHjn9oKQKpR5FK8To81cIWdbUbbflBPGtpP8yl0=",  # 1001
         "scrypt$16384$8$1$tLLgbXWc/CWtzLjPKLC9Ew==$71l4oztDVq6GJvWfml6IuG0YHuq9xOJzR+diwL6eg+w=",  # 1002
+        "scrypt$16384$8$1$5z9pVNfko33boDS9qcYPjQ==$FmH0RIkrGm7PsgvCjXkKV21/CgoV936ZPbHsfNNvExs=",  # 9001
     }
 )
 
