@@ -97,13 +97,31 @@ class Server:
     proc: Proc
     port: int
     agent_port: int
+    admin_port: int
 
 
 def serve(config: Path) -> Server:
-    port, agent_port = free_port(), free_port()
-    env = {**HOTLINE_ENV, "HOTLINE_CONFIG": str(config), "HOTLINE_AGENT_PORT": str(agent_port)}
+    port, agent_port, admin_port = free_port(), free_port(), free_port()
+    env = {
+        **HOTLINE_ENV,
+        "HOTLINE_CONFIG": str(config),
+        "HOTLINE_AGENT_PORT": str(agent_port),
+        "HOTLINE_ADMIN_PORT": str(admin_port),
+    }
     proc = Proc([python(), "-m", "app", "serve", "--tcp-port", str(port)], env=env, tcp_port=port)
-    return Server(proc, port, agent_port)
+    return Server(proc, port, agent_port, admin_port)
+
+
+def start_drain(server: Server, agents: int, waiting: int, base: int, seconds: int) -> subprocess.Popen[str]:
+    """deskgen -m drain: `agents` log in (it prints AGENTS and waits for a line), then `waiting`
+    callers join the queue (READY, and a line again), then the agents take them."""
+    argv = deskgen(server, "-m", "drain", "-a", str(agents), "-c", str(waiting), "-W", POSITION)
+    return subprocess.Popen(
+        [*argv, "-b", str(base), "-w", PASSWORD, "-r", "200", "-d", str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def deskgen(server: Server, *args: str) -> list[str]:
@@ -239,13 +257,7 @@ def drain(args: argparse.Namespace, folder: Path) -> Drain:
     finally:
         server.proc.stop()
     server = serve(config)  # a fresh process, so the idle callers' freed memory does not count
-    argv = deskgen(server, "-m", "drain", "-a", str(args.agents), "-c", str(args.waiting), "-W", POSITION)
-    proc = subprocess.Popen(
-        [*argv, "-b", "2001", "-w", PASSWORD, "-r", "200", "-d", "60"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_drain(server, args.agents, args.waiting, 2001, 60)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         if not proc.stdout.readline().startswith("AGENTS"):

@@ -27,7 +27,7 @@ from aiohttp import web
 from app.desk import protocol
 from app.desk.board import snapshot
 from app.desk.core import Agent
-from app.desk.events import AgentEvent, LoggedOut, Message
+from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message
 
 if TYPE_CHECKING:
     from app.server import Hub
@@ -92,6 +92,8 @@ class WebAgent:
     # the desk's AgentLink
     def agent_event(self, event: AgentEvent) -> None:
         self.emit(event)
+        if type(event) is CallerSaid:  # the relay's every line: no state changed
+            return
         self.status()
         if type(event) is LoggedOut:  # removed from desk.yaml: the desk logged them out already
             self.agent = None
