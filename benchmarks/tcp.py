@@ -91,9 +91,11 @@ class Run:
     failed: str = ""
 
 
-def loadgen(port: int, conns: int, seconds: float, timeout: float, steps: list[str] = STEPS) -> Run:
+def loadgen(
+    port: int, conns: int, seconds: float, timeout: float, steps: list[str] = STEPS, greeting: str = GREETING
+) -> Run:
     tool = build_tool("loadgen")
-    argv = [str(tool), "-p", str(port), "-c", str(conns), "-d", str(seconds), "-g", GREETING, "-r", "100"]
+    argv = [str(tool), "-p", str(port), "-c", str(conns), "-d", str(seconds), "-g", greeting, "-r", "100"]
     for step in steps:
         argv += ["-s", step]
     try:

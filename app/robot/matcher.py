@@ -44,6 +44,7 @@ _COVER = 0.7  # weight of "the question holds all of the example's words" (order
 _PIVOT = 0.4
 _COMMON_MIN = 40  # a character in more intents than this (and than _COMMON_SHARE of them) is "common"
 _COMMON_SHARE = 0.3
+ANSWERS_KEPT = 4096  # distinct questions whose answers are kept (see Matcher.answer)
 
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -187,6 +188,7 @@ class Matcher:
         self.threshold = kb.threshold
         self.ambiguity = kb.ambiguity
         self.fallback = Answer(kb.fallback, None, 0.0)
+        self._answers: dict[str, Answer] = {}  # question -> its answer (see answer())
         self.owner: list[int] = []
         self.sounds: list[str] = []
         bags: list[dict[str, int]] = []
@@ -260,7 +262,20 @@ class Matcher:
         return sorted(((self.ids[i], s) for i, s in enumerate(best) if s > 0), key=lambda x: -x[1])
 
     def answer(self, question: str) -> Answer:
-        """The reply to `question`: an intent's answer, a clarifying question, or the fallback."""
+        """The reply to `question`: an intent's answer, a clarifying question, or the fallback.
+        Callers ask the same few questions over and over (流量还剩多少): the answers to the last
+        ANSWERS_KEPT distinct questions are kept (the matcher is immutable: a reload makes a new one)."""
+        answers = self._answers
+        known = answers.get(question)
+        if known is not None:
+            return known
+        found = self._answer(question)
+        if len(answers) >= ANSWERS_KEPT:
+            answers.clear()  # bounded: a flood of distinct questions cannot grow it
+        answers[question] = found
+        return found
+
+    def _answer(self, question: str) -> Answer:
         text = self.encode(question)
         sound = by_sound(text)
         if not sound or not self.ids:

@@ -1,4 +1,5 @@
-"""Baseline: a bare uvloop asyncio.Protocol, the Python ceiling (benchmark only)."""
+"""Baseline: a bare uvloop asyncio.Protocol, the Python ceiling (benchmark only).
+argv: PORT [TABLE.json] (the two-screen menu, or the mixed workload's reply table)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import sys
 import uvloop
 
 from benchmarks.baselines.menu2 import MAIN, answer
+from benchmarks.baselines.table import Table
+
+GREETING = MAIN
 
 
 class Menu(asyncio.Protocol):
@@ -17,7 +21,7 @@ class Menu(asyncio.Protocol):
         self.transport = transport
         self.state = 0
         self.buf = b""
-        transport.write(MAIN)  # type: ignore[attr-defined]
+        transport.write(GREETING)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data
@@ -38,4 +42,7 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        table = Table(sys.argv[2])
+        GREETING, answer = table.greeting, table.answer  # the mixed workload's replies
     uvloop.run(main(int(sys.argv[1])))

@@ -1,4 +1,5 @@
-"""Baseline: bare asyncio streams, one coroutine per session (benchmark only). argv: PORT uvloop|asyncio."""
+"""Baseline: bare asyncio streams, one coroutine per session (benchmark only).
+argv: PORT uvloop|asyncio [TABLE.json] (the two-screen menu, or the mixed workload's reply table)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import asyncio
 import sys
 
 from benchmarks.baselines.menu2 import MAIN, answer
+from benchmarks.baselines.table import Table
+
+GREETING = MAIN
 
 
 async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(MAIN)
+    writer.write(GREETING)
     state = 0
     try:
         while line := await reader.readline():
@@ -29,6 +33,9 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        table = Table(sys.argv[3])
+        GREETING, answer = table.greeting, table.answer  # the mixed workload's replies
     if sys.argv[2] == "uvloop":
         import uvloop
 

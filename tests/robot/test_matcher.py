@@ -164,3 +164,18 @@ def test_questions_do_not_grow_the_vocabulary() -> None:
     for i in range(1000):
         matcher.answer(f"unheard word number w{i} zq{i}")
     assert len(matcher.words) == size
+
+
+def test_answers_to_repeated_questions_are_kept_and_bounded(
+    robot: Matcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.robot.matcher as matcher_module
+
+    fresh = Matcher(robot.kb)
+    first = fresh.answer("流量还剩多少")
+    assert fresh.answer("流量还剩多少") is first  # the second time from what was kept
+    assert first == robot._answer("流量还剩多少")  # the same as matching again
+    monkeypatch.setattr(matcher_module, "ANSWERS_KEPT", 3)
+    for q in ("话费余额", "怎么充值", "宽带报修", "套餐", "国际漫游"):
+        fresh.answer(q)
+    assert 0 < len(fresh._answers) <= 3

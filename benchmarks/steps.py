@@ -1,0 +1,284 @@
+"""What each kind of step costs the server, in instructions (callgrind) or CPU time.
+
+    .venv/bin/python -m benchmarks.steps            (run by `make bench-mixed` after the socket runs)
+
+In process, on uvloop: the shipped config (config/) with its robot and desk, a Hub as the server
+builds it (transcripts on, gathered on the loop as in the server; the writer thread is not started,
+so its work, done on another thread, is not in these counts), and SESSIONS real CallerSessions on a
+stand-in transport (it keeps nothing). For each step of the mixed workload's SCRIPT, every session
+is walked to the step (not counted), then each takes the step: `data_received(line + CRLF)`, the
+whole path a read takes (line discipline, line rate, the coroutine, the engine, the transcript, the
+write). Counted: only those calls, divided by SESSIONS.
+
+Under valgrind (when it is installed) the counts are instructions, toggled on around the measured
+calls with callgrind's client requests (a tiny C helper, built with gcc): repeatable on a noisy
+machine. Without valgrind, the same walk reports CPU time per step (process_time, best of 5).
+Also reported: the robot's own matching of the question (Matcher.match), against which the robot
+question step is judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO, targets_table
+
+SESSIONS = 200
+HELPER = r"""
+#include <valgrind/callgrind.h>
+void cg_on(void) { CALLGRIND_TOGGLE_COLLECT; }
+void cg_off(void) { CALLGRIND_TOGGLE_COLLECT; }
+void cg_dump(const char *what) { CALLGRIND_DUMP_STATS_AT(what); }
+"""
+
+
+class Transport:
+    """Stands in for uvloop's TCP transport: takes the bytes, keeps nothing."""
+
+    written = 0
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", self.port) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        Transport.written += len(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def _helper() -> Any:
+    """The callgrind client requests, or None when not under valgrind."""
+    if not os.environ.get("HOTLINE_STEPS_CALLGRIND"):
+        return None
+    src = Path(tempfile.gettempdir()) / "hotline-cg-helper.c"
+    lib = src.with_suffix(".so")
+    if not lib.exists():
+        src.write_text(HELPER)
+        subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    return ctypes.CDLL(str(lib))
+
+
+Prepare = Callable[[], Callable[[], None]]
+
+
+async def walk(counted: Callable[[str, Prepare], None]) -> None:
+    """Every step of SCRIPT, each measured over SESSIONS sessions in the same state."""
+    from app.configdir import load_config
+    from app.net.tcp import CallerSession
+    from app.records import Recorder
+    from app.server import Hub
+    from app.settings import Settings
+    from benchmarks.mixed import SCRIPT
+
+    data = tempfile.mkdtemp(prefix="hotline-steps-")
+    settings = Settings(
+        config=REPO / "config",
+        data=data,
+        max_lines_per_second=1e9,
+        max_sessions=100_000,
+        max_sessions_per_address=100_000,
+    )
+    config = load_config(settings.config)
+    assert config.graph is not None and config.robot is not None
+    hub = Hub(settings, config.graph, config.robot, config.desk, Recorder(settings.data, 30))
+    gone: list[Any] = []
+    try:
+        for index, (kind, line) in enumerate(SCRIPT):
+
+            def prepare(index: int = index, line: str = line) -> Callable[[], None]:
+                """SESSIONS new callers walked to just before the step; the step, to call once."""
+                sessions = []
+                for i in range(SESSIONS):
+                    s = CallerSession(hub)
+                    s.connection_made(Transport(40000 + i))  # type: ignore[arg-type]
+                    sessions.append(s)
+                for _, before in SCRIPT[:index]:
+                    for s in sessions:
+                        s.data_received(before.encode() + b"\r\n")
+                data_in = line.encode() + b"\r\n"
+
+                def step() -> None:
+                    for s in sessions:
+                        s.data_received(data_in)
+
+                gone.extend(sessions)
+                return step
+
+            counted(f"{index:02d} {kind}", prepare)
+            for s in gone:
+                s.connection_lost(None)
+            gone.clear()
+        question = next(line for kind, line in SCRIPT if kind == "robot question")
+        robot = hub.robot
+
+        def match() -> None:
+            for _ in range(SESSIONS):
+                robot._answer(question)  # matching itself, not the kept answer
+
+        counted("robot matching alone", lambda: match)
+    finally:
+        hub.timers.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def inner(mode: str) -> None:
+    """The measuring process: prints `name cost` lines (instructions dumped to files under valgrind)."""
+    import uvloop
+
+    from app import logs
+
+    logs.configure("warning", "json")  # sessions log at info: not part of what is counted
+    cg = _helper()
+    results: list[tuple[str, float]] = []
+
+    def counted(name: str, prepare: Prepare) -> None:
+        if cg is not None:
+            prepare()()  # warm: caches and first-time paths are not the steady state
+            step = prepare()
+            cg.cg_on()
+            step()
+            cg.cg_off()
+            cg.cg_dump(name.encode())
+            return
+        prepare()()
+        best = min(_timed(prepare()) for _ in range(5))
+        results.append((name, best / SESSIONS * 1e6))
+
+    uvloop.run(walk(counted))
+    for name, cost in results:
+        print(f"{cost:.3f} {name}")
+
+
+def _timed(fn: Callable[[], None]) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def instructions() -> list[tuple[str, float]]:
+    """Run the walk under callgrind; instructions per step for each dump."""
+    with tempfile.TemporaryDirectory(prefix="hotline-cg-") as tmp:
+        out = Path(tmp) / "cg.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--collect-atstart=no",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-m",
+                "benchmarks.steps",
+                "--inner",
+            ],
+            check=True,
+            cwd=REPO,
+            env={**os.environ, "HOTLINE_STEPS_CALLGRIND": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        found = []
+        for path in Path(tmp).glob("cg.out.*"):
+            text = path.read_text(errors="replace")
+            name = re.search(r"^desc: Trigger: Client Request: (.+)$", text, re.M)
+            total = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
+            if name and total:
+                found.append((name.group(1), int(total.group(1)) / SESSIONS))
+        return sorted(found)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--time", action="store_true", help="CPU time even where valgrind is installed")
+    args = parser.parse_args(argv)
+    if args.inner:
+        inner("")
+        return
+    use_valgrind = shutil.which("valgrind") is not None and shutil.which("gcc") is not None and not args.time
+    if use_valgrind:
+        costs, unit = instructions(), "instructions"
+    else:
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.steps", "--inner"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        costs = [(line.split(" ", 1)[1], float(line.split(" ", 1)[0])) for line in out.splitlines()]
+        unit = "µs of CPU"
+    report(costs, unit)
+
+
+def report(costs: list[tuple[str, float]], unit: str) -> None:
+    by_name = dict(costs)
+    options = [v for k, v in costs if k.split(" ", 1)[1] == "option"]
+    base = min(options) if options else 0.0
+    print(f"\n### What each step costs the server ({unit} per step, {SESSIONS} sessions each; in process)\n")
+    print(f"| step of the mixed workload | {unit} | × an option keypress |\n|---|---|---|")
+    for name, value in costs:
+        ratio = f"{value / base:.2f}×" if base else "—"
+        shown = f"{value:,.0f}" if unit == "instructions" else f"{value:.2f}"
+        print(f"| {name[3:] if name[:2].isdigit() else name} | {shown} | {ratio} |")
+    rows: list[tuple[str, str, bool]] = []
+    worst = max(
+        ((k, v) for k, v in costs if k[:2].isdigit() and "robot question" not in k),
+        key=lambda kv: kv[1],
+        default=None,
+    )
+    if worst and base:
+        rows.append(
+            (
+                "no step kind costs more than 1.3× an option keypress (robot questions apart)",
+                f"the dearest: {worst[0][3:]}, {worst[1] / base:.2f}×",
+                worst[1] / base <= 1.3,
+            )
+        )
+    robot = next((v for k, v in costs if "robot question" in k), 0.0)
+    alone = by_name.get("robot matching alone", 0.0)
+    if robot and alone:
+        rows.append(
+            (
+                "robot question: the step beyond the robot's own matching costs ≤ 1.3× an option keypress",
+                f"step {robot:,.0f} = matching {alone:,.0f} + {robot - alone:,.0f} ({(robot - alone) / base:.2f}×)",
+                (robot - alone) / base <= 1.3,
+            )
+        )
+    targets_table(rows)
+
+
+if __name__ == "__main__":
+    main()
