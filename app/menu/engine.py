@@ -210,16 +210,60 @@ class Session:
         return self._done(out)
 
     def press(self, line: str, now: float) -> Say | None:
-        """`feed` for the common keypress, with one event and no list: an option typed as is that
-        leads straight to a node that waits and has a fixed prompt (see Waiting.moves). Returns that
-        prompt, or None having changed nothing: then call `feed`."""
+        """`feed` for the common keypresses, with one event and no list: an option typed as is (or in
+        full width) that leads straight to a node that waits and has a fixed prompt (Waiting.moves);
+        `*` back, `#` top and `9` repeat to such a node (Waiting.fast_keys); a single key a menu
+        refuses (Waiting.refused: the invalid line and the short prompt, one Say). Returns what to
+        say, or None having changed nothing: then call `feed_line`."""
         node = self.node
-        nxt = node.wait.moves.get(line) if node is not None and not self.trace else None
-        if nxt is None:
+        if node is None or self.trace:
             return None
+        wait = node.wait
+        nxt = wait.moves.get(line)
+        if nxt is None:
+            if self.desk is not None or self.saving is not None:
+                return None
+            action = wait.fast_keys.get(line)
+            if action is not None:
+                return self._fast_key(action, node, now)
+            retry = wait.refused.get(line)
+            if retry is None or self.failures + 1 >= wait.max_failures:
+                return None
+            self.failures += 1  # fail(), below the limit
+            self.stats.invalid += 1
+            self.deadline = now + wait.timeout
+            return retry
         self._arrive(nxt)
         wait = nxt.wait  # WaitNode.enter, inlined
         self.node = nxt
+        self.deadline = now + wait.timeout
+        return wait.prompt.say
+
+    def _fast_key(self, action: str, node: WaitNode, now: float) -> Say | None:
+        """`_key` for back, top and repeat, when where it leads says a fixed prompt and waits."""
+        wait = node.wait
+        if action == "repeat":
+            say = wait.prompt.say
+            if say is not None:
+                self.failures = self.timeouts = 0  # accept()
+                self.deadline = now + wait.timeout
+            return say
+        trail = self.trail
+        if action == "top":
+            trail, name = ROOT, self.graph.start
+        elif node.is_menu and trail.menu == node.name:  # back from a menu: the one before it
+            if trail.parent is not None and trail.parent is not ROOT:
+                trail = trail.parent
+            name = trail.menu
+        else:  # back from an input or other waiting node: the last menu
+            name = trail.menu if trail is not ROOT else self.graph.start
+        target = self.graph.direct.get(name)
+        if target is None:
+            return None
+        self.trail = trail
+        self._arrive(target)
+        wait = target.wait
+        self.node = target
         self.deadline = now + wait.timeout
         return wait.prompt.say
 

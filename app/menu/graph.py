@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from app.menu.nodes import Node, Text
+from app.menu.nodes import Node, Text, WaitNode
 
 
 class Reply(Protocol):
@@ -58,9 +58,19 @@ class Graph:
     robot: Answerer = field(default_factory=NoRobot)
     sensitive_vars: frozenset[str] = frozenset()  # saved by `sensitive: true` inputs: masked for agents
     table: dict[str, Node] = field(init=False, repr=False, compare=False)
+    # nodes that only say a fixed prompt and wait: a global key leading to one needs no handler
+    direct: dict[str, WaitNode] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         table = dict(self.nodes)
         object.__setattr__(self, "table", table)  # the plain dict behind `nodes`, for the engine's lookups
+        object.__setattr__(self, "direct", {n: node for n, node in table.items() if says_and_waits(node)})
         object.__setattr__(self, "nodes", MappingProxyType(table))
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
+
+
+def says_and_waits(node: Node) -> bool:
+    """The node says a fixed prompt on arrival and waits, nothing else (no handler needs to run)."""
+    return (
+        isinstance(node, WaitNode) and type(node).enter is WaitNode.enter and node.wait.prompt.say is not None
+    )

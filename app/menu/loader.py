@@ -21,7 +21,8 @@ import pydantic
 from app.menu import lint, schema, templates
 from app.menu import nodes as handlers
 from app.menu.engine import fold
-from app.menu.graph import Graph
+from app.menu.events import Say
+from app.menu.graph import Graph, says_and_waits
 from app.yamlfile import HasProblems, Problem, Reporter, YPath, read_yaml, suggest
 
 MAX_FILE_BYTES = 1 << 20
@@ -436,20 +437,9 @@ class _Loader(Reporter):
         hangup_nodes = frozenset(n for n, m in models.items() if m.type == "hangup")
         ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__, hangup_nodes)
         compiled = {name: handlers.HANDLERS[m.type](name, m, ctx) for name, m in models.items()}
-        for node in compiled.values():  # direct moves (see Waiting.moves)
-            if isinstance(node, handlers.MenuNode):
-                for key, target in node.options.items():
-                    nxt = compiled[target]
-                    if (
-                        key not in node.wait.keys
-                        and isinstance(nxt, handlers.WaitNode)
-                        and type(nxt).enter
-                        is handlers.WaitNode.enter  # says its prompt and waits, nothing else
-                        and nxt.wait.prompt.say is not None
-                        and fold(key)[1] == key  # the engine looks the typed line up as is
-                        and key.isprintable()  # so no signal of the I/O layer can match
-                    ):
-                        node.wait.moves[key] = nxt
+        for node in compiled.values():  # the engine's shortcuts (see Waiting.moves, fast_keys, refused)
+            if isinstance(node, handlers.WaitNode):
+                _shortcuts(node, compiled)
         return Graph(
             name=str(data.get("name", "menu")),
             start=str(data["start"]),
@@ -462,6 +452,48 @@ class _Loader(Reporter):
                 m.save_as for m in models.values() if isinstance(m, schema.InputNode) and m.sensitive
             ),
         )
+
+
+_SINGLE_KEYS = [chr(c) for c in range(0x21, 0x7F) if not chr(c).isupper()]  # printable ASCII, no space
+
+
+def _widths(key: str) -> list[str]:
+    """`key`, and its full-width form when that folds back to it (what a Chinese IME types: ２ *)."""
+    wide = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in key)
+    return [key, wide] if wide != key and fold(wide)[1] == key else [key]
+
+
+def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -> None:
+    """What the engine may do for a typed line without running the node's handler: each shortcut
+    does exactly what feed() would (tests/menu/test_engine.py walks both ways and compares)."""
+    wait = node.wait
+    usable = [k for k in wait.keys if k.isprintable() and fold(k)[1] == k]  # looked up as typed
+    for key in usable:
+        if wait.keys[key] in ("back", "top", "repeat"):
+            for typed in _widths(key):
+                wait.fast_keys[typed] = wait.keys[key]
+    if not isinstance(node, handlers.MenuNode):
+        return
+    for key, target in node.options.items():
+        nxt = compiled[target]
+        if (
+            key not in wait.keys
+            and says_and_waits(nxt)
+            and fold(key)[1] == key  # the engine looks the typed line up as is
+            and key.isprintable()  # so no signal of the I/O layer can match
+        ):
+            for typed in _widths(key):
+                wait.moves[typed] = nxt  # type: ignore[assignment]  # says_and_waits: a WaitNode
+    if type(node) is handlers.MenuNode and wait.invalid.say is not None and wait.short_prompt.say is not None:
+        retry = Say(wait.invalid.say.text + "\n" + wait.short_prompt.say.text)
+        for key in _SINGLE_KEYS:
+            if (
+                key not in node.options
+                and key not in wait.keys
+                and not any(rule.regex.search(key) for rule in node.rules)
+            ):
+                for typed in _widths(key):
+                    wait.refused[typed] = retry
 
 
 def load_menu(path: str | Path, known: Mapping[str, Collection[str]] | None = None) -> LoadResult:

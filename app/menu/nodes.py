@@ -52,7 +52,14 @@ class Waiting:
     # folding leaves alone (so the typed line is looked up as is), printable, and whose target has a
     # fixed prompt.
     # Filled once the whole graph is compiled; the engine takes these moves without calling handle().
+    # A key's full-width form (what a Chinese IME types: ２ for 2) is here too, when it folds to it.
     moves: dict[str, WaitNode] = field(default_factory=dict, compare=False, repr=False)
+    # The global keys `back`, `top` and `repeat` as typed (and in full width): taken by Session.press
+    # when the node they lead to has a fixed prompt (see Session._fast_key).
+    fast_keys: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # Single keys a menu refuses (no option, global key or pattern takes them) -> the invalid line and
+    # the short prompt as one Say; only when both are fixed texts. Session.press counts the failure.
+    refused: dict[str, Say] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ something asynchronous (a Future or a coroutine: a timer, the agent queue) it ca
 as a Task would; input arriving meanwhile waits in `_pending`.
 
 The common keypress is the fast path: a read such as b"1\r\n" is found in the line discipline's
-cache (`KEYPRESSES`), checked against the caller's line rate (GCRA: one due time), sent into the
+cache (`LineDiscipline.keys`), checked against the caller's line rate (GCRA: one due time), sent into the
 coroutine, which asks `Session.press` for the one prompt it leads to and writes that prompt's
 pre-encoded bytes straight to the transport. Anything else takes the general path (`feed`, `_emit`).
 
@@ -52,7 +52,7 @@ from app.menu.events import (
     Transfer,
 )
 from app.menu.nodes import WaitNode
-from app.net.telnet import INTERRUPT, KEYPRESSES, OVERFLOW, LineDiscipline, Signal, encode_text
+from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, Signal, encode_text
 from app.records import NewTicket, RecordError
 from app.records.recorder import MAX_CALL_BYTES, TRUNCATED
 
@@ -198,7 +198,7 @@ class CallerSession(asyncio.Protocol):
             return
         # A key pressed alone with nothing pending: the line discipline's own shortcut, looked up here.
         discipline = self._discipline
-        items = KEYPRESSES.get(data) if discipline.idle else None
+        items = discipline.keys.get(data) if discipline.idle else None
         if items is None:
             items = discipline.feed(data)
             if discipline.reply:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.authoring.conversations import answer_offline
 from app.menu import Hangup, Notice, Say, Transfer, load_menu
-from app.menu.engine import LOOP_LIMIT, ROOT, TRAILS_KEPT, Trail, fold, normalize
+from app.menu.engine import LOOP_LIMIT, ROOT, TRAILS_KEPT, Session, Trail, fold, normalize
 from app.menu.events import SaveTicket
 from app.menu.graph import Graph
 from app.menu.nodes import MenuNode, MessageNode, Text
@@ -379,7 +381,8 @@ def test_options_typed_in_any_form_or_to_prompts_with_variables_take_the_full_pa
     )
     main = graph.table["main"]
     assert isinstance(main, MenuNode)
-    assert set(main.wait.moves) == {"b"}  # `you` renders its prompt, so it is not a direct move
+    # `you` renders its prompt, so it is not a direct move; ｂ is b as a Chinese IME types it
+    assert set(main.wait.moves) == {"b", "ｂ"}
     walk = Walk(graph)
     assert walk.session.press("a", walk.now) is None and walk.session.node is main  # nothing changed
     assert said(walk("a")) == "您的号码 127.0.0.1"
@@ -394,3 +397,62 @@ def test_folding_never_shortens_a_line_into_an_ascii_key(line: str) -> None:
     """What lets a connected caller's long line skip folding (TransferNode.chat_beyond)."""
     _, folded = fold(line)
     assert not folded.isascii() or len(folded) >= len(line.strip())
+
+
+SHIPPED_KEYS = [
+    "1",
+    "2",
+    "3",
+    "8",
+    "9",
+    "0",
+    "*",
+    "#",
+    "7",
+    "２",
+    "＃",
+    "＊",
+    "x",
+    "?",
+    "13800138000",
+    "1380013800",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SHIPPED_KEYS), max_size=30))
+def test_the_shortcuts_do_exactly_what_the_full_path_does(keys: list[str]) -> None:
+    """Options, full-width keys, * # 9 and refused keys through Session.press (as the server takes
+    them) say the same and end in the same state as through the handlers (trace turns press off)."""
+    graph = _shipped()
+    fast = Session(graph, session_id="a", caller="127.0.0.1")
+    full = Session(graph, session_id="b", caller="127.0.0.1", trace=True)
+    now = 1_700_000_000.0
+    assert said(fast.start(now)) == said(full.start(now))
+    for key in keys:
+        if fast.ended or full.desk is not None:
+            break
+        quick = fast.press(key, now)
+        a = quick.text if quick is not None else said(answer_offline(fast, fast.feed_line(key, now), now))
+        b = said(answer_offline(full, full.feed_line(key, now), now))
+        assert a == b, key
+        assert (fast.node, fast.trail, fast.failures, fast.timeouts, fast.deadline, fast.ended) == (
+            full.node,
+            full.trail,
+            full.failures,
+            full.timeouts,
+            full.deadline,
+            full.ended,
+        ), key
+    assert fast.stats.invalid == full.stats.invalid
+
+
+_SHIPPED: list[Any] = []
+
+
+def _shipped() -> Any:
+    if not _SHIPPED:
+        from app.configdir import load_config
+
+        _SHIPPED.append(load_config(CONFIG).graph)
+    return _SHIPPED[0]
