@@ -213,7 +213,8 @@ class Session:
         """`feed` for the common keypresses, with one event and no list: an option typed as is (or in
         full width) that leads straight to a node that waits and has a fixed prompt (Waiting.moves);
         `*` back, `#` top and `9` repeat to such a node (Waiting.fast_keys); a single key a menu
-        refuses (Waiting.refused: the invalid line and the short prompt, one Say). Returns what to
+        refuses (Waiting.refused) or a line an input's pattern refuses (Waiting.check): the invalid
+        line and the short prompt, one Say. Returns what to
         say, or None having changed nothing: then call `feed_line`."""
         node = self.node
         if node is None or self.trace:
@@ -227,6 +228,14 @@ class Session:
             if action is not None:
                 return self._fast_key(action, node, now)
             retry = wait.refused.get(line)
+            if retry is None:
+                check = wait.check  # an input: a line its pattern refuses (and no global key takes)
+                if check is None or not line.isascii():
+                    return None
+                text = line.strip()
+                if not text or text.lower() in wait.keys or check.fullmatch(text) is not None:
+                    return None
+                retry = wait.retry
             if retry is None or self.failures + 1 >= wait.max_failures:
                 return None
             self.failures += 1  # fail(), below the limit

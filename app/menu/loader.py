@@ -472,6 +472,12 @@ def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -
         if wait.keys[key] in ("back", "top", "repeat"):
             for typed in _widths(key):
                 wait.fast_keys[typed] = wait.keys[key]
+    retry = None
+    if wait.invalid.say is not None and wait.short_prompt.say is not None:
+        retry = Say(wait.invalid.say.text + "\n" + wait.short_prompt.say.text)
+    if type(node) is handlers.InputNode and node.pattern is not None and retry is not None:
+        object.__setattr__(wait, "check", node.pattern)  # Waiting is frozen: set once, at compile time
+        object.__setattr__(wait, "retry", retry)
     if not isinstance(node, handlers.MenuNode):
         return
     for key, target in node.options.items():
@@ -484,8 +490,7 @@ def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -
         ):
             for typed in _widths(key):
                 wait.moves[typed] = nxt  # type: ignore[assignment]  # says_and_waits: a WaitNode
-    if type(node) is handlers.MenuNode and wait.invalid.say is not None and wait.short_prompt.say is not None:
-        retry = Say(wait.invalid.say.text + "\n" + wait.short_prompt.say.text)
+    if type(node) is handlers.MenuNode and retry is not None:
         for key in _SINGLE_KEYS:
             if (
                 key not in node.options

@@ -60,6 +60,10 @@ class Waiting:
     # Single keys a menu refuses (no option, global key or pattern takes them) -> the invalid line and
     # the short prompt as one Say; only when both are fixed texts. Session.press counts the failure.
     refused: dict[str, Say] = field(default_factory=dict, compare=False, repr=False)
+    # An input's pattern and its retry (the invalid line and the short prompt, one Say): Session.press
+    # answers a line the pattern refuses without the handler. None unless both texts are fixed.
+    check: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    retry: Say | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

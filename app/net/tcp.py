@@ -307,14 +307,15 @@ class CallerSession(asyncio.Protocol):
                 node = engine.node
                 say = engine.press(item, self._now)  # the common keypress: one prompt
                 if say is not None:
-                    if rec is not None:  # the key and the screen (a menu's option: never sensitive)
-                        kept = self._kept + len(item) + len(say.text)
+                    if rec is not None:  # the key and the screen (an input's refused line may be secret)
+                        key = mask(item) if node.sensitive else item  # type: ignore[union-attr]  # press: set
+                        kept = self._kept + len(key) + len(say.text)
                         if kept <= MAX_CALL_BYTES and not self._cut:
                             self._kept = kept
                             here, there = node.name, engine.node.name  # type: ignore[union-attr]  # press: both set
-                            rec.step(engine.session_id, self._now, here, item, there, say.text)
+                            rec.step(engine.session_id, self._now, here, key, there, say.text)
                         else:  # at the bound, or past it: _note keeps what still fits, counts the rest
-                            self._note("caller", item, at=node)
+                            self._note("caller", key, at=node)
                             self._note("system", say.text, shared=True)
                     if self._clear and (data := encoded.get(say.text)) is not None:
                         self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark

@@ -162,7 +162,9 @@ def test_two_terminals_talk_caller_hears_position_and_agent_sees_context(desk_se
     agent = _agent(desk_server, ready=False)
     caller = Line(desk_server.tcp_port)
     caller.expect("结束通话请输入 exit。")
-    caller.send("1", "13800138000")
+    caller.send("1", "1380013801")  # refused by the input's pattern (a shortcut): still a secret
+    caller.expect("手机号码格式不正确")
+    caller.send("13800138000")
     caller.expect("尊敬的张先生")
     caller.send("8", "我要转人工")
     caller.expect("您前面还有 0 位客户,预计等待 3 分钟。")
@@ -210,6 +212,7 @@ def test_two_terminals_talk_caller_hears_position_and_agent_sees_context(desk_se
     assert "13800138000" not in shown.stdout  # the number typed at a sensitive input, masked
     said = [(line["direction"], line.get("agent"), line["text"]) for line in lines]
     assert ("caller", None, "*******8000") in said
+    assert ("caller", None, "******3801") in said and "1380013801" not in shown.stdout
     assert ("agent", "1001", "请稍等,我帮您查") in said and ("caller", None, "我的话费不对") in said
     assert said[-1] == ("system", None, "感谢您致电中国移动 10086,再见!")
 
