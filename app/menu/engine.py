@@ -40,6 +40,7 @@ from app.menu.templates import Ref, value_text
 LOOP_LIMIT = 100
 _NO_EVENTS: list[Event] = []  # never appended to: every API call starts a new list first
 _NO_VARS: dict[str, Any] = {}  # never written to: `save` gives each session its own dict
+_UNSET: Any = object()  # a variable not saved (a saved value may be None)
 _NO_QUESTIONS: list[str] = []  # never appended to: `ask` gives each session its own list
 ASKED_KEPT = 10  # robot questions remembered per call (the agent sees them on hand-off)
 PATH_LIMIT = 20  # the first nodes of a call, remembered for the session_ended log line
@@ -607,8 +608,8 @@ class Session:
 
     def _lookup(self, ref: Ref) -> str:
         name, field = ref.name, ref.field
-        if name in self.vars:
-            value = self.vars[name]
+        value = self.vars.get(name, _UNSET)
+        if value is not _UNSET:
             if field is None:
                 return value_text(value)
             if isinstance(value, dict) and field in value:

@@ -57,9 +57,11 @@ class Template:
         return tuple(p for p in self.parts if isinstance(p, Ref))
 
     def render(self, lookup: Callable[[Ref], str]) -> str:
-        if len(self.parts) == 1 and type(self.parts[0]) is str:
-            return self.parts[0]
-        return "".join(p if type(p) is str else lookup(p) for p in self.parts)  # type: ignore[arg-type]
+        parts = self.parts
+        if len(parts) == 1 and type(parts[0]) is str:
+            return parts[0]
+        # a list, not a generator, for join: it is built in one go (this runs for every rendered line)
+        return "".join([p if type(p) is str else lookup(p) for p in parts])  # type: ignore[arg-type]
 
 
 def parse(source: str) -> Template:
@@ -109,6 +111,8 @@ def parse(source: str) -> Template:
 
 def value_text(value: Any) -> str:
     """How a saved value is shown in a prompt."""
+    if type(value) is str:  # the common case: what a caller typed, a table's text
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
