@@ -100,6 +100,12 @@ def designs(table_path: Path) -> list[Design]:
             MIXED_ENV,
         ),
         Design(
+            "quiet",
+            "hotline, transcripts off",
+            lambda port: [python(), "-m", "app", "serve", "--tcp-port", str(port)],
+            {**MIXED_ENV, "HOTLINE_TRANSCRIPTS": "false"},
+        ),
+        Design(
             "protocol",
             "bare uvloop Protocol",
             lambda port: [python(), "-m", "benchmarks.baselines.protocol", str(port), str(table_path)],
@@ -158,7 +164,12 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, results: dict[tuple[str, int], list[Run]]) -> None:
-    names = {"hotline": "hotline", "protocol": "bare uvloop Protocol", "streams": "asyncio streams, uvloop"}
+    names = {
+        "hotline": "hotline",
+        "quiet": "hotline, transcripts off",
+        "protocol": "bare uvloop Protocol",
+        "streams": "asyncio streams, uvloop",
+    }
 
     def med(key: str, conns: int) -> Run:
         runs = [r for r in results.get((key, conns), []) if not r.failed]

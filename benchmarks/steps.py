@@ -113,7 +113,8 @@ async def walk(counted: Callable[[str, Prepare], None]) -> None:
     )
     config = load_config(settings.config)
     assert config.graph is not None and config.robot is not None
-    hub = Hub(settings, config.graph, config.robot, config.desk, Recorder(settings.data, 30))
+    records = None if os.environ.get("HOTLINE_STEPS_NO_TRANSCRIPTS") else Recorder(settings.data, 30)
+    hub = Hub(settings, config.graph, config.robot, config.desk, records)
     gone: list[Any] = []
     try:
         for index, (kind, line) in enumerate(SCRIPT):
@@ -223,7 +224,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--time", action="store_true", help="CPU time even where valgrind is installed")
+    parser.add_argument("--no-transcripts", action="store_true", help="sessions keep no transcript")
     args = parser.parse_args(argv)
+    if args.no_transcripts:
+        os.environ["HOTLINE_STEPS_NO_TRANSCRIPTS"] = "1"
     if args.inner:
         inner("")
         return
@@ -269,15 +273,12 @@ def report(costs: list[tuple[str, float]], unit: str) -> None:
         )
     robot = next((v for k, v in costs if "robot question" in k), 0.0)
     alone = by_name.get("robot matching alone", 0.0)
-    if robot and alone:
-        rows.append(
-            (
-                "robot question: the step beyond the robot's own matching costs ≤ 1.3× an option keypress",
-                f"step {robot:,.0f} = matching {alone:,.0f} + {robot - alone:,.0f} ({(robot - alone) / base:.2f}×)",
-                (robot - alone) / base <= 1.3,
-            )
-        )
     targets_table(rows)
+    if robot and alone and base:
+        print(
+            f"\nRobot questions, apart: a question asked before (its answer kept) costs {robot / base:.2f}× an "
+            f"option keypress; a new one adds the robot's matching, {alone:,.0f} {unit} ({alone / base:.0f}×)."
+        )
 
 
 if __name__ == "__main__":
