@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test system-tools lint format check bench bench-tcp bench-desk bench-board bench-records bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-desk bench-board bench-records bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,11 +43,14 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.lock
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-bench.lock
 	touch $@
 
-bench: $(BENCH_STAMP)  ## side-by-side benchmarks: TCP, agent desk, boards, records, UDP (servers on CPU 0, load on CPU 1); needs gcc
+bench: $(BENCH_STAMP)  ## side-by-side benchmarks: TCP, mixed workload, agent desk, boards, records, UDP (servers on CPU 0, load on CPU 1); needs gcc
 	$(BIN)/python -m benchmarks
 
 bench-tcp: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.tcp $(ARGS)
+
+bench-mixed: $(STAMP)  ## the mixed workload on the shipped menu, then the cost of each step kind (callgrind)
+	$(BIN)/python -m benchmarks.mixed $(ARGS)
 
 bench-desk: $(STAMP)
 	$(BIN)/python -m benchmarks.desk $(ARGS)

@@ -1,9 +1,9 @@
-"""`make bench`: the TCP benchmark, the agent desk's, the boards', the records', then the UDP one."""
+"""`make bench`: TCP, the mixed workload, the agent desk, boards, records, then UDP."""
 
 import sys
 
-from benchmarks import board, desk, records, tcp, udp
+from benchmarks import board, desk, mixed, records, tcp, udp
 
-for bench in (tcp, desk, board, records, udp):
+for bench in (tcp, mixed, desk, board, records, udp):
     sys.argv = sys.argv[:1]  # each takes its own defaults
     bench.main()

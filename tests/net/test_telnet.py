@@ -193,3 +193,18 @@ def test_a_whole_line_in_one_read_is_read_as_byte_by_byte(body: bytes) -> None:
     one = list(whole.feed(data))
     each = [item for b in data for item in bytewise.feed(bytes([b]))]
     assert one == each and whole.replaced == bytewise.replaced and whole.idle == bytewise.idle
+
+
+def test_short_reads_are_kept_per_encoding() -> None:
+    """A key typed alone comes back from the discipline's table; the table is its encoding's, so the
+    same bytes decode as UTF-8 for one server and as GB18030 for another in the same process."""
+    wide = "２".encode() + b"\r\n"  # full-width 2, as a Chinese IME types it
+    utf8, gb = LineDiscipline(encoding="utf-8"), LineDiscipline(encoding="gb18030")
+    assert utf8.feed(wide) == ["２"] and utf8.feed(wide) == ["２"]
+    assert wide in utf8.keys and utf8.keys is LineDiscipline(encoding="utf-8").keys
+    both = "é".encode() + b"\r\n"  # C3 A9: é in UTF-8, another character in GB18030
+    assert utf8.feed(both) == ["é"]
+    assert gb.feed(both) == [both[:-2].decode("gb18030")] != ["é"]
+    assert utf8.feed(b"#\r\n") == ["#"] and b"#\r\n" in utf8.keys
+    long_line = "我想查一下话费".encode() + b"\r\n"  # longer than a key: decoded each time, not kept
+    assert utf8.feed(long_line) == ["我想查一下话费"] and long_line not in utf8.keys
