@@ -32,6 +32,7 @@ from app.metrics import Histogram, registry_for, render
 from app.net.agents import AgentConnection, LoginGuard
 from app.net.rates import Rate
 from app.net.tcp import CallerSession
+from app.net.telnet import keypresses
 from app.net.timers import Timers
 from app.net.udp import RobotEndpoint
 from app.records import DatabaseError, Recorder
@@ -119,6 +120,7 @@ class Hub:
         self.sessions: set[CallerSession] = set()
         self.per_address: dict[str, int] = {}
         self.encoded: dict[str, bytes] = {}
+        self.keys = keypresses(settings.encoding)  # short reads -> lines (the line discipline's table)
         self.trace = logs.enabled("debug")
         self.stats = Stats()
         self.sessions_total = 0

@@ -9,7 +9,7 @@ something asynchronous (a Future or a coroutine: a timer, the agent queue) it ca
 as a Task would; input arriving meanwhile waits in `_pending`.
 
 The common keypress is the fast path: a read such as b"1\r\n" is found in the line discipline's
-cache (`LineDiscipline.keys`), checked against the caller's line rate (GCRA: one due time), sent into the
+table of short reads (`hub.keys`), checked against the caller's line rate (GCRA: one due time), sent into the
 coroutine, which asks `Session.press` for the one prompt it leads to and writes that prompt's
 pre-encoded bytes straight to the transport. Anything else takes the general path (`feed`, `_emit`).
 
@@ -198,7 +198,7 @@ class CallerSession(asyncio.Protocol):
             return
         # A key pressed alone with nothing pending: the line discipline's own shortcut, looked up here.
         discipline = self._discipline
-        items = discipline.keys.get(data) if discipline.idle else None
+        items = self.hub.keys.get(data) if discipline.idle else None
         if items is None:
             items = discipline.feed(data)
             if discipline.reply:

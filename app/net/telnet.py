@@ -54,10 +54,17 @@ INTERRUPT: Final = Signal("\0interrupt")  # Ctrl-C / Ctrl-D on an empty line, IA
 OVERFLOW: Final = Signal("\0overflow")  # a line over the limit was dropped
 
 # b"1\r\n" -> ["1"], b"#\r\n" -> ["#"], "２\r\n" in UTF-8 -> ["２"]: what `feed` returns for a short
-# line typed alone while the discipline is `idle`, one table per encoding (a discipline's `keys`);
+# line typed alone while the discipline is `idle`, one table per encoding (`keypresses(encoding)`);
 # callers may look a read up there themselves. Bounded: KEYS_KEPT reads per encoding.
 KEYPRESSES: dict[str, dict[bytes, list[str]]] = {}
 KEYS_KEPT: Final = 4096
+
+
+def keypresses(encoding: str) -> dict[bytes, list[str]]:
+    """The table of short reads of `encoding` (shared by every discipline and session using it)."""
+    return KEYPRESSES.setdefault(encoding, {})
+
+
 _SLOW = re.compile(rb"[\xff\x08\x7f\x03\x04\x1b]")
 _CONTROL = bytes(b for b in range(32) if b != 9) + b"\x7f"
 _DATA, _IAC, _OPT, _SB, _SB_IAC, _ESC, _CSI, _SS3 = range(8)
@@ -75,7 +82,6 @@ class LineDiscipline:
         "_state",
         "encoding",
         "idle",
-        "keys",
         "max_line",
         "replaced",
         "reply",
@@ -84,7 +90,6 @@ class LineDiscipline:
     def __init__(self, *, max_line: int = 1024, encoding: str = "utf-8") -> None:
         self.max_line = max_line
         self.encoding = encoding
-        self.keys = KEYPRESSES.setdefault(encoding, {})  # shared by every discipline of this encoding
         self.replaced = 0  # lines that held undecodable bytes
         self.reply: bytes | bytearray = b""  # telnet answers to send (rare: a bytearray only when needed)
         self._buf: bytes | bytearray = b""  # the line being typed; a bytearray once editing keys arrive
@@ -97,17 +102,18 @@ class LineDiscipline:
 
     def feed(self, data: bytes) -> list[str]:
         """Consume `data`; return the complete lines (str) and Signals, in order (do not modify the list)."""
+        keys = keypresses(self.encoding)  # not a slot: idle callers are many, encodings one or two
         if self.idle:
             # A key or a number pressed alone ("1\r\n", "#\r\n", "13800138000\n") with nothing pending.
-            hit = self.keys.get(data)
+            hit = keys.get(data)
             if hit is not None:
                 return hit
         if self.idle and data[-1:] == b"\n":
             body = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
             if body.isalnum() and len(body) <= self.max_line:
                 lines = [body.decode("ascii")]
-                if len(data) <= 8 and len(self.keys) < KEYS_KEPT:
-                    self.keys[data] = lines  # shared: callers only iterate over what feed returns
+                if len(data) <= 8 and len(keys) < KEYS_KEPT:
+                    keys[data] = lines  # shared: callers only iterate over what feed returns
                 return lines
             if len(body) <= self.max_line:
                 try:
@@ -116,8 +122,8 @@ class LineDiscipline:
                     text = ""  # the general path counts and replaces it
                 if text.isprintable() and text:  # one whole line of plain text, the usual read
                     lines = [text]  # (no telnet command, editing key or control: still idle after)
-                    if len(data) <= 8 and len(self.keys) < KEYS_KEPT:
-                        self.keys[data] = lines
+                    if len(data) <= 8 and len(keys) < KEYS_KEPT:
+                        keys[data] = lines
                     return lines
         lines = self._fast(data) if self._state == _DATA and _SLOW.search(data) is None else self._slow(data)
         self.idle = self._state == _DATA and not self._buf and not self._after_cr and not self._discard
