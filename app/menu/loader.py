@@ -475,6 +475,8 @@ def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -
     retry = None
     if wait.invalid.say is not None and wait.short_prompt.say is not None:
         retry = Say(wait.invalid.say.text + "\n" + wait.short_prompt.say.text)
+    if node.sensitive:
+        object.__setattr__(wait, "secret", True)  # Waiting is frozen: set once, at compile time
     if type(node) is handlers.InputNode and node.pattern is not None and retry is not None:
         object.__setattr__(wait, "check", node.pattern)  # Waiting is frozen: set once, at compile time
         object.__setattr__(wait, "retry", retry)

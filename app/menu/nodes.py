@@ -64,6 +64,7 @@ class Waiting:
     # answers a line the pattern refuses without the handler. None unless both texts are fixed.
     check: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
     retry: Say | None = field(default=None, compare=False, repr=False)
+    secret: bool = field(default=False, compare=False, repr=False)  # node.sensitive, without a call
 
 
 @dataclass(frozen=True, slots=True)

@@ -308,7 +308,7 @@ class CallerSession(asyncio.Protocol):
                 say = engine.press(item, self._now)  # the common keypress: one prompt
                 if say is not None:
                     if rec is not None:  # the key and the screen (an input's refused line may be secret)
-                        key = mask(item) if node.sensitive else item  # type: ignore[union-attr]  # press: set
+                        key = mask(item) if node.wait.secret else item  # type: ignore[union-attr]  # press: set
                         kept = self._kept + len(key) + len(say.text)
                         if kept <= MAX_CALL_BYTES and not self._cut:
                             self._kept = kept
