@@ -58,6 +58,8 @@ ALERTS: Final = {  # the login form's alerts: fixed texts, never anything the cl
 }
 MAX_TEXT: Final = 1000  # characters of a chat line or a note from the browser
 HISTORY_LINES: Final = 50
+MAX_PAGES_PER_AGENT: Final = 10  # open console pages (WebSockets) of one agent
+MAX_BOARDS: Final = 500  # open boards, all supervisors together
 
 
 def same_origin(request: web.Request) -> bool:
@@ -260,6 +262,10 @@ class WebSite:
             if web_agent is None:
                 self.sessions.drop(session)
                 raise web.HTTPConflict(text="logged in elsewhere\n")
+            if len(web_agent.sockets) >= MAX_PAGES_PER_AGENT:
+                raise web.HTTPTooManyRequests(text="too many pages open for this agent\n")
+        elif len(self.live.boards) >= MAX_BOARDS:
+            raise web.HTTPTooManyRequests(text="too many boards open\n")
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=16 * 1024)
         await ws.prepare(request)
         sock = Socket(ws, request.remote or "?")

@@ -242,6 +242,19 @@ async def test_an_agent_answers_a_real_caller_from_the_browser(site: Server, web
     await recv(ws, "status", state="idle")
 
 
+async def test_pages_per_agent_are_limited(site: Server, web: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.web.site as site_module
+
+    monkeypatch.setattr(site_module, "MAX_PAGES_PER_AGENT", 2)
+    b = web.browser()
+    await b.login("1001")
+    for _ in range(2):
+        await recv(await b.ws(), "hello")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await b.ws()
+    assert refused.value.status == 429
+
+
 async def test_bad_messages_get_an_error_and_the_socket_lives(site: Server, web: Any) -> None:
     b = web.browser()
     await b.login("1001")
