@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import REPO, Proc, free_port, median, python, targets_table
-from benchmarks.tcp import HOTLINE_ENV, Design, Run, loadgen
+from benchmarks.tcp import HOTLINE_ENV, Design, Run, measure
 
 # (kind, what the caller types); one loop of it starts and ends at the main menu
 SCRIPT: list[tuple[str, str]] = [
@@ -125,18 +125,6 @@ def designs(table_path: Path) -> list[Design]:
     ]
 
 
-def measure(design: Design, conns: int, seconds: float, greeting: str, steps: list[str]) -> Run:
-    port = free_port()
-    try:
-        server = Proc(design.argv(port), env=design.env, tcp_port=port)
-    except RuntimeError as exc:
-        return Run(failed=str(exc)[:80])
-    try:
-        return loadgen(port, conns, seconds, 90.0, steps, greeting)
-    finally:
-        server.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -153,7 +141,7 @@ def main() -> None:
         for conns in (100, 5000):
             for _ in range(args.rounds):
                 for design in designs(table_path):
-                    run = measure(design, conns, args.seconds, greeting, steps)
+                    run = measure(design, conns, args.seconds, 90.0, steps, greeting)
                     results.setdefault((design.key, conns), []).append(run)
                     time.sleep(0.2)
     report(args, results)

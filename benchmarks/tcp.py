@@ -114,14 +114,22 @@ def loadgen(
     return run
 
 
-def measure(design: Design, conns: int, seconds: float, timeout: float) -> Run:
+def measure(
+    design: Design,
+    conns: int,
+    seconds: float,
+    timeout: float,
+    steps: list[str] = STEPS,
+    greeting: str = GREETING,
+) -> Run:
+    """Start the design's server, run loadgen's steps against it, stop it."""
     port = free_port()
     try:
         server = Proc(design.argv(port), env=design.env, tcp_port=port)
     except RuntimeError as exc:
         return Run(failed=str(exc)[:80])
     try:
-        return loadgen(port, conns, seconds, timeout)
+        return loadgen(port, conns, seconds, timeout, steps, greeting)
     finally:
         server.stop()
 
