@@ -127,7 +127,14 @@ class WebSite:
             response.headers["Cache-Control"] = "no-store"
 
     def _session(self, request: web.Request) -> WebSession | None:
-        return self.sessions.get(request.cookies.get(COOKIE), time.time())
+        """The request's login, if it is valid and its account is still in desk.yaml with that role."""
+        session = self.sessions.get(request.cookies.get(COOKIE), time.time())
+        if session is not None:
+            model = self.hub.desk.config.agents.get(session.agent_id)
+            if model is None or model.role != session.role:  # removed or changed by a reload
+                self.sessions.drop_agent(session.agent_id)
+                return None
+        return session
 
     def _page(self, name: str) -> web.Response:
         return web.Response(body=self.files[name], content_type="text/html", charset="utf-8")
@@ -378,10 +385,8 @@ class WebSite:
         session = self._session(request)
         if session is None:
             raise web.HTTPUnauthorized(text='{"error":"log in first"}', content_type="application/json")
-        model = self.hub.desk.config.agents.get(session.agent_id)
-        if model is None:
-            raise web.HTTPUnauthorized(text='{"error":"log in first"}', content_type="application/json")
-        return session, None if session.role == "supervisor" else list(model.queues)
+        queues = self.hub.desk.config.agents[session.agent_id].queues
+        return session, None if session.role == "supervisor" else list(queues)
 
     def _records(self) -> Any:
         if self.hub.records is None:

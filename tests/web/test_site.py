@@ -432,3 +432,20 @@ async def test_tickets_api_shows_an_agent_their_queues_tickets_and_closes_them(
     assert (closed["status"], closed["note"]) == ("closed", "已回电")
     r = await b.http.get(b.base + "/api/tickets?status=open", headers=b.headers(None))
     assert await r.json() == []
+
+
+async def test_an_account_removed_from_desk_yaml_loses_its_pages(
+    site: Server, web: Any, web_folder: Path, password_hash: str
+) -> None:
+    boss = web.browser()
+    await boss.login("9001")
+    assert "最长等待" in (await boss.get("/board"))[1]
+    desk = (web_folder / "desk.yaml").read_text(encoding="utf-8")
+    kept = "\n".join(line for line in desk.splitlines() if '"9001"' not in line)
+    (web_folder / "desk.yaml").write_text(kept, encoding="utf-8")
+    assert site.reload("test")
+    status, html, _ = await boss.get("/board")
+    assert status == 200 and "最长等待" not in html and "登录" in html
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await boss.ws()
+    assert refused.value.status == 401
