@@ -121,6 +121,7 @@ class Hub:
         self.per_address: dict[str, int] = {}
         self.encoded: dict[str, bytes] = {}
         self.keys = keypresses(settings.encoding)  # short reads -> lines (the line discipline's table)
+        self.proxy_from = frozenset(a.strip() for a in settings.proxy_from.split(",") if a.strip())
         self.trace = logs.enabled("debug")
         self.stats = Stats()
         self.sessions_total = 0

@@ -16,6 +16,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
+def _addresses(text: str) -> str:
+    import ipaddress  # noqa: PLC0415
+
+    for part in text.split(","):
+        if part.strip():
+            try:
+                ipaddress.ip_address(part.strip())
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not an IP address (e.g. 10.0.0.5,10.0.0.6)") from None
+    return text
+
+
 def _encoding(name: str) -> str:
     try:
         codec = codecs.lookup(name).name
@@ -66,6 +78,12 @@ class Settings(BaseSettings):
     )
     first_input_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
         60.0, description="seconds a new caller may stay silent before the first line; then goodbye"
+    )
+    proxy_protocol: bool = Field(
+        False, description="callers come through a TCP load balancer that sends a PROXY header (v1 or v2)"
+    )
+    proxy_from: Annotated[str, AfterValidator(_addresses)] = Field(
+        "127.0.0.1,::1", description="addresses allowed to send PROXY headers (comma-separated)"
     )
     reload_watch: bool = Field(True, description="reload when a file in the config folder changes")
     data: Path = Field(Path("data"), description="folder of the tickets and transcripts database (created)")

@@ -52,6 +52,7 @@ from app.menu.events import (
     Transfer,
 )
 from app.menu.nodes import WaitNode
+from app.net import proxy
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, Signal, encode_text
 from app.records import NewTicket, RecordError
 from app.records.recorder import MAX_CALL_BYTES, TRUNCATED
@@ -78,6 +79,7 @@ _HANGUP_REASONS: Final[dict[str, str]] = {
 }
 _WAIT: Final = object()  # what the coroutine yields while it waits for input
 _CACHE_MAX: Final = 4096
+PROXY_TIMEOUT: Final = 5.0  # seconds a load balancer has to send its PROXY header
 # session ids: unique across restarts (the start second, then random bits), cheap to hold
 _RUN_PREFIX: Final = f"{int(time.time()):x}{os.urandom(2).hex()}"
 _COUNTER = itertools.count(1)
@@ -95,6 +97,17 @@ class Handoff:
         self.connected = 0.0
         self.agent = ""
         self.left = 0.0
+
+
+class _ProxyWait:
+    """A connection from the load balancer before its PROXY header has come in whole."""
+
+    __slots__ = ("buf", "timer", "transport")
+
+    def __init__(self, transport: asyncio.Transport, expire: Any) -> None:
+        self.transport = transport
+        self.buf = b""
+        self.timer = asyncio.get_running_loop().call_later(PROXY_TIMEOUT, expire)
 
 
 class CallerSession(asyncio.Protocol):
@@ -115,6 +128,7 @@ class CallerSession(asyncio.Protocol):
         "_paused",
         "_pending",
         "_port",
+        "_proxy",
         "_rec",
         "_started",
         "_throttled_at",
@@ -141,6 +155,7 @@ class CallerSession(asyncio.Protocol):
         self._rec: Recorder | None = None  # where this call's transcript goes (None: not kept)
         self._kept = 0  # characters of transcript kept for this call
         self._cut = 0  # transcript lines not kept: past MAX_CALL_BYTES
+        self._proxy: _ProxyWait | None = None  # waiting for a load balancer's PROXY header
 
     @property
     def peer(self) -> str:
@@ -164,6 +179,20 @@ class CallerSession(asyncio.Protocol):
         address, port = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else (str(peer), 0)
         address = sys.intern(address)  # one string per calling address, not one per call
         self._address, self._port = address, port
+        if settings.proxy_protocol:  # a load balancer first says who the caller is
+            if address not in hub.proxy_from:
+                self._refuse(transport, "proxy_untrusted")
+                return
+            self._proxy = _ProxyWait(transport, self._proxy_timeout)
+            return
+        self._begin(transport)
+
+    def _begin(self, transport: asyncio.Transport) -> None:
+        """The call starts: limits by the caller's address, the session, the greeting."""
+        hub = self.hub
+        settings = hub.settings
+        address = self._address
+        assert address is not None
         if len(hub.sessions) >= settings.max_sessions:
             self._refuse(transport, "max_sessions")
             return
@@ -195,6 +224,8 @@ class CallerSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._coro is None:
+            if self._proxy is not None:
+                self._proxy_header(data)
             return
         # A key pressed alone with nothing pending: the line discipline's own shortcut, looked up here.
         discipline = self._discipline
@@ -238,6 +269,10 @@ class CallerSession(asyncio.Protocol):
         return True  # keep the transport open so that the answers and the goodbye still go out
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._proxy is not None:  # gone before its PROXY header
+            self._proxy.timer.cancel()
+            self._proxy = None
+            return
         hub = self.hub
         hub.sessions.discard(self)
         self._clear = False
@@ -269,6 +304,36 @@ class CallerSession(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self._clear = True
             self.transport.resume_reading()
+
+    # -- behind a load balancer: the PROXY protocol header -----------------------------------------
+
+    def _proxy_header(self, data: bytes) -> None:
+        """Bytes before the call starts: the balancer's PROXY header (v1 or v2), then the caller's."""
+        wait = self._proxy
+        assert wait is not None
+        wait.buf += data
+        result = proxy.parse(wait.buf)
+        if type(result) is proxy.Incomplete:
+            return
+        wait.timer.cancel()
+        self._proxy = None
+        if type(result) is proxy.Invalid:
+            self.hub.refuse(self.peer, "proxy_header")  # counted and logged once per address
+            wait.transport.close()  # not a balancer speaking the protocol: no caller to greet
+            return
+        header = cast(proxy.Header, result)
+        if header.address is not None:  # else LOCAL / UNKNOWN: the balancer's own check
+            self._address, self._port = sys.intern(header.address), header.port or 0
+        self._begin(wait.transport)
+        rest = wait.buf[header.length :]
+        if rest and self._coro is not None:
+            self.data_received(rest)
+
+    def _proxy_timeout(self) -> None:
+        wait, self._proxy = self._proxy, None
+        if wait is not None:
+            self.hub.refuse(self.peer, "proxy_header")
+            wait.transport.close()
 
     # -- called by the server -------------------------------------------------------------------
 
