@@ -31,7 +31,7 @@ from app.menu.engine import Stats
 from app.metrics import Histogram, registry_for, render
 from app.net.agents import AgentConnection, LoginGuard
 from app.net.rates import Rate
-from app.net.tcp import CallerSession
+from app.net.tcp import CallerSession, ProxyWait
 from app.net.telnet import keypresses
 from app.net.timers import Timers
 from app.net.udp import RobotEndpoint
@@ -122,6 +122,7 @@ class Hub:
         self.encoded: dict[str, bytes] = {}
         self.keys = keypresses(settings.encoding)  # short reads -> lines (the line discipline's table)
         self.proxy_from = frozenset(a.strip() for a in settings.proxy_from.split(",") if a.strip())
+        self.proxy_waits: dict[CallerSession, ProxyWait] = {}  # connections before their PROXY header
         self.trace = logs.enabled("debug")
         self.stats = Stats()
         self.sessions_total = 0

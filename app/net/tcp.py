@@ -99,7 +99,7 @@ class Handoff:
         self.left = 0.0
 
 
-class _ProxyWait:
+class ProxyWait:
     """A connection from the load balancer before its PROXY header has come in whole."""
 
     __slots__ = ("buf", "timer", "transport")
@@ -128,7 +128,6 @@ class CallerSession(asyncio.Protocol):
         "_paused",
         "_pending",
         "_port",
-        "_proxy",
         "_rec",
         "_started",
         "_throttled_at",
@@ -155,7 +154,6 @@ class CallerSession(asyncio.Protocol):
         self._rec: Recorder | None = None  # where this call's transcript goes (None: not kept)
         self._kept = 0  # characters of transcript kept for this call
         self._cut = 0  # transcript lines not kept: past MAX_CALL_BYTES
-        self._proxy: _ProxyWait | None = None  # waiting for a load balancer's PROXY header
 
     @property
     def peer(self) -> str:
@@ -183,7 +181,8 @@ class CallerSession(asyncio.Protocol):
             if address not in hub.proxy_from:
                 self._refuse(transport, "proxy_untrusted")
                 return
-            self._proxy = _ProxyWait(transport, self._proxy_timeout)
+            # waiting for the header: kept on the hub, not in a slot every session would carry
+            hub.proxy_waits[self] = ProxyWait(transport, self._proxy_timeout)
             return
         self._begin(transport)
 
@@ -224,8 +223,9 @@ class CallerSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._coro is None:
-            if self._proxy is not None:
-                self._proxy_header(data)
+            wait = self.hub.proxy_waits.get(self)
+            if wait is not None:
+                self._proxy_header(wait, data)
             return
         # A key pressed alone with nothing pending: the line discipline's own shortcut, looked up here.
         discipline = self._discipline
@@ -269,9 +269,8 @@ class CallerSession(asyncio.Protocol):
         return True  # keep the transport open so that the answers and the goodbye still go out
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._proxy is not None:  # gone before its PROXY header
-            self._proxy.timer.cancel()
-            self._proxy = None
+        if self._coro is None and (wait := self.hub.proxy_waits.pop(self, None)) is not None:
+            wait.timer.cancel()  # gone before its PROXY header
             return
         hub = self.hub
         hub.sessions.discard(self)
@@ -307,16 +306,14 @@ class CallerSession(asyncio.Protocol):
 
     # -- behind a load balancer: the PROXY protocol header -----------------------------------------
 
-    def _proxy_header(self, data: bytes) -> None:
+    def _proxy_header(self, wait: ProxyWait, data: bytes) -> None:
         """Bytes before the call starts: the balancer's PROXY header (v1 or v2), then the caller's."""
-        wait = self._proxy
-        assert wait is not None
         wait.buf += data
         result = proxy.parse(wait.buf)
         if type(result) is proxy.Incomplete:
             return
         wait.timer.cancel()
-        self._proxy = None
+        del self.hub.proxy_waits[self]
         if type(result) is proxy.Invalid:
             self.hub.refuse(self.peer, "proxy_header")  # counted and logged once per address
             wait.transport.close()  # not a balancer speaking the protocol: no caller to greet
@@ -330,7 +327,7 @@ class CallerSession(asyncio.Protocol):
             self.data_received(rest)
 
     def _proxy_timeout(self) -> None:
-        wait, self._proxy = self._proxy, None
+        wait = self.hub.proxy_waits.pop(self, None)
         if wait is not None:
             self.hub.refuse(self.peer, "proxy_header")
             wait.transport.close()
