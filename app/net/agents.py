@@ -24,7 +24,7 @@ import structlog
 
 from app.desk import protocol
 from app.desk.core import Agent, DeskError
-from app.desk.events import AgentEvent, CallerSaid, HistoryLine, Info, LoggedOut, Message
+from app.desk.events import AgentEvent, CallerSaid, Error, HistoryLine, Info, LoggedOut, Message
 from app.desk.passwords import DUMMY_HASH, verify_password
 from app.desk.protocol import clean
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, encode_text
@@ -254,27 +254,7 @@ class AgentConnection(asyncio.Protocol):
     def _history(self, rest: str) -> None:
         """HISTORY CALL_ID DIRECTION TEXT lines: the call's transcript so far, its last HISTORY_LINES."""
         assert self.agent is not None
-        call = self.agent.call or self.agent.offer
-        if call is None:
-            self.send("ERR not in a call")
-            return
-        records = self.hub.records
-        if records is None or not self.hub.settings.transcripts:
-            self.send("ERR no transcripts are kept")
-            return
-        task = asyncio.get_running_loop().create_task(self._send_history(records, call.id))
-        self.hub.tasks.add(task)
-        task.add_done_callback(self.hub.tasks.discard)
-
-    async def _send_history(self, records: Recorder, call_id: str) -> None:
-        try:
-            lines = await records.last_lines(call_id, HISTORY_LINES)
-        except Exception:  # the database is unwell: the agent gets an answer, the log the reason
-            log.exception("history_failed", call_id=call_id)
-            self.send("ERR the history cannot be read now")
-            return
-        out: list[Message] = [HistoryLine(call_id, who, agent, text) for who, agent, text in lines]
-        self.emit(*(out or [Info(f"no history for {call_id}")]))
+        send_history(self.hub, self.agent, HISTORY_LINES, self.emit)
 
     def _logout(self, rest: str) -> None:
         self.send("OK logout")
@@ -316,6 +296,33 @@ class AgentConnection(asyncio.Protocol):
         agent, self.agent = self.agent, None
         if agent is not None:
             self.hub.desk.logout(agent, time.time())
+
+
+def send_history(hub: Hub, agent: Agent, count: int, out: protocol.Out) -> None:
+    """The last `count` transcript lines of the agent's offered or connected call, as HistoryLine
+    messages through `out` once read (off the loop's path), or an Error or Info saying why not.
+    The terminal desk's /history and the browser console's {"cmd": "history"}."""
+    call = agent.call or agent.offer
+    records = hub.records
+    if call is None:
+        out(Error("not in a call"))
+    elif records is None or not hub.settings.transcripts:
+        out(Error("no transcripts are kept"))
+    else:
+        task = asyncio.get_running_loop().create_task(_read_history(records, call.id, count, out))
+        hub.tasks.add(task)
+        task.add_done_callback(hub.tasks.discard)
+
+
+async def _read_history(records: Recorder, call_id: str, count: int, out: protocol.Out) -> None:
+    try:
+        lines = await records.last_lines(call_id, count)
+    except Exception:  # the database is unwell: the agent gets an answer, the log the reason
+        log.exception("history_failed", call_id=call_id)
+        out(Error("the history cannot be read now"))
+        return
+    found: list[Message] = [HistoryLine(call_id, who, by, text) for who, by, text in lines]
+    out(*(found or [Info(f"no history for {call_id}")]))
 
 
 _LOCAL: dict[str, Any] = {  # the commands that need the connection; the rest are app.desk.protocol's

@@ -41,6 +41,11 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def encode(message: Message) -> str:
+    """A message of the desk's protocol as the WebSocket's text."""
+    return dumps(protocol.as_json(message))
+
+
 class Socket:
     """One open WebSocket and its outbox."""
 
@@ -50,6 +55,11 @@ class Socket:
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.closed = False
         self.task = asyncio.get_running_loop().create_task(self._pump())
+
+    def tell(self, *messages: Message) -> None:
+        """Messages of the desk's protocol, as JSON, to this page only."""
+        for message in messages:
+            self.send(encode(message))
 
     def send(self, text: str) -> None:
         if self.closed:
@@ -100,10 +110,13 @@ class WebAgent:
             self.live.forget(self)
 
     def emit(self, *messages: Message) -> None:
+        """Messages to every open page of this agent."""
         for message in messages:
-            text = dumps(protocol.as_json(message))
-            for sock in self.sockets:
-                sock.send(text)
+            self._broadcast(encode(message))
+
+    def _broadcast(self, text: str) -> None:
+        for sock in self.sockets:
+            sock.send(text)
 
     def attach(self, sock: Socket) -> None:
         if self.grace is not None:
@@ -161,16 +174,13 @@ class WebAgent:
         text = dumps({"type": "queues", "queues": [protocol.as_json(i) for i in infos]})
         if text != self.queues_sent:
             self.queues_sent = text
-            for sock in self.sockets:
-                sock.send(text)
+            self._broadcast(text)
 
     def status(self) -> None:
         """The agent's status and state after a command (the page's 状态)."""
         agent = self.agent
         if agent is not None:
-            text = dumps({"type": "status", "status": agent.status, "state": agent.state})
-            for sock in self.sockets:
-                sock.send(text)
+            self._broadcast(dumps({"type": "status", "status": agent.status, "state": agent.state}))
 
 
 class Live:

@@ -28,9 +28,10 @@ from aiohttp import WSMsgType, web
 
 from app.desk import protocol
 from app.desk.core import DeskError
-from app.desk.events import Error, HistoryLine, Info, Message
+from app.desk.events import Error, Info
 from app.desk.passwords import DUMMY_HASH, verify_password
 from app.desk.protocol import clean
+from app.net.agents import send_history
 from app.net.rates import Rate
 from app.web.auth import COOKIE, Sessions, WebSession, load_secret
 from app.web.live import Live, Socket, WebAgent, dumps
@@ -313,7 +314,7 @@ class WebSite:
                     continue
                 now = time.time()
                 if due - now > rate.tolerance:
-                    sock.send(dumps(protocol.as_json(Error("too fast, message ignored"))))
+                    sock.tell(Error("too fast, message ignored"))
                     continue
                 due = max(due, now) + rate.interval
                 self._command(web_agent, sock, msg.data, now)
@@ -323,60 +324,32 @@ class WebSite:
     def _command(self, web_agent: WebAgent, sock: Socket, data: str, now: float) -> None:
         """One JSON command from a page: {"cmd": ready|break|accept|reject|end|queue|say|history, ...}."""
 
-        def reply(*messages: Message) -> None:
-            web_agent.emit(*messages)
-
         try:
             msg = json.loads(data)
         except ValueError:
             msg = None
         if not isinstance(msg, dict) or not isinstance(msg.get("cmd"), str):
-            sock.send(dumps(protocol.as_json(Error('not a command: send {"cmd": ...}'))))
+            sock.tell(Error('not a command: send {"cmd": ...}'))
             return
         agent = web_agent.agent
         if agent is None:
-            sock.send(dumps(protocol.as_json(Error("not logged in"))))
+            sock.tell(Error("not logged in"))
             return
         cmd = msg["cmd"]
         desk = self.hub.desk
         if cmd == "say":
             text = _text(msg.get("text"))
             if text:
-                protocol.run(desk, agent, None, text, now, reply)
+                protocol.run(desk, agent, None, text, now, web_agent.emit)
         elif cmd in protocol.COMMANDS:
             rest = _text(msg.get("reason") if cmd == "break" else msg.get("disposition"))
-            protocol.run(desk, agent, cmd, rest, now, reply)
+            protocol.run(desk, agent, cmd, rest, now, web_agent.emit)
         elif cmd == "history":
-            self._history(web_agent, sock)
+            send_history(self.hub, agent, HISTORY_LINES, sock.tell)
         else:
-            sock.send(dumps(protocol.as_json(Error(f"unknown command: {clean(cmd)[:40]}"))))
+            sock.tell(Error(f"unknown command: {clean(cmd)[:40]}"))
             return
         web_agent.status()
-
-    def _history(self, web_agent: WebAgent, sock: Socket) -> None:
-        agent = web_agent.agent
-        call = agent.call or agent.offer if agent is not None else None
-        records = self.hub.records
-        if call is None:
-            sock.send(dumps(protocol.as_json(Error("not in a call"))))
-        elif records is None or not self.hub.settings.transcripts:
-            sock.send(dumps(protocol.as_json(Error("no transcripts are kept"))))
-        else:
-            task = asyncio.get_running_loop().create_task(self._send_history(sock, call.id))
-            self.hub.tasks.add(task)
-            task.add_done_callback(self.hub.tasks.discard)
-
-    async def _send_history(self, sock: Socket, call_id: str) -> None:
-        assert self.hub.records is not None
-        try:
-            lines = await self.hub.records.last_lines(call_id, HISTORY_LINES)
-        except Exception:
-            log.exception("history_failed", call_id=call_id)
-            sock.send(dumps(protocol.as_json(Error("the history cannot be read now"))))
-            return
-        out: list[Message] = [HistoryLine(call_id, who, agent, text) for who, agent, text in lines]
-        for message in out or [Info(f"no history for {call_id}")]:
-            sock.send(dumps(protocol.as_json(message)))
 
     # ---- tickets (the JSON of `hotline tickets ... --json`) ------------------------------------
 
