@@ -258,15 +258,7 @@ class Session:
                 self.failures = self.timeouts = 0  # accept()
                 self.deadline = now + wait.timeout
             return say
-        trail = self.trail
-        if action == "top":
-            trail, name = ROOT, self.graph.start
-        elif node.is_menu and trail.menu == node.name:  # back from a menu: the one before it
-            if trail.parent is not None and trail.parent is not ROOT:
-                trail = trail.parent
-            name = trail.menu
-        else:  # back from an input or other waiting node: the last menu
-            name = trail.menu if trail is not ROOT else self.graph.start
+        trail, name = self._returning(action, node)
         target = self.graph.direct.get(name)
         if target is None:
             return None
@@ -584,19 +576,21 @@ class Session:
         if self.trace:
             self._out.append(Notice("debug", "node_entered", {"node": name, "type": node.type}))
 
+    def _returning(self, action: str, node: WaitNode) -> tuple[Trail, str]:
+        """Where `back` or `top` from `node` leads: the trail to keep and the node to go to."""
+        trail = self.trail
+        if action == "top":
+            return ROOT, self.graph.start
+        if node.is_menu and trail.menu == node.name:  # back from a menu: the one before it
+            if trail.parent is not None and trail.parent is not ROOT:
+                trail = trail.parent
+            return trail, trail.menu
+        return trail, trail.menu if trail is not ROOT else self.graph.start  # from an input: the last menu
+
     def _key(self, action: str, node: WaitNode) -> None:
-        if action == "back":
-            trail = self.trail
-            if node.is_menu and trail.menu == node.name:  # from a menu: the one before it
-                if trail.parent is not None and trail.parent is not ROOT:
-                    trail = trail.parent
-                self.trail = trail
-                self._go(trail.menu)
-            else:  # from an input or other waiting node: the last menu
-                self._go(trail.menu if trail is not ROOT else self.graph.start)
-        elif action == "top":
-            self.trail = ROOT
-            self._go(self.graph.start)
+        if action in ("back", "top"):
+            self.trail, name = self._returning(action, node)
+            self._go(name)
         elif action == "repeat":
             self.say(node.wait.prompt)
             self.accept()
