@@ -155,7 +155,7 @@ async def walk(counted: Callable[[str, Prepare], None]) -> None:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def inner(mode: str) -> None:
+def inner() -> None:
     """The measuring process: prints `name cost` lines (instructions dumped to files under valgrind)."""
     import uvloop
 
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_transcripts:
         os.environ["HOTLINE_STEPS_NO_TRANSCRIPTS"] = "1"
     if args.inner:
-        inner("")
+        inner()
         return
     use_valgrind = shutil.which("valgrind") is not None and shutil.which("gcc") is not None and not args.time
     if use_valgrind:

@@ -182,10 +182,7 @@ class Recorder:
         """`line` twice: a caller's key at `node` and the screen (a fixed prompt) it brought at `after`,
         as one entry when the screen has its number (see database.insert_chunks)."""
         ms = _ms(t * 1000)
-        ids = self._text_ids.get(after)
-        said: str | int | None = ids.get(screen) if ids is not None else None
-        if said is None:
-            said = self._text_id(screen, after)
+        said = self._text_ids.get(after, _NO_IDS).get(screen) or self._text_id(screen, after)
         chunk = self._chunks.get(session_id)
         if type(said) is not int:  # past MAX_SHARED_TEXTS: two plain lines
             entry: tuple[Any, ...] = (ms, "caller", node, None, key, ms, "system", after, None, said)
