@@ -240,13 +240,10 @@ class WebSite:
 
     def _desk_agent(self, agent_id: str) -> WebAgent | None:
         """The agent's browser link, logging them in to the desk if needed (None: logged in on the
-        TCP desk, or no longer in desk.yaml)."""
+        TCP desk). Callers have just checked that the agent is in desk.yaml."""
         web_agent = self.live.agents.get(agent_id)
         if web_agent is not None and web_agent.agent is not None:
             return web_agent
-        if agent_id not in self.hub.desk.config.agents:
-            self.sessions.drop_agent(agent_id)
-            return None
         web_agent = WebAgent(self.live, agent_id)
         try:
             web_agent.agent = self.hub.desk.login(agent_id, web_agent, time.time())
