@@ -463,15 +463,20 @@ def _widths(key: str) -> list[str]:
     return [key, wide] if wide != key and fold(wide)[1] == key else [key]
 
 
+def _as_typed(key: str) -> bool:
+    """The engine may look `key` up as the line was typed: folding leaves it alone, and it is
+    printable (so no signal of the I/O layer can match it)."""
+    return key.isprintable() and fold(key)[1] == key
+
+
 def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -> None:
     """What the engine may do for a typed line without running the node's handler: each shortcut
     does exactly what feed() would (tests/menu/test_engine.py walks both ways and compares)."""
     wait = node.wait
-    usable = [k for k in wait.keys if k.isprintable() and fold(k)[1] == k]  # looked up as typed
-    for key in usable:
-        if wait.keys[key] in ("back", "top", "repeat"):
+    for key, action in wait.keys.items():
+        if action in ("back", "top", "repeat") and _as_typed(key):
             for typed in _widths(key):
-                wait.fast_keys[typed] = wait.keys[key]
+                wait.fast_keys[typed] = action
     retry = None
     if wait.invalid.say is not None and wait.short_prompt.say is not None:
         retry = Say(wait.invalid.say.text + "\n" + wait.short_prompt.say.text)
@@ -484,12 +489,7 @@ def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -
         return
     for key, target in node.options.items():
         nxt = compiled[target]
-        if (
-            key not in wait.keys
-            and says_and_waits(nxt)
-            and fold(key)[1] == key  # the engine looks the typed line up as is
-            and key.isprintable()  # so no signal of the I/O layer can match
-        ):
+        if key not in wait.keys and says_and_waits(nxt) and _as_typed(key):
             for typed in _widths(key):
                 wait.moves[typed] = nxt  # type: ignore[assignment]  # says_and_waits: a WaitNode
     if type(node) is handlers.MenuNode and retry is not None:
