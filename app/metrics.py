@@ -135,8 +135,8 @@ def _desk_metrics(hub: Hub) -> Iterator[Metric]:
     )
     talk = HistogramMetricFamily("hotline_queue_talk_seconds", "Talk time with an agent.", labels=["queue"])
     for name, q in sorted(desk.queues.items()):
-        n, long, _, _ = desk.queue_summary(name, now)
-        waiting.add_metric([name], n)
+        _, long, _, _ = desk.queue_summary(name, now)
+        waiting.add_metric([name], len(q.waiting))  # this replica's callers: sums over replicas are totals
         longest.add_metric([name], long)
         counts: dict[tuple[str, str], int] = {}
         for a in desk.agents_of(name):

@@ -26,6 +26,7 @@ from app import logs
 from app.configdir import Config, load_config
 from app.desk.core import Desk
 from app.desk.loader import DeskConfig
+from app.desk.shared import SharedDesk
 from app.menu import Graph
 from app.menu.engine import Stats
 from app.metrics import Histogram, registry_for, render
@@ -107,7 +108,11 @@ class Hub:
         self.settings = settings
         self.records = records  # tickets and transcripts; None only in tests of other parts
         self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
-        self.desk = Desk(desk or DeskConfig.default(), _desk_log)
+        self.desk: Desk = (
+            SharedDesk(desk or DeskConfig.default(), _desk_log, settings.redis_url, settings.replica)
+            if settings.redis_url
+            else Desk(desk or DeskConfig.default(), _desk_log)
+        )
         self.agent_connections: set[AgentConnection] = set()
         self.live: Live | None = None  # the browser side (app.web), once it runs
         self.login_guard = LoginGuard()
@@ -183,6 +188,7 @@ class Server:
         s = self.settings
         if self.hub.records is not None:
             self.hub.records.start()
+        await self.hub.desk.start()
         self.tcp = await loop.create_server(
             lambda: CallerSession(self.hub), s.host, s.tcp_port, backlog=4096, reuse_address=True
         )
@@ -347,6 +353,7 @@ class Server:
         for session in left:
             session.abort()
         await asyncio.sleep(0)
+        await self.hub.desk.close()  # shared: this replica's callers and agents leave Redis at once
         await self.web.close()
         self.hub.timers.close()
         self.hub.executor.shutdown(wait=False, cancel_futures=True)

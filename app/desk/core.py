@@ -193,6 +193,12 @@ class Desk:
         self.offers_total = 0
         self.closed = False
 
+    async def start(self) -> None:
+        """Nothing to start in process (app.desk.shared's desk connects to Redis here)."""
+
+    async def close(self) -> None:
+        """After shutdown(): nothing to let go of in process."""
+
     # ---- configuration --------------------------------------------------------------------------
 
     def configure(self, config: DeskConfig, now: float) -> None:
@@ -351,7 +357,7 @@ class Desk:
         call = agent.offer
         if call is None or agent.state != "offered":
             raise DeskError("no offer to accept")
-        if call.offered_to is not agent or self.calls.get(call.id) is not call:  # compare-and-set
+        if call.offered_to is not agent or not self._holds(call):  # compare-and-set
             agent.offer = None
             self._set_state(agent, "idle", now)
             raise DeskError("the offer is gone")
@@ -373,12 +379,16 @@ class Desk:
         call.link.desk_event(AgentConnected(agent.id, agent.name))
         return call
 
+    def _holds(self, call: Call) -> bool:
+        """`call` is still one of the desk's (not gone while an agent was deciding)."""
+        return self.calls.get(call.id) is call
+
     def reject(self, agent: Agent, now: float) -> Call:
         call = agent.offer
         if call is None or agent.state != "offered":
             raise DeskError("no offer to reject")
-        self._withdraw(call, now)
         call.rejected |= {agent.id}
+        self._withdraw(call, now)
         self.log("offer_rejected", queue=call.queue, call_id=call.id, agent=agent.id)
         self.dispatch(now)
         return call
@@ -426,10 +436,14 @@ class Desk:
             q.timeline.sample(now, len(q.waiting))
             if q.next_announce and now >= q.next_announce:
                 q.next_announce = now + q.config.model.announce_every if q.waiting else 0.0
-                agents = self.logged_in(q.config.name)
-                for i, call in enumerate(q.waiting.values(), 1):
-                    self._announce(q, call, i, agents)
+                self._announce_all(q)
         self.dispatch(now)
+
+    def _announce_all(self, q: QueueState) -> None:
+        """Every waiting caller of `q` hears their position and estimate, if either changed."""
+        agents = self.logged_in(q.config.name)
+        for i, call in enumerate(q.waiting.values(), 1):
+            self._announce(q, call, i, agents)
 
     def shutdown(self) -> None:
         """The server stops: every agent in a call or offered hears ENDED by=server; callers get the
@@ -497,8 +511,8 @@ class Desk:
         return Offer(call.id, call.queue, int(now - call.joined), link.peer, link.handoff_context())
 
     def _missed(self, agent: Agent, call: Call, now: float) -> None:
-        self._withdraw(call, now)
         call.cooldown = (agent.id, now + MISS_COOLDOWN)
+        self._withdraw(call, now)
         agent.missed += 1
         on_break = agent.missed >= self.queues[call.queue].config.model.max_missed
         self.log("offer_missed", queue=call.queue, call_id=call.id, agent=agent.id, in_a_row=agent.missed)

@@ -35,9 +35,10 @@ class CallerSaid:
 
 @dataclass(slots=True, unsafe_hash=True)
 class LoggedOut:
-    """The desk logged the agent out (removed from desk.yaml at the end of their call)."""
+    """The desk logged the agent out: removed from desk.yaml (at the end of their call), or, with
+    replicas, already logged in on another one."""
 
-    reason: str
+    reason: str  # removed | elsewhere
 
 
 AgentEvent = Offer | Missed | Ended | CallerSaid | LoggedOut

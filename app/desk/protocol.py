@@ -74,6 +74,8 @@ def lines(message: Message) -> list[str]:
         e = cast(Ended, message)
         return [f"ENDED {e.call_id} by={e.by}"]
     if kind is LoggedOut:
+        if cast(LoggedOut, message).reason == "elsewhere":
+            return ["ERR already logged in elsewhere"]
         return ["INFO logged out: this agent was removed from desk.yaml"]
     if kind is Ok:
         k = cast(Ok, message)

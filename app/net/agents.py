@@ -177,7 +177,7 @@ class AgentConnection(asyncio.Protocol):
         self.send(*protocol.lines(event))
         if type(event) is LoggedOut:
             self.agent = None  # the desk has logged them out already
-            self.close("removed")
+            self.close(event.reason)
 
     # -- commands --------------------------------------------------------------------------------
 

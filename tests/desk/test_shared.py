@@ -1,0 +1,205 @@
+"""Replicas sharing the desk through a real Redis: `hotline serve` processes, callers and agents as
+line clients on different replicas (AGENT_DESK.md, "Scale-out")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess
+from tests.net.test_agents import PASSWORD, Line, _agent, _caller_in_queue, _config, _offered
+from tests.servers import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+class Replicas:
+    def __init__(self, redis: RedisServer, config: Path) -> None:
+        self.redis = redis
+        self.config = config
+        self.started: list[ServerProcess] = []
+
+    def start(self, name: str) -> ServerProcess:
+        proc = ServerProcess(
+            [sys.executable, "-m", "app", "serve", "--config", str(self.config)],
+            env={
+                "HOTLINE_LOG_FORMAT": "json",
+                "HOTLINE_REDIS_URL": self.redis.url,
+                "HOTLINE_REPLICA": name,
+                "HOTLINE_RELOAD_WATCH": "false",
+            },
+        )
+        proc.wait_for("desk_shared", replica=name)
+        self.started.append(proc)
+        return proc
+
+
+@pytest.fixture
+def replicas(redis_server: RedisServer, tmp_path: Path) -> Iterator[Replicas]:
+    if not redis_server.ping():
+        redis_server.start()
+    redis_server.flush()
+    group = Replicas(redis_server, _config(tmp_path))
+    yield group
+    for proc in group.started:
+        proc.stop()
+
+
+def _shared_agent(
+    replicas: Replicas, server: ServerProcess, agent_id: str = "1001", ready: bool = True
+) -> Line:
+    """An agent logged in on `server`, once every replica can see them (the write is asynchronous)."""
+    agent = _agent(server, agent_id, ready)
+    end = time.monotonic() + 5
+    while replicas.redis.command("HEXISTS", "hotline:{q:default}:agents", agent_id) != b":1\r\n":
+        assert time.monotonic() < end, f"agent {agent_id} never reached Redis"
+        time.sleep(0.02)
+    return agent
+
+
+def _queue_line(agent: Line, wanted: str, timeout: float = 8.0) -> None:
+    """Ask /queue until its line shows `wanted` (the shared summary is refreshed every second)."""
+    end = time.monotonic() + timeout
+    while True:
+        agent.send("/queue")
+        line = agent.expect("\r\n")
+        if wanted in line:
+            return
+        assert time.monotonic() < end, f"/queue never showed {wanted!r}; last: {line!r}"
+        time.sleep(0.1)
+
+
+def test_a_caller_on_one_replica_talks_with_an_agent_on_another(replicas: Replicas) -> None:
+    a, b = replicas.start("a"), replicas.start("b")
+    agent = _shared_agent(replicas, b)
+    caller = _caller_in_queue(a)
+    caller.expect("您前面还有 0 位客户")
+    call_id = _offered(agent)
+    assert " path main>agent\r\n" in agent.expect("\r\n")  # the rest of the first CONTEXT line
+    agent.send("/accept")
+    agent.expect(f"CONNECTED {call_id}\r\n")
+    caller.expect("工号 1001 为您服务。")
+    caller.send("我的话费不对", "#")
+    agent.expect("CALLER 我的话费不对\r\nCALLER #\r\n")
+    agent.send("请稍等,我帮您查")
+    caller.expect("客服 1001:请稍等,我帮您查\r\n")
+    agent.send("/end solved")
+    agent.expect(f"ENDED {call_id} by=agent\r\n")
+    caller.expect("本次服务已结束,感谢您的耐心。\r\n欢迎致电中国移动 10086!")
+    connected = b.wait_for("call_connected", session_id=call_id)
+    assert connected["agent"] == "1001"
+    # and the other way round: the caller hangs up, the agent on the other replica hears it
+    caller.send("0")
+    caller.expect("正在为您转接人工服务")
+    second = _offered(agent)  # once the wrap-up is over
+    agent.send("/accept")
+    agent.expect(f"CONNECTED {second}\r\n")
+    caller.expect("为您服务。")
+    caller.close()
+    agent.expect(f"ENDED {second} by=caller\r\n")
+
+
+def test_positions_follow_join_time_across_replicas(replicas: Replicas) -> None:
+    a, b = replicas.start("a"), replicas.start("b")
+    agent = _shared_agent(replicas, a, ready=False)
+    callers = []
+    for i, replica in enumerate((a, b, a, b)):
+        caller = _caller_in_queue(replica)
+        caller.expect(f"您前面还有 {i} 位客户")
+        callers.append(caller)
+    _queue_line(agent, "QUEUE default waiting=4 ")
+    ports = [c.sock.getsockname()[1] for c in callers]
+    agent.send("/ready")
+    agent.expect("OK ready\r\n")
+    for port in ports:  # offered first come, first served, whichever replica they called
+        offer = agent.expect("CONTEXT")
+        assert f"from=127.0.0.1:{port}" in offer, (port, offer)
+        call_id = offer.split("OFFER ")[1].split()[0]
+        agent.send("/accept")
+        agent.expect(f"CONNECTED {call_id}\r\n")
+        agent.send("/end")
+        agent.expect(f"ENDED {call_id} by=agent\r\n")
+
+
+def test_an_agent_id_is_logged_in_on_one_replica_at_a_time(replicas: Replicas) -> None:
+    a, b = replicas.start("a"), replicas.start("b")
+    _shared_agent(replicas, a)
+    second = Line(b.agent_port)
+    second.expect("HELLO")
+    second.send(f"/login 1001 {PASSWORD}")
+    second.expect("ERR already logged in elsewhere\r\n")
+    second.wait_closed()
+
+
+def test_a_killed_replicas_waiting_callers_are_never_offered(replicas: Replicas) -> None:
+    a, b = replicas.start("a"), replicas.start("b")
+    agent = _shared_agent(replicas, b, ready=False)
+    for _ in range(2):
+        _caller_in_queue(a).expect("位客户")
+    _queue_line(agent, "QUEUE default waiting=2 ")
+    os.kill(a.proc.pid, signal.SIGKILL)
+    _queue_line(agent, "QUEUE default waiting=0 ", timeout=6.0)  # lease 3 s + janitor round
+    b.wait_for("replica_reaped", replica="a")
+    fresh = _caller_in_queue(b)
+    agent.send("/ready")
+    offer = agent.expect("CONTEXT")  # the first offer is the live caller's
+    assert f"from=127.0.0.1:{fresh.sock.getsockname()[1]}" in offer, offer
+
+
+def test_a_killed_replicas_calls_end_for_the_other_side(replicas: Replicas) -> None:
+    a, b, c = replicas.start("a"), replicas.start("b"), replicas.start("c")
+    agent_b = _shared_agent(replicas, b, "1001")
+    caller_a = _caller_in_queue(a)  # caller on a, agent on b
+    call_a = _offered(agent_b)
+    agent_b.send("/accept")
+    caller_a.expect("工号 1001 为您服务。")
+    agent_c = _shared_agent(replicas, c, "1002")  # agent on c, caller on b
+    caller_b = _caller_in_queue(b)
+    call_b = _offered(agent_c)
+    agent_c.send("/accept")
+    caller_b.expect("工号 1002 为您服务。")
+    os.kill(a.proc.pid, signal.SIGKILL)
+    agent_b.expect(f"ENDED {call_a} by=caller\r\n", timeout=8.0)
+    os.kill(c.proc.pid, signal.SIGKILL)
+    caller_b.expect("本次服务已结束,感谢您的耐心。", timeout=8.0)  # `ended`, then `next`
+    caller_b.expect("欢迎致电中国移动 10086!")
+    assert call_b
+
+
+def test_redis_stopped_and_started_mid_queue(replicas: Replicas) -> None:
+    a, b = replicas.start("a"), replicas.start("b")
+    local_agent = _shared_agent(replicas, a, "1002")
+    local_caller = _caller_in_queue(a)  # both ends on a
+    local_call = _offered(local_agent)
+    local_agent.send("/accept")
+    local_caller.expect("工号 1002 为您服务。")
+    agent = _shared_agent(replicas, b, "1001", ready=False)
+    waiting = _caller_in_queue(a)
+    waiting.expect("您前面还有 0 位客户")
+    replicas.redis.stop()
+    local_caller.send("还在吗")  # a call within one replica goes on without Redis
+    local_agent.expect("CALLER 还在吗\r\n")
+    local_agent.send("在的")
+    local_caller.expect("客服 1002:在的\r\n")
+    late = _caller_in_queue(a)  # a new transfer takes on_busy
+    late.expect("抱歉,目前所有坐席均忙。")
+    a.wait_for("desk_shared_unavailable")
+    replicas.redis.start()
+    a.wait_for("desk_shared_restored", timeout=10)
+    b.wait_for("desk_shared_restored", timeout=10)
+    agent.send("/ready")
+    agent.expect("OK ready\r\n")
+    offer = agent.expect("CONTEXT", timeout=10)  # the caller who waited through it is served
+    assert f"from=127.0.0.1:{waiting.sock.getsockname()[1]}" in offer, offer
+    assert local_call
