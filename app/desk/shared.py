@@ -368,6 +368,8 @@ class SharedDesk(Desk):
             [call.id, agent.id, self.replica],
             done=lambda replica: self._accepted(agent, call, replica),
         )
+        if isinstance(call.link, RemoteCaller):  # before any line or /end of the agent's can be sent
+            self._open_relay(call.queue, call.id)
         return call
 
     def _holds(self, call: Call) -> bool:
@@ -378,11 +380,15 @@ class SharedDesk(Desk):
     def _accepted(self, agent: Agent, call: Call, replica: Any) -> None:
         remote = isinstance(call.link, RemoteCaller)
         if isinstance(replica, str):
-            if remote:  # tell the caller's replica; the call's lines now go through its streams
-                self._open_relay(call.queue, call.id)
-                self._read_relay(call.queue, call.id, "up")
+            if remote:  # tell the caller's replica (even if the agent has ended already: it reads that)
+                if agent.call is call:
+                    self._read_relay(call.queue, call.id, "up")
                 self._tell(replica, t="connected", q=call.queue, c=call.id, a=agent.id, n=agent.name)
             return
+        if remote:
+            self.commands.command(
+                "DEL", relay_key(call.queue, call.id, "up"), relay_key(call.queue, call.id, "down")
+            )
         if _failed(replica):
             self._down(replica)
             if not remote:

@@ -3,6 +3,7 @@ line clients on different replicas (AGENT_DESK.md, "Scale-out")."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from app.desk.passwords import hash_password
 from tests.conftest import ServerProcess
-from tests.net.test_agents import PASSWORD, Line, _agent, _caller_in_queue, _config, _offered
+from tests.net.test_agents import PASSWORD, Line, _agent, _caller_in_queue, _close_clients, _config, _offered
 from tests.servers import RedisServer
+
+__all__ = ["_close_clients"]  # autouse: every line client closed after each test
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,7 @@ class Replicas:
         self.config = config
         self.started: list[ServerProcess] = []
 
-    def start(self, name: str) -> ServerProcess:
+    def start(self, name: str, env: dict[str, str] | None = None) -> ServerProcess:
         proc = ServerProcess(
             [sys.executable, "-m", "app", "serve", "--config", str(self.config)],
             env={
@@ -38,11 +42,19 @@ class Replicas:
                 "HOTLINE_REDIS_URL": self.redis.url,
                 "HOTLINE_REPLICA": name,
                 "HOTLINE_RELOAD_WATCH": "false",
+                **(env or {}),
             },
         )
         proc.wait_for("desk_shared", replica=name)
         self.started.append(proc)
         return proc
+
+    def stop(self) -> None:
+        """Every replica, each asked to stop (and killed after 15 s); their logs say how it went."""
+        for proc in self.started:
+            proc.proc.terminate()
+        for proc in self.started:
+            proc.stop()
 
 
 @pytest.fixture
@@ -52,8 +64,7 @@ def replicas(redis_server: RedisServer, tmp_path: Path) -> Iterator[Replicas]:
     redis_server.flush()
     group = Replicas(redis_server, _config(tmp_path))
     yield group
-    for proc in group.started:
-        proc.stop()
+    group.stop()
 
 
 def _shared_agent(
@@ -203,3 +214,96 @@ def test_redis_stopped_and_started_mid_queue(replicas: Replicas) -> None:
     offer = agent.expect("CONTEXT", timeout=10)  # the caller who waited through it is served
     assert f"from=127.0.0.1:{waiting.sock.getsockname()[1]}" in offer, offer
     assert local_call
+
+
+STRESS_DESK = """
+version: 1
+queues:
+  default:
+    title: 人工服务
+    max_waiting: 2000
+    max_wait: 10m
+    announce_every: 5s
+    ring_timeout: 10s
+    wrap_up: 0s
+agents:
+{agents}
+"""
+
+
+async def test_two_replicas_500_callers_each_50_agents_every_caller_answered_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    if not redis_server.ping():
+        redis_server.start()
+    redis_server.flush()
+    config = _config(tmp_path)
+    password_hash = hash_password(PASSWORD)
+    agents = "\n".join(
+        f'  - {{id: "{2000 + i}", name: 坐席{i}, password_hash: "{password_hash}", queues: [default]}}'
+        for i in range(50)
+    )
+    (config / "desk.yaml").write_text(STRESS_DESK.format(agents=agents), encoding="utf-8")
+    group = Replicas(redis_server, config)
+    env = {"HOTLINE_MAX_SESSIONS_PER_ADDRESS": "5000", "HOTLINE_MAX_LINES_PER_SECOND": "1000"}
+    try:
+        a, b = group.start("a", env), group.start("b", env)
+        answered: dict[str, int] = {}  # call id -> CONNECTED lines, over every agent
+        callers_done = asyncio.Event()
+
+        async def agent(agent_id: str, port: int) -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"/login {agent_id} {PASSWORD}\r\n/ready\r\n".encode())
+            said: list[str] = []
+            while not callers_done.is_set():
+                try:
+                    line = (await asyncio.wait_for(reader.readline(), 0.5)).decode()
+                except TimeoutError:
+                    continue
+                said = [*said[-5:], line]
+                if line.startswith("OFFER "):
+                    writer.write(b"/accept\r\n")
+                elif line.startswith("CONNECTED "):
+                    call_id = line.split()[1]
+                    answered[call_id] = answered.get(call_id, 0) + 1
+                    writer.write(b"/end\r\n")
+                elif not line:
+                    raise AssertionError(f"agent {agent_id} was disconnected after {said}")
+            writer.close()
+
+        async def caller(port: int) -> int:
+            """How many times this caller heard an agent answer."""
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            seen = b""
+            while b"exit" not in seen:
+                seen += await reader.read(4096)
+            writer.write(b"0\r\n")
+            while (
+                b"\xe6\x9c\xac\xe6\xac\xa1\xe6\x9c\x8d\xe5\x8a\xa1\xe5\xb7\xb2\xe7\xbb\x93\xe6\x9d\x9f"
+                not in seen
+            ):
+                chunk = await reader.read(4096)  # until 本次服务已结束 (the agent ended the call)
+                assert chunk and "坐席均忙" not in seen.decode(errors="replace"), seen.decode(
+                    errors="replace"
+                )
+                seen += chunk
+            writer.close()
+            return seen.decode().count("为您服务。")
+
+        agents_running = [
+            asyncio.create_task(agent(str(2000 + i), (a if i % 2 else b).agent_port)) for i in range(50)
+        ]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30  # every agent logged in, ready, and seen by both replicas
+        while redis_server.command("ZCARD", "hotline:{q:default}:free") != b":50\r\n":
+            assert loop.time() < deadline, redis_server.command("ZCARD", "hotline:{q:default}:free")
+            await asyncio.sleep(0.05)
+        counts = await asyncio.wait_for(
+            asyncio.gather(*(caller((a if i % 2 else b).tcp_port) for i in range(1000))), 120
+        )
+        callers_done.set()
+        await asyncio.gather(*agents_running)
+        assert counts == [1] * 1000  # every caller answered, exactly once
+        assert len(answered) == 1000 and set(answered.values()) == {1}  # no call answered twice
+    finally:
+        group.stop()
