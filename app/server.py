@@ -109,7 +109,7 @@ class Hub:
         self.records = records  # tickets and transcripts; None only in tests of other parts
         self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
         self.desk: Desk = (
-            SharedDesk(desk or DeskConfig.default(), _desk_log, settings.redis_url, settings.replica)
+            SharedDesk(desk or DeskConfig.default(), _desk_log, settings.redis_url, settings.replica or "")
             if settings.redis_url
             else Desk(desk or DeskConfig.default(), _desk_log)
         )

@@ -112,13 +112,13 @@ class Settings(BaseSettings):
     agent_reconnect_grace: Annotated[float, Field(ge=0, le=3600)] = Field(
         30.0, description="seconds a browser agent whose last page closed stays logged in"
     )
-    redis_url: str = Field(
-        "",
+    redis_url: str | None = Field(
+        None,
         description="share queues, agents and calls with other replicas through this Redis "
         "(redis://host:6379/0); unset: all in this process",
     )
-    replica: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")] = Field(
-        "", description="this replica's name in Redis; unset: host-pid-random (a restart is a new replica)"
+    replica: Annotated[str | None, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
+        None, description="this replica's name in Redis; unset: host-pid-random (a restart is a new replica)"
     )
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = Field(
         5.0, description="seconds to let callers finish after the goodbye on shutdown"
