@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-desk bench-board bench-records bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-desk bench-board bench-shared bench-records bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,7 +43,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.lock
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-bench.lock
 	touch $@
 
-bench: $(BENCH_STAMP)  ## side-by-side benchmarks: TCP, mixed workload, agent desk, boards, records, UDP (servers on CPU 0, load on CPU 1); needs gcc
+bench: $(BENCH_STAMP) system-tools  ## side-by-side benchmarks: TCP, mixed workload, agent desk, boards, replicas through Redis, records, UDP (servers on CPU 0, load on CPU 1); needs gcc
 	$(BIN)/python -m benchmarks
 
 bench-tcp: $(BENCH_STAMP)
@@ -57,6 +57,9 @@ bench-desk: $(STAMP)
 
 bench-board: $(STAMP)
 	$(BIN)/python -m benchmarks.board $(ARGS)
+
+bench-shared: $(STAMP) system-tools  ## replicas through Redis: menu path, offers per second, the relay's latency
+	$(BIN)/python -m benchmarks.shared $(ARGS)
 
 bench-records: $(STAMP)
 	$(BIN)/python -m benchmarks.records $(ARGS)

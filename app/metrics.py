@@ -158,6 +158,18 @@ def _desk_metrics(hub: Hub) -> Iterator[Metric]:
     pages.add_metric(["console"], sum(len(a.sockets) for a in live.agents.values()) if live else 0)
     pages.add_metric(["board"], len(live.boards) if live else 0)
     yield pages
+    from app.desk.shared import SharedDesk  # noqa: PLC0415 (app.desk.core imports this module)
+
+    if isinstance(desk, SharedDesk):  # the replicas' Redis
+        yield GaugeMetricFamily(
+            "hotline_shared_up", "1 while Redis answers this replica's shared desk.", value=int(desk.up)
+        )
+        sent, failed = desk.commands.sent, desk.commands.failed
+        yield CounterMetricFamily("hotline_shared_commands", "Redis commands sent.", value=sent)
+        yield CounterMetricFamily("hotline_shared_failures", "Redis commands that failed.", value=failed)
+        yield CounterMetricFamily(
+            "hotline_replicas_reaped", "Replicas whose lapsed lease this one reaped.", value=desk.reaped_total
+        )
 
 
 def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:

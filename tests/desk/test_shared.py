@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,6 +163,9 @@ def test_a_killed_replicas_waiting_callers_are_never_offered(replicas: Replicas)
     os.kill(a.proc.pid, signal.SIGKILL)
     _queue_line(agent, "QUEUE default waiting=0 ", timeout=6.0)  # lease 3 s + janitor round
     b.wait_for("replica_reaped", replica="a")
+    with urllib.request.urlopen(f"http://127.0.0.1:{b.admin_port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert "hotline_replicas_reaped_total 1.0" in metrics and "hotline_shared_up 1.0" in metrics
     fresh = _caller_in_queue(b)
     agent.send("/ready")
     offer = agent.expect("CONTEXT")  # the first offer is the live caller's
