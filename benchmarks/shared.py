@@ -322,16 +322,6 @@ def report(
                 m >= 0.95,
             )
         )
-    base = median([r.rate for r in drained["process"] if not r.failed])
-    two = median([r.rate for r in drained["two"] if not r.failed])
-    if base and two:
-        rows.append(
-            (
-                "offers per second, across replicas vs one process",
-                f"{two / base:.2f}× ({two:,.0f} vs {base:,.0f}/s)",
-                True,
-            )
-        )
     lat = relayed.get("two")
     if lat is not None and not lat.failed:
         rows.append(

@@ -240,15 +240,8 @@ class Desk:
     ) -> bool:
         """A caller arrives at a transfer node. Tells the link QueueClosed, QueueBusy or the first
         QueuePosition; True when the caller now waits."""
-        q = self.queues.get(queue)
-        if self.closed:
-            link.desk_event(QueueBusy("shutdown"))
-            return False
-        if q is None or not q.config.is_open(now):
-            if q is not None:
-                q.count("closed")
-            self.log("queue_closed", queue=queue)
-            link.desk_event(QueueClosed())
+        q = self._open_queue(queue, link, now)
+        if q is None:
             return False
         model = q.config.model
         agents = self.logged_in(queue)
@@ -270,6 +263,21 @@ class Desk:
             q.next_announce = now + model.announce_every
         self.dispatch(now)
         return True
+
+    def _open_queue(self, queue: str, link: CallerLink, now: float) -> QueueState | None:
+        """The queue a caller may join now, or None once they were told why not (the server is
+        stopping, no such queue, or outside its hours)."""
+        q = self.queues.get(queue)
+        if self.closed:
+            link.desk_event(QueueBusy("shutdown"))
+            return None
+        if q is None or not q.config.is_open(now):
+            if q is not None:
+                q.count("closed")
+            self.log("queue_closed", queue=queue)
+            link.desk_event(QueueClosed())
+            return None
+        return q
 
     def position(self, call: Call) -> int:
         """1 for the next caller; O(log n)."""
@@ -611,11 +619,16 @@ class Desk:
             else:
                 q.free.pop(agent.id, None)
 
-    def _announce(self, q: QueueState, call: Call, position: int, agents: int) -> None:
+    def _announce(
+        self, q: QueueState, call: Call, position: int, agents: int, waiting: int | None = None
+    ) -> None:
+        """The caller hears their position and estimate if either changed (`waiting`: the whole
+        queue's length, when it is not this desk's to count)."""
         minutes = self.estimate_minutes(q, position, agents)
         if (position, minutes) != call.announced:
             call.announced = (position, minutes)
-            call.link.desk_event(QueuePosition(position, len(q.waiting), minutes))
+            total = len(q.waiting) if waiting is None else max(waiting, position)
+            call.link.desk_event(QueuePosition(position, total, minutes))
 
     # ---- for metrics and tests ------------------------------------------------------------------
 

@@ -72,8 +72,6 @@ from app.menu.events import (
     CallEnded,
     DeskEvent,
     QueueBusy,
-    QueueClosed,
-    QueuePosition,
 )
 
 log = structlog.get_logger("hotline.desk")
@@ -111,11 +109,10 @@ class RemoteCaller:
         return self.context
 
     def desk_event(self, event: DeskEvent) -> None:
-        kind = type(event)
-        if kind is AgentLine:
-            self.desk.relay(self.queue, self.call_id, "down", "l", event.text)  # type: ignore[union-attr]
-        elif kind is CallEnded:
-            self.desk.relay(self.queue, self.call_id, "down", "e", event.by)  # type: ignore[union-attr]
+        if isinstance(event, AgentLine):
+            self.desk.relay(self.queue, self.call_id, "down", "l", event.text)
+        elif isinstance(event, CallEnded):
+            self.desk.relay(self.queue, self.call_id, "down", "e", event.by)
         # AgentConnected: the caller's replica hears it from the accept itself (its inbox)
 
 
@@ -130,11 +127,10 @@ class RemoteAgent:
         self.call_id = call_id
 
     def agent_event(self, event: AgentEvent) -> None:
-        kind = type(event)
-        if kind is CallerSaid:
-            self.desk.relay(self.queue, self.call_id, "up", "l", event.text)  # type: ignore[union-attr]
-        elif kind is Ended:
-            self.desk.relay(self.queue, self.call_id, "up", "e", event.by)  # type: ignore[union-attr]
+        if isinstance(event, CallerSaid):
+            self.desk.relay(self.queue, self.call_id, "up", "l", event.text)
+        elif isinstance(event, Ended):
+            self.desk.relay(self.queue, self.call_id, "up", "e", event.by)
 
 
 def _failed(result: object) -> bool:
@@ -212,15 +208,8 @@ class SharedDesk(Desk):
         return summary[4] if summary is not None else super().logged_in(queue)
 
     def join(self, queue: str, call_id: str, link: CallerLink, now: float) -> bool:
-        q = self.queues.get(queue)
-        if self.closed:
-            link.desk_event(QueueBusy("shutdown"))
-            return False
-        if q is None or not q.config.is_open(now):
-            if q is not None:
-                q.count("closed")
-            self.log("queue_closed", queue=queue)
-            link.desk_event(QueueClosed())
+        q = self._open_queue(queue, link, now)
+        if q is None:
             return False
         call = Call(call_id, queue, 0, now, link)
         self.calls[call_id] = call
@@ -251,16 +240,10 @@ class SharedDesk(Desk):
         call.seq = int(score)
         q.timeline.sample(now, int(waiting))
         self.log("queue_entered", queue=q.config.name, call_id=call.id, position=int(position))
-        self._tell_position(q, call, int(position), int(waiting), int(agents))
+        self._announce(q, call, int(position), int(agents), int(waiting))
         if not q.next_announce:
             q.next_announce = now + q.config.model.announce_every
         self.dispatch(now)
-
-    def _tell_position(self, q: QueueState, call: Call, position: int, waiting: int, agents: int) -> None:
-        minutes = self.estimate_minutes(q, position, agents)
-        if (position, minutes) != call.announced:
-            call.announced = (position, minutes)
-            call.link.desk_event(QueuePosition(position, max(waiting, position), minutes))
 
     def _announce_all(self, q: QueueState) -> None:
         """Positions are ranks in the shared queue: one ZRANK each, in the next pipeline."""
@@ -277,7 +260,7 @@ class SharedDesk(Desk):
         if isinstance(rank, int) and q.waiting.get(call.id) is call:
             summary = self.summaries.get(q.config.name)
             waiting = summary[0] if summary is not None else len(q.waiting)
-            self._tell_position(q, call, rank + 1, waiting, self.logged_in(q.config.name))
+            self._announce(q, call, rank + 1, self.logged_in(q.config.name), waiting)
 
     def leave(self, call_id: str, now: float) -> None:
         call = self.calls.pop(call_id, None)
@@ -324,6 +307,7 @@ class SharedDesk(Desk):
                 self._tell(replica, t="withdrawn", q=call.queue, c=call.id, a=agent, by=by)
             if connected:  # answered elsewhere before we heard of it: that call is over too
                 self.relay(call.queue, call.id, "up", "e", "caller")
+                return  # answered, not abandoned: the agent's replica logs how it ended
         waited = round(now - call.joined)
         if by == "caller":
             q.count("abandoned")
@@ -538,6 +522,8 @@ class SharedDesk(Desk):
         free = agent is not None and agent.status == "available" and agent.state == "idle"
         if q is None or call is None or agent is None or not free or agent.offer is not None:
             self.commands.script(RELEASE, [queue_key(name, "calls")], [call_id, agent_id, "0", 0])
+            if agent is not None:
+                self._dirty(agent)  # the claim took them out of the free set: put back what is true
             self.dispatch(now)
             return
         if isinstance(call.link, RemoteCaller):
