@@ -180,14 +180,11 @@ class SharedDesk(Desk):
     async def close(self) -> None:
         """After shutdown(): this replica's callers and agents leave the shared state at once (the
         others need not wait for the lease to lapse), then the connection closes."""
-        await asyncio.sleep(0)  # the commands shutdown() queued go first
-        for _ in range(100):
-            if not self.commands.pending:
-                break
-            await asyncio.sleep(0.01)
+        await self.commands.drained()  # what shutdown() asked for goes first
         with contextlib.suppress(RedisError, OSError):
             await self._reap(self.replica)
             await self.redis.delete(lease_key(self.replica), inbox_key(self.replica))
+        await self.commands.drained()  # and what the reaping tells the other replicas
         for task in self.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

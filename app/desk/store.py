@@ -24,6 +24,7 @@ until), ca/car (connected: agent, its replica).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -263,19 +264,28 @@ class Commands:
         self.redis = redis
         self.pending: list[tuple[tuple[Any, ...], Done | None]] = []
         self.wake = asyncio.Event()
+        self.idle = asyncio.Event()  # nothing queued, nothing in flight
         self.sent = 0  # commands, for the metrics
         self.failed = 0
 
     def command(self, *args: Any, done: Done | None = None) -> None:
         self.pending.append((args, done))
         self.wake.set()
+        self.idle.clear()
+
+    async def drained(self, timeout: float = 2.0) -> None:
+        """Wait until every command asked for so far has had its answer (or `timeout` passed)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), timeout)
 
     def script(self, body: str, keys: list[str], args: list[Any], done: Done | None = None) -> None:
         self.command("EVALSHA", SHA[body], len(keys), *keys, *args, done=done)
 
     async def run(self) -> None:
         while True:
+            self.idle.set()
             await self.wake.wait()
+            self.idle.clear()
             self.wake.clear()
             while self.pending:
                 batch, self.pending = self.pending, []
