@@ -74,4 +74,6 @@ class RedisServer:
             return s.recv(65536)
 
     def flush(self) -> None:
+        """Empty, as a new Redis is: no keys and no scripts (a replica must load its own)."""
         assert self.command("FLUSHALL").startswith(b"+OK")
+        assert self.command("SCRIPT", "FLUSH").startswith(b"+OK")

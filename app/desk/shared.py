@@ -49,6 +49,7 @@ from app.desk.loader import DeskConfig
 from app.desk.store import (
     ACCEPT,
     CLAIM,
+    END,
     FORGET_LOGINS,
     JOIN,
     LEAVE,
@@ -404,7 +405,7 @@ class SharedDesk(Desk):
         name = call.queue
         if self.remote.pop(call.id, None) is not None:
             self._unread(name, call.id, "up")  # the streams go when the other side has read the end
-        self.commands.command("HDEL", queue_key(name, "calls"), call.id)
+        self.commands.script(END, [queue_key(name, "calls")], [call.id, agent.id])
         self.commands.command("SET", queue_key(name, "handle"), repr(q.handle_time))
 
     # ---- shared agent state ---------------------------------------------------------------------

@@ -166,6 +166,14 @@ redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(c))
 return c.r
 """
 
+# KEYS: calls. ARGV: id, agent. The agent's call is over: gone from the queue's calls, if it is still
+# this agent's (an accept that lost its compare-and-set must not delete a call another agent took).
+END = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw and cjson.decode(raw).ca == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
 # KEYS: calls. ARGV: id, agent, rejected ("1"/"0"), cooldown until (s, 0 = none). The offer goes back
 # (rejected, missed, or the agent turned out busy): only if it is still this agent's.
 RELEASE = """
@@ -249,7 +257,7 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[
 return 0
 """
 
-SCRIPTS = (JOIN, LEAVE, CLAIM, ACCEPT, RELEASE, REAP, FORGET_LOGINS, LOGIN, LOGOUT)
+SCRIPTS = (JOIN, LEAVE, CLAIM, ACCEPT, END, RELEASE, REAP, FORGET_LOGINS, LOGIN, LOGOUT)
 SHA = {body: hashlib.sha1(body.encode()).hexdigest() for body in SCRIPTS}  # noqa: S324 (Redis names scripts so)
 
 Done = Callable[[Any], None]
@@ -265,6 +273,7 @@ class Commands:
         self.pending: list[tuple[tuple[Any, ...], Done | None]] = []
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()  # nothing queued, nothing in flight
+        self.loaded = False  # the scripts are in Redis's script cache (as far as we know)
         self.sent = 0  # commands, for the metrics
         self.failed = 0
 
@@ -298,15 +307,22 @@ class Commands:
                             log.exception("desk_shared_callback_failed")
 
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One pipeline, in order. The scripts are loaded at its head the first time and after any
+        failure (a restarted Redis has forgotten them): re-running a script that met NOSCRIPT after
+        the rest of its batch would put it out of order (an ACCEPT after the same call's HDEL)."""
         self.sent += len(commands)
+        load = [] if self.loaded else [("SCRIPT", "LOAD", body) for body in SCRIPTS]
         try:
-            results = await self._pipeline(commands)
+            results = (await self._pipeline(load + commands))[len(load) :]
+            self.loaded = True
             missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if missing:  # Redis restarted and forgot the scripts: run those with their text
+            if missing:  # flushed meanwhile (SCRIPT FLUSH): run those with their text, and reload
+                self.loaded = False
                 again = await self._pipeline([_eval(commands[i]) for i in missing])
                 for i, r in zip(missing, again, strict=True):
                     results[i] = r
         except (RedisError, OSError) as exc:
+            self.loaded = False
             results = [exc] * len(commands)
         self.failed += sum(1 for r in results if isinstance(r, Exception))
         return results

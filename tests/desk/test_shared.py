@@ -270,9 +270,7 @@ async def test_two_replicas_500_callers_each_50_agents_every_caller_answered_onc
                 elif line.startswith("CONNECTED "):
                     call_id = line.split()[1]
                     answered[call_id] = answered.get(call_id, 0) + 1
-                    writer.write("您好,请讲\r\n".encode())
-                elif line.startswith("CALLER "):  # the caller answered: the call is done
-                    writer.write(b"/end\r\n")
+                    writer.write(b"/end\r\n")  # at once: the end may reach Redis before the answer
                 elif not line:
                     raise AssertionError(f"agent {agent_id} was disconnected after {said}")
             writer.close()
@@ -284,13 +282,6 @@ async def test_two_replicas_500_callers_each_50_agents_every_caller_answered_onc
             while b"exit" not in seen:
                 seen += await reader.read(4096)
             writer.write(b"0\r\n")
-            while "您好,请讲" not in seen.decode(errors="replace"):  # the agent's greeting
-                chunk = await reader.read(4096)
-                assert chunk and "坐席均忙" not in seen.decode(errors="replace"), seen.decode(
-                    errors="replace"
-                )
-                seen += chunk
-            writer.write("谢谢\r\n".encode())
             while (
                 b"\xe6\x9c\xac\xe6\xac\xa1\xe6\x9c\x8d\xe5\x8a\xa1\xe5\xb7\xb2\xe7\xbb\x93\xe6\x9d\x9f"
                 not in seen
