@@ -65,7 +65,7 @@ class Redis:
         self.proc.wait(10)
 
 
-def serve(config: Path, redis_url: str = "", name: str = "") -> Server:
+def serve(config: Path, redis_url: str = "", name: str = "", proxy: bool = False) -> Server:
     port, agent_port, admin_port = free_port(), free_port(), free_port()
     env = {
         **HOTLINE_ENV,
@@ -76,6 +76,8 @@ def serve(config: Path, redis_url: str = "", name: str = "") -> Server:
     }
     if redis_url:
         env |= {"HOTLINE_REDIS_URL": redis_url, "HOTLINE_REPLICA": name}
+    if proxy:
+        env |= {"HOTLINE_PROXY_PROTOCOL": "true", "HOTLINE_PROXY_FROM": "127.0.0.1"}
     proc = Proc([python(), "-m", "app", "serve", "--tcp-port", str(port)], env=env, tcp_port=port)
     return Server(proc, port, agent_port, admin_port)
 
@@ -90,6 +92,50 @@ def menu_rounds(args: argparse.Namespace, redis: Redis) -> dict[str, list[Measur
     finally:
         plain.proc.stop()
         shared.proc.stop()
+    return results
+
+
+BALANCER = """
+global
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend callers
+    bind 127.0.0.1:{port}
+    default_backend callers
+backend callers
+    server hotline 127.0.0.1:{server} send-proxy-v2
+"""
+
+
+def balancer_rounds(args: argparse.Namespace, folder: Path) -> dict[str, list[Measured]]:
+    """Menu keypresses straight to hotline, and through HAProxy (deploy/haproxy.cfg's callers path:
+    mode tcp, send-proxy-v2) to a hotline that reads the PROXY header; HAProxy's CPU per keypress."""
+    direct = serve(args.config)
+    behind = serve(args.config, proxy=True)
+    port = free_port()
+    cfg = folder / "haproxy.cfg"
+    cfg.write_text(BALANCER.format(port=port, server=behind.port), encoding="utf-8")
+    haproxy = Proc(["haproxy", "-f", str(cfg), "-db"], tcp_port=port)
+    through = Server(behind.proc, port, behind.agent_port, behind.admin_port)
+    results: dict[str, list[Measured]] = {"direct": [], "balanced": [], "haproxy": []}
+    try:
+        for _ in range(args.rounds):
+            results["direct"].append(keypresses(direct, 100, args.seconds))
+            before = haproxy.cpu_seconds()
+            m = keypresses(through, 100, args.seconds)
+            results["balanced"].append(m)
+            steps = m.run.rate * args.seconds
+            results["haproxy"].append(
+                Measured(m.run, (haproxy.cpu_seconds() - before) / steps * 1e6 if steps else 0)
+            )
+    finally:
+        haproxy.stop()
+        direct.proc.stop()
+        behind.proc.stop()
     return results
 
 
@@ -265,7 +311,33 @@ def main() -> None:
             relayed = relay(args, redis, config)
         finally:
             redis.stop()
+        balanced = balancer_rounds(args, folder)
     report(args, menu, drained, relayed)
+    report_balancer(args, balanced)
+
+
+def report_balancer(args: argparse.Namespace, balanced: dict[str, list[Measured]]) -> None:
+    print(f"\n### The balancer's own cost (HAProxy on CPU 0 with hotline; medians of {args.rounds} rounds)\n")
+    print("| menu keypresses | per second | p50 / p99 | hotline CPU per keypress |\n|---|---|---|---|")
+    for key, label in (("direct", "straight to hotline"), ("balanced", "through HAProxy, PROXY protocol v2")):
+        runs = [m for m in balanced[key] if not m.run.failed]
+        if not runs:
+            print(f"| {label} | — ({balanced[key][0].run.failed if balanced[key] else 'not run'}) | | |")
+            continue
+        rate, cpu = median([m.run.rate for m in runs]), median([m.cpu_us for m in runs])
+        p50, p99 = median([m.run.p50 for m in runs]), median([m.run.p99 for m in runs])
+        print(f"| {label} | {rate:,.0f} | {p50:.2f} / {p99:.2f} ms | {cpu:.1f} µs |")
+    cost = [m.cpu_us for m in balanced["haproxy"] if not m.run.failed]
+    ratio = [
+        b.run.rate / d.run.rate
+        for d, b in zip(balanced["direct"], balanced["balanced"], strict=True)
+        if d.run.rate and not b.run.failed
+    ]
+    if cost and ratio:
+        print(
+            f"\nHAProxy's own CPU: {median(cost):.1f} µs a keypress; through it, "
+            f"{median(ratio):.2f}× the keypresses a second of the direct path (rounds {min(ratio):.2f}–{max(ratio):.2f}×)."
+        )
 
 
 def report(

@@ -1,0 +1,119 @@
+"""The compose cluster's balancer: deploy/haproxy.cfg itself, run by a real HAProxy in front of two
+real replicas sharing a real Redis (the addresses rewritten from compose's names to this machine's)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess
+from tests.helpers import CONFIG, REPO, system_tool
+from tests.net.test_agents import Line, _close_clients
+from tests.servers import RedisServer, free_port
+
+__all__ = ["_close_clients"]  # autouse: every line client closed after each test
+
+
+class Balancer:
+    def __init__(self, replicas: dict[str, ServerProcess], folder: Path) -> None:
+        self.ports = {"callers": free_port(), "agents": free_port(), "console": free_port()}
+        text = (REPO / "deploy" / "haproxy.cfg").read_text(encoding="utf-8")
+        for name, port in self.ports.items():  # each frontend on a free local port
+            text = re.sub(rf"(frontend {name}\n    bind )\S+", rf"\g<1>127.0.0.1:{port}", text)
+        for name, proc in replicas.items():  # compose's service names -> this machine's ports
+            for compose_port, port in (
+                (10086, proc.tcp_port),
+                (10087, proc.agent_port),
+                (9108, proc.admin_port),
+            ):
+                text = text.replace(f"{name}:{compose_port}", f"127.0.0.1:{port} port {proc.admin_port}")
+        text = re.sub(r"\n    log stdout.*", "", text)
+        text = re.sub(r"maxconn \d+", "maxconn 4000", text)  # within this machine's file limit
+        text = re.sub(r"\n    nameserver dns .*", "\n    nameserver dns 127.0.0.1:53", text)
+        self.config = folder / "haproxy.cfg"
+        self.config.write_text(text, encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [system_tool("haproxy"), "-f", str(self.config), "-db"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def dial(self) -> Line:
+        """A caller through the balancer, once it takes calls (its health checks need a moment)."""
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                caller = Line(self.ports["callers"])
+                caller.expect("结束通话请输入 exit。", timeout=3)
+                return caller
+            except (AssertionError, OSError):
+                assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
+                assert time.monotonic() < deadline, "the balancer took no call within 15 s"
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Balancer, dict[str, ServerProcess]]]:
+    redis = RedisServer()
+    replicas: dict[str, ServerProcess] = {}
+    balancer = None
+    try:
+        for name in ("hotline-1", "hotline-2"):
+            replicas[name] = ServerProcess(
+                [sys.executable, "-m", "app", "serve", "--config", str(CONFIG)],
+                env={
+                    "HOTLINE_LOG_FORMAT": "json",
+                    "HOTLINE_REDIS_URL": redis.url,
+                    "HOTLINE_REPLICA": name,
+                    "HOTLINE_PROXY_PROTOCOL": "true",
+                    "HOTLINE_PROXY_FROM": "127.0.0.1",
+                    "HOTLINE_RELOAD_WATCH": "false",
+                },
+            )
+        balancer = Balancer(replicas, tmp_path)
+        yield balancer, replicas
+    finally:
+        if balancer is not None:
+            balancer.stop()
+        for proc in replicas.values():
+            proc.stop()
+        redis.stop()
+
+
+def _served_by(replicas: dict[str, ServerProcess], caller: Line) -> str:
+    """The replica whose log names this caller's own address (the PROXY header's, not HAProxy's)."""
+    peer = f"127.0.0.1:{caller.sock.getsockname()[1]}"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for name, proc in replicas.items():
+            try:
+                proc.wait_for("session_started", timeout=0.1, peer=peer)
+            except AssertionError:
+                continue
+            return name
+    raise AssertionError(f"no replica logged a session from {peer}")
+
+
+def test_the_balancer_spreads_callers_with_their_own_address_and_skips_a_dead_replica(
+    cluster: tuple[Balancer, dict[str, ServerProcess]],
+) -> None:
+    balancer, replicas = cluster
+    served = {_served_by(replicas, balancer.dial()) for _ in range(4)}
+    assert served == {"hotline-1", "hotline-2"}  # round robin, and each saw the caller's address
+    os.kill(replicas["hotline-1"].proc.pid, signal.SIGKILL)
+    after = [_served_by(replicas, balancer.dial()) for _ in range(4)]
+    assert after == ["hotline-2"] * 4  # redispatched at once, then skipped by the health check
