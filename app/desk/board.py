@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -110,11 +111,22 @@ def snapshot(desk: Desk, now: float) -> dict[str, Any]:
                 "service_level": level,
                 "available": available,
                 "busy": busy,
-                "logged_in": len(q.agents),
+                "logged_in": desk.logged_in(name),
                 "series": q.timeline.series(now),
             }
         )
-    agents = [
+    return {
+        "type": "board",
+        "now": int(now),
+        "service_seconds": int(SERVICE_SECONDS),
+        "queues": queues,
+        "agents": desk.agent_rows(now),
+    }
+
+
+def agent_rows(agents: Iterable[Agent], now: float) -> list[dict[str, Any]]:
+    """The board's table of agents, by id."""
+    return [
         {
             "id": a.id,
             "name": a.name,
@@ -125,15 +137,8 @@ def snapshot(desk: Desk, now: float) -> dict[str, Any]:
             "call": _call_id(a),
             "queues": list(a.queues),
         }
-        for a in sorted(desk.agents.values(), key=lambda a: a.id)
+        for a in sorted(agents, key=lambda a: a.id)
     ]
-    return {
-        "type": "board",
-        "now": int(now),
-        "service_seconds": int(SERVICE_SECONDS),
-        "queues": queues,
-        "agents": agents,
-    }
 
 
 def _call_id(agent: Agent) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
-from app.desk.board import Timeline, Today
+from app.desk.board import Timeline, Today, agent_rows
 from app.desk.events import AgentEvent, CallerSaid, Ended, LoggedOut, Missed, Offer
 from app.desk.loader import DeskConfig, QueueConfig
 from app.menu.events import (
@@ -631,6 +631,10 @@ class Desk:
             call.link.desk_event(QueuePosition(position, total, minutes))
 
     # ---- for metrics and tests ------------------------------------------------------------------
+
+    def agent_rows(self, now: float) -> list[dict[str, Any]]:
+        """The board's table of agents (and supervisors) logged in."""
+        return agent_rows(self.agents.values(), now)
 
     def agents_of(self, queue: str) -> Iterable[Agent]:
         """The logged-in agents (not supervisors) of `queue`."""

@@ -159,6 +159,7 @@ class SharedDesk(Desk):
         self.readers: dict[str, tuple[str, str, str]] = {}  # relay stream -> (queue, call id, whose side)
         # queue -> (waiting, longest wait, available, busy, logged in), whole shared queue
         self.summaries: dict[str, tuple[int, int, int, int, int]] = {}
+        self.everyone: dict[str, dict[str, Any]] = {}  # agent id -> shared entry, every replica's
         self.gone: dict[str, float] = {}  # call ids withdrawn before their offer arrived -> until
         self.dirty: set[Agent] = set()  # agents whose shared entry is to be written
         self.flushing = False
@@ -779,19 +780,46 @@ class SharedDesk(Desk):
             waiting, agents, handle = queue_keys(name, "waiting", "agents", "handle")
             pipe.zcard(waiting)
             pipe.zrange(waiting, 0, 0, withscores=True)
-            pipe.hvals(agents)
+            pipe.hgetall(agents)
             pipe.get(handle)
         results = await pipe.execute()
         now = time.time()
+        everyone: dict[str, dict[str, Any]] = {}
         for i, name in enumerate(names):
             count, head, agents, handle = results[4 * i : 4 * i + 4]
             longest = int(now - head[0][1] / 1e6) if head else 0
-            states = [json.loads(a) for a in agents]
-            available = sum(1 for a in states if a["s"] == "available" and a["st"] == "idle")
-            busy = sum(1 for a in states if a["st"] in ("offered", "in_call"))
+            states = {agent_id: json.loads(entry) for agent_id, entry in agents.items()}
+            for agent_id, state in states.items():
+                everyone.setdefault(agent_id, {**state, "queues": []})["queues"].append(name)
+            available = sum(1 for a in states.values() if a["s"] == "available" and a["st"] == "idle")
+            busy = sum(1 for a in states.values() if a["st"] in ("offered", "in_call"))
             self.summaries[name] = (int(count), max(0, longest), available, busy, len(states))
             if handle:
                 self.queues[name].handle_time = float(handle)
+        self.everyone = everyone
+
+    def agent_rows(self, now: float) -> list[dict[str, Any]]:
+        """This replica's agents and supervisors, and the other replicas' agents as of the last
+        summary (each with the replica it is logged in on)."""
+        rows = super().agent_rows(now)
+        for row in rows:
+            row["replica"] = self.replica
+        for agent_id, a in self.everyone.items():
+            if agent_id not in self.agents and a["r"] != self.replica:
+                rows.append(
+                    {
+                        "id": agent_id,
+                        "name": a["n"],
+                        "role": "agent",
+                        "status": a["s"],
+                        "state": a["st"],
+                        "since": int(now - a["ss"]),
+                        "call": a["c"] or None,
+                        "queues": a["queues"],
+                        "replica": a["r"],
+                    }
+                )
+        return sorted(rows, key=lambda row: str(row["id"]))
 
     def queue_summary(self, name: str, now: float) -> tuple[int, int, int, int]:
         summary = self.summaries.get(name)

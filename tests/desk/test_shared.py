@@ -18,6 +18,7 @@ from app.desk.passwords import hash_password
 from tests.conftest import ServerProcess
 from tests.net.test_agents import PASSWORD, Line, _agent, _caller_in_queue, _close_clients, _config, _offered
 from tests.servers import RedisServer
+from tests.web.test_site import Web, recv
 
 __all__ = ["_close_clients"]  # autouse: every line client closed after each test
 
@@ -311,3 +312,31 @@ async def test_two_replicas_500_callers_each_50_agents_every_caller_answered_onc
         assert len(answered) == 1000 and set(answered.values()) == {1}  # no call answered twice
     finally:
         group.stop()
+
+
+async def test_the_board_on_one_replica_shows_agents_logged_in_on_another(
+    replicas: Replicas,
+) -> None:
+    desk = replicas.config / "desk.yaml"
+    desk.write_text(
+        desk.read_text(encoding="utf-8")
+        + f'  - {{id: "9001", name: 老张, password_hash: "{hash_password(PASSWORD)}", role: supervisor}}\n',
+        encoding="utf-8",
+    )
+    a, b = replicas.start("a"), replicas.start("b")
+    _shared_agent(replicas, b, "1001")
+    boss = Web(a.admin_port)
+    try:
+        assert (await boss.login("9001", PASSWORD)).status == 303
+        board = await boss.ws()
+        deadline = asyncio.get_running_loop().time() + 8
+        while True:  # the shared picture is read once a second
+            snap = await recv(board, "board", timeout=5)
+            rows = [(r["id"], r["status"], r.get("replica")) for r in snap["agents"]]
+            if ("1001", "available", "b") in rows:
+                break
+            assert asyncio.get_running_loop().time() < deadline, rows
+        assert rows == [("1001", "available", "b")]  # a supervisor at a board is no agent
+        assert snap["queues"][0]["available"] == 1 and snap["queues"][0]["logged_in"] == 1
+    finally:
+        await boss.close()
