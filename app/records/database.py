@@ -68,6 +68,11 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 VERSION = len(MIGRATIONS)
+TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
+    frozenset({"tickets", "calls", "chunks"}),
+    frozenset({"texts"}),
+)
+assert len(TABLES) == len(MIGRATIONS)
 
 
 class DatabaseError(Exception):
@@ -106,6 +111,12 @@ def connect(path: Path, *, create: bool, readonly: bool = False) -> sqlite3.Conn
         if version > VERSION:
             raise DatabaseError(
                 f"{path}: the database is of a newer hotline (schema {version}, this one knows {VERSION}); "
+                "left as it is"
+            )
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if missing := sorted(set().union(*TABLES[:version]) - tables):  # our schema number, not our tables
+            raise DatabaseError(
+                f"{path}: not a hotline database of schema {version} (no table {', '.join(missing)}); "
                 "left as it is"
             )
         if not readonly:

@@ -70,6 +70,7 @@ def test_an_older_database_is_migrated_and_keeps_its_tickets(tmp_path: Path) -> 
         (b"this is not a database at all, just text" * 100, "not a usable database"),
         (None, "newer hotline (schema 99"),
         ("foreign", "not a hotline database"),
+        ("mislaid", "not a hotline database of schema 2 (no table chunks, texts)"),
     ],
 )
 def test_a_database_it_cannot_use_is_refused_and_left_as_it_is(
@@ -79,6 +80,14 @@ def test_a_database_it_cannot_use_is_refused_and_left_as_it_is(
     if content is None:
         db = sqlite3.connect(path)
         db.execute("PRAGMA user_version=99")
+        db.close()
+    elif content == "mislaid":  # claims schema 2, with another layout (an early development build)
+        db = sqlite3.connect(path)
+        db.executescript(
+            "CREATE TABLE tickets (id TEXT); CREATE TABLE calls (id TEXT); CREATE TABLE lines (t REAL);"
+        )
+        db.execute("PRAGMA user_version=2")
+        db.commit()
         db.close()
     elif content == "foreign":
         db = sqlite3.connect(path)
