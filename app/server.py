@@ -108,10 +108,11 @@ class Hub:
         self.settings = settings
         self.records = records  # tickets and transcripts; None only in tests of other parts
         self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
+        desk = desk or DeskConfig.default()
         self.desk: Desk = (
-            SharedDesk(desk or DeskConfig.default(), _desk_log, settings.redis_url, settings.replica or "")
+            SharedDesk(desk, _desk_log, settings.redis_url, settings.replica or "")
             if settings.redis_url
-            else Desk(desk or DeskConfig.default(), _desk_log)
+            else Desk(desk, _desk_log)
         )
         self.agent_connections: set[AgentConnection] = set()
         self.live: Live | None = None  # the browser side (app.web), once it runs

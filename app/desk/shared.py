@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -162,6 +163,7 @@ class SharedDesk(Desk):
         self.everyone: dict[str, dict[str, Any]] = {}  # agent id -> shared entry, every replica's
         self.gone: dict[str, float] = {}  # call ids withdrawn before their offer arrived -> until
         self.dirty: set[Agent] = set()  # agents whose shared entry is to be written
+        self.written: dict[str, frozenset[str]] = {}  # agent id -> the queues their entry is in
         self.flushing = False
         self.claims = False  # a claim round is due at the next flush
         self.leased = False  # holds a lease (renewed in time since it was taken)
@@ -225,10 +227,11 @@ class SharedDesk(Desk):
     def _joined(self, q: QueueState, call: Call, result: Any, now: float) -> None:
         if self.calls.get(call.id) is not call:
             return  # gone already; its LEAVE came after the JOIN
-        if _failed(result) or result[0] != "ok":
-            reason = "unavailable" if _failed(result) else str(result[1])
-            if _failed(result):
+        failed = _failed(result)
+        if failed or result[0] != "ok":
+            if failed:
                 self._down(result)
+            reason = "unavailable" if failed else str(result[1])
             self.calls.pop(call.id, None)
             q.waiting.pop(call.id, None)
             q.count("busy")
@@ -250,10 +253,7 @@ class SharedDesk(Desk):
         key = queue_key(name, "waiting")
         for call in list(q.waiting.values()):
             if call.seq:
-                self.commands.command("ZRANK", key, call.id, done=self._ranker(q, call))
-
-    def _ranker(self, q: QueueState, call: Call) -> store.Done:
-        return lambda rank: self._ranked(q, call, rank)
+                self.commands.command("ZRANK", key, call.id, done=functools.partial(self._ranked, q, call))
 
     def _ranked(self, q: QueueState, call: Call, rank: Any) -> None:
         if isinstance(rank, int) and q.waiting.get(call.id) is call:
@@ -459,18 +459,20 @@ class SharedDesk(Desk):
             },
             ensure_ascii=False,
         )
-        for name in self.config.queues:
-            q = self.queues.get(name)
-            member = logged_in and name in agent.queues and q is not None
+        member_of = frozenset(n for n in agent.queues if n in self.queues) if logged_in else frozenset()
+        for name in member_of | self.written.pop(agent.id, frozenset()):
             agents, free_key = queue_keys(name, "agents", "free")
-            if member:
-                self.commands.command("HSET", agents, agent.id, entry)
-            elif q is not None:
+            if name not in member_of:  # logged out, or taken off this queue in desk.yaml
                 self.commands.command("HDEL", agents, agent.id)
-            if member and free and q is not None:
-                self.commands.command("ZADD", free_key, self._score(q, agent), agent.id)
+                self.commands.command("ZREM", free_key, agent.id)
+                continue
+            self.commands.command("HSET", agents, agent.id, entry)
+            if free:
+                self.commands.command("ZADD", free_key, self._score(self.queues[name], agent), agent.id)
             else:
                 self.commands.command("ZREM", free_key, agent.id)
+        if member_of:
+            self.written[agent.id] = member_of
 
     @staticmethod
     def _score(q: QueueState, agent: Agent) -> float:
