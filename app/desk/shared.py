@@ -215,14 +215,18 @@ class SharedDesk(Desk):
         call = Call(call_id, queue, 0, now, link)
         self.calls[call_id] = call
         q.waiting[call_id] = call  # this replica's waiting callers, in join order (for max_wait)
-        context = json.dumps(link.handoff_context(), ensure_ascii=False)
+        self._send_join(q, call, "", lambda result: self._joined(q, call, result, now))
+        return True
+
+    def _send_join(self, q: QueueState, call: Call, score: str, done: store.Done | None = None) -> None:
+        """JOIN: a new caller (score ""), or one put back at their join time after Redis lost them."""
+        context = json.dumps(call.link.handoff_context(), ensure_ascii=False)
         self.commands.script(
             JOIN,
-            queue_keys(queue, "waiting", "calls", "agents"),
-            [call_id, self.replica, link.peer, context, q.config.model.max_waiting, ""],
-            done=lambda result: self._joined(q, call, result, now),
+            queue_keys(call.queue, "waiting", "calls", "agents"),
+            [call.id, self.replica, call.link.peer, context, q.config.model.max_waiting, score],
+            done=done,
         )
-        return True
 
     def _joined(self, q: QueueState, call: Call, result: Any, now: float) -> None:
         if self.calls.get(call.id) is not call:
@@ -689,7 +693,8 @@ class SharedDesk(Desk):
             return
         await self.redis.set(lease_key(self.replica), "1", px=LEASE_MS)
         await self.redis.sadd(REPLICAS, self.replica)
-        await self.redis.sadd(QUEUES, *self.queues) if self.queues else None
+        if self.queues:
+            await self.redis.sadd(QUEUES, *self.queues)
         if self.leased:
             self._resync()
         self.leased = True
@@ -709,13 +714,7 @@ class SharedDesk(Desk):
                 call.agent = None
                 call.link.desk_event(CallEnded("agent"))
             elif agent is None and call.seq:
-                q = self.queues[call.queue]
-                context = json.dumps(call.link.handoff_context(), ensure_ascii=False)
-                self.commands.script(
-                    JOIN,
-                    queue_keys(call.queue, "waiting", "calls", "agents"),
-                    [call.id, self.replica, call.link.peer, context, q.config.model.max_waiting, call.seq],
-                )
+                self._send_join(self.queues[call.queue], call, str(call.seq))
         for agent in list(self.agents.values()):
             held = agent.call or agent.offer
             if held is not None and isinstance(held.link, RemoteCaller):
