@@ -85,6 +85,7 @@ STREAM_MAX = 10_000  # entries kept in a replica's inbox / a call's stream (appr
 RELAY_TTL = 86_400  # a call's streams expire a day after the call started, should both replicas die
 GONE_FOR = 30.0  # seconds a withdrawn call id is remembered, so a late offer of it is dropped
 BLOCK_MS = 1000
+CLOSE_WAIT = 2.0  # seconds close() waits for the reader and for redis-py to close its connections
 
 
 def replica_name() -> str:
@@ -169,14 +170,17 @@ class SharedDesk(Desk):
         self.leased = False  # holds a lease (renewed in time since it was taken)
         self.up = True  # Redis answered the last time we asked
         self.reaped_total = 0
-        self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = False  # close() has begun: the reader stops after its current read
+        self.tasks: list[asyncio.Task[None]] = []  # the command stream, the reader, the lease
+        self.reader: asyncio.Task[None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.reader = asyncio.create_task(self._read(), name="desk-reader")
         self.tasks = [
             asyncio.create_task(self.commands.run(), name="desk-commands"),
-            asyncio.create_task(self._read(), name="desk-reader"),
+            self.reader,
             asyncio.create_task(self._maintain(), name="desk-lease"),
         ]
         log.info("desk_shared", replica=self.replica, redis=_safe_url(self.url))
@@ -184,16 +188,27 @@ class SharedDesk(Desk):
     async def close(self) -> None:
         """After shutdown(): this replica's callers and agents leave the shared state at once (the
         others need not wait for the lease to lapse), then the connection closes."""
+        if not self.tasks:  # never started (the server stopped before it could)
+            await self.redis.aclose()
+            return
         await self.commands.drained()  # what shutdown() asked for goes first
-        with contextlib.suppress(RedisError, OSError):
-            await self._reap(self.replica)
-            await self.redis.delete(lease_key(self.replica), inbox_key(self.replica))
+        self.stopping = True
+        self._tell(self.replica, t="wake")  # the reader returns from its blocking read, and stops
+        with contextlib.suppress(TimeoutError, RedisError, OSError):  # a Redis that does not answer:
+            await asyncio.wait_for(self._reap(self.replica), 2 * CLOSE_WAIT)  # the lease lapses instead
         await self.commands.drained()  # and what the reaping tells the other replicas
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.delete(lease_key(self.replica), inbox_key(self.replica))
+        # Bounded: redis-py can hang cancelling a blocking read or closing its sockets (redis-py #2579,
+        # #3941), and a replica that does not stop holds up a rolling upgrade.
+        for task in self.tasks:
+            if task is not self.reader:  # the reader ends by itself
+                task.cancel()
+        await asyncio.wait(self.tasks, timeout=CLOSE_WAIT)
         for task in self.tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.redis.aclose()
+        with contextlib.suppress(TimeoutError, RedisError, OSError):
+            await asyncio.wait_for(self.redis.aclose(), CLOSE_WAIT)
 
     def shutdown(self) -> None:
         for call in list(self.calls.values()):
@@ -604,7 +619,7 @@ class SharedDesk(Desk):
 
     async def _read(self) -> None:
         """The one blocking read of this replica: its inbox and the streams of its calls across replicas."""
-        while True:
+        while not self.stopping:
             try:
                 streams: Any = dict(self.streams)
                 reply: Any = await self.redis.xread(streams, count=500, block=BLOCK_MS)
