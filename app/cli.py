@@ -251,10 +251,12 @@ def _list_and_show(
 def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`hotline tickets list|show|close` and `hotline calls list|show`."""
     data = {"metavar": "DIR", "help": "data folder (default: HOTLINE_DATA or data)"}
+    url = {"metavar": "URL", "help": "PostgreSQL database instead (default: HOTLINE_DATABASE_URL)"}
     tickets = sub.add_parser(
         "tickets",
         help="list, show and close the tickets callers left",
-        description="The tickets in the data folder's database (readable while the server runs).",
+        description="The tickets in the records database: the data folder's SQLite file, or PostgreSQL "
+        "(HOTLINE_DATABASE_URL). Readable while the server runs.",
     )
     tsub, listing, show = _list_and_show(tickets, "one ticket in full", "id", "ID")
     listing.add_argument("--status", choices=["open", "closed"])
@@ -264,7 +266,8 @@ def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     calls = sub.add_parser(
         "calls",
         help="list calls and show their transcripts",
-        description="Call transcripts in the data folder's database (readable while the server runs).",
+        description="Call transcripts in the records database: the data folder's SQLite file, or "
+        "PostgreSQL (HOTLINE_DATABASE_URL). Readable while the server runs.",
     )
     _, clist, cshow = _list_and_show(calls, "one call's transcript", "session_id", "SESSION_ID")
     backup = sub.add_parser(
@@ -272,12 +275,14 @@ def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="copy the tickets and transcripts database, also while the server runs",
         description="Write a consistent copy of the data folder's database to FILE (SQLite's online "
         "backup: safe while the server writes). Restore by stopping the server and putting the copy "
-        "in place as hotline.db.",
+        "in place as hotline.db. Records in PostgreSQL are backed up with pg_dump.",
     )
     backup.add_argument("file", metavar="FILE", help="the copy to write (must not exist)")
     backup.add_argument("--data", **data)  # type: ignore[arg-type]
+    backup.add_argument("--database-url", **url)  # type: ignore[arg-type]
     for p in (listing, show, close, clist, cshow):
         p.add_argument("--data", **data)  # type: ignore[arg-type]
+        p.add_argument("--database-url", **url)  # type: ignore[arg-type]
         if p is not close:
             p.add_argument("--json", action="store_true", help="JSON instead of a table")
 
@@ -285,8 +290,15 @@ def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _records(args: argparse.Namespace) -> int:
     from app.records.commands import run  # noqa: PLC0415
 
-    folder = Path(args.data) if args.data else load_settings().data
-    return run(args.command, getattr(args, "action", ""), args, folder)
+    target: Path | str
+    if getattr(args, "database_url", None):
+        target = args.database_url
+    elif args.data:
+        target = Path(args.data)
+    else:
+        settings = load_settings()
+        target = settings.database_url or settings.data
+    return run(args.command, getattr(args, "action", ""), args, target)
 
 
 def _passwd() -> int:

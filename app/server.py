@@ -37,6 +37,7 @@ from app.net.telnet import keypresses
 from app.net.timers import Timers
 from app.net.udp import RobotEndpoint
 from app.records import DatabaseError, Recorder
+from app.records.database import prepare_folder
 from app.robot import Matcher
 from app.settings import Settings
 from app.web.auth import SecretError
@@ -165,10 +166,11 @@ class Server:
     """Owns the listeners and the live sessions; `run()` serves until `stop()` is called."""
 
     def __init__(self, settings: Settings, config: Config, signature: object = None) -> None:
-        """Opens the data folder's database (DatabaseError when it cannot be used)."""
+        """Opens the records database (DatabaseError when it cannot be used)."""
         assert config.graph is not None and config.robot is not None
         self.settings = settings
-        records = Recorder(settings.data, settings.transcript_days)
+        prepare_folder(settings.data)  # the console's secret is kept there, with or without SQLite
+        records = Recorder(settings.database_url or settings.data, settings.transcript_days)
         self.hub = Hub(settings, config.graph, config.robot, config.desk, records)
         self.stopping = asyncio.Event()
         self.tcp: asyncio.Server | None = None

@@ -28,6 +28,14 @@ def _addresses(text: str) -> str:
     return text
 
 
+def _database_url(url: str | None) -> str | None:
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(
+            "must be a PostgreSQL URL, postgresql://USER:PASSWORD@HOST:5432/DATABASE (unset: SQLite)"
+        )
+    return url
+
+
 def _encoding(name: str) -> str:
     try:
         codec = codecs.lookup(name).name
@@ -116,6 +124,11 @@ class Settings(BaseSettings):
         None,
         description="share queues, agents and calls with other replicas through this Redis "
         "(redis://host:6379/0); unset: all in this process",
+    )
+    database_url: Annotated[str | None, AfterValidator(_database_url)] = Field(
+        None,
+        description="keep tickets and transcripts in this PostgreSQL database, shared by replicas "
+        "(postgresql://user:password@host:5432/hotline); unset: SQLite in the data folder",
     )
     replica: Annotated[str | None, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
         None, description="this replica's name in Redis; unset: host-pid-random (a restart is a new replica)"

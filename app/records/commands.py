@@ -1,4 +1,5 @@
-"""`hotline tickets …` and `hotline calls …`: the records, read while the server runs (WAL readers).
+"""`hotline tickets …` and `hotline calls …`: the records, read while the server runs (SQLite's WAL
+readers, or PostgreSQL).
 
 Readable tables by default, `--json` for programs (AGENT_DESK.md, "Tickets and transcripts"). An
 unknown id exits 1 with one line.
@@ -7,7 +8,6 @@ unknown id exits 1 with one line.
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import time
 import unicodedata
@@ -44,25 +44,26 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) ->
         out.write("  ".join(cells).rstrip() + "\n")
 
 
-def _open(folder: Path, write: bool = False) -> sqlite3.Connection:
-    path = folder / dbm.FILE
-    return dbm.connect(path, create=False, readonly=not write)
+def _open(target: Path | str, write: bool = False) -> dbm.Db:
+    """The database of the data folder `target`, or the PostgreSQL database at the URL `target`."""
+    where = target if dbm.is_postgres(target) else Path(target) / dbm.FILE
+    return dbm.connect(where, create=False, readonly=not write)
 
 
 def _short(iso: str | None) -> str:
     return (iso or "")[:19].replace("T", " ")
 
 
-def run(kind: str, action: str, args: Any, folder: Path, out: TextIO = sys.stdout) -> int:
+def run(kind: str, action: str, args: Any, target: Path | str, out: TextIO = sys.stdout) -> int:
     try:
-        db = _open(folder, write=action == "close")
+        db = _open(target, write=action == "close")
     except DatabaseError as exc:
         print(f"hotline {kind}: {exc}", file=sys.stderr)
         return 1
     try:
         return _run(db, kind, action, args, out)
-    except sqlite3.Error as exc:
-        print(f"hotline {kind}: {folder / dbm.FILE}: {exc}", file=sys.stderr)
+    except dbm.DatabaseErrors as exc:
+        print(f"hotline {kind}: {db.where}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     finally:
         db.close()
@@ -77,7 +78,7 @@ def _absent(kind: str, what: str, key: str) -> int:
     return 1
 
 
-def _run(db: sqlite3.Connection, kind: str, action: str, args: Any, out: TextIO) -> int:
+def _run(db: dbm.Db, kind: str, action: str, args: Any, out: TextIO) -> int:
     as_json = getattr(args, "json", False)
     if kind == "tickets" and action == "list":
         tickets = dbm.list_tickets(db, args.status, args.limit)

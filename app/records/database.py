@@ -1,12 +1,23 @@
-"""The SQLite database of tickets and call transcripts: opening, migrations, and every query.
+"""The database of tickets and call transcripts: opening, migrations, and every query, for SQLite
+(the default: one file in the data folder) and PostgreSQL (`HOTLINE_DATABASE_URL`: replicas share it).
 
-One file, `hotline.db` in the data folder, in WAL mode: one writer (the server's recorder thread)
-and any number of readers (`hotline tickets`, `hotline calls`) at once. The schema version is
-SQLite's `user_version`; MIGRATIONS[i] takes a database from version i to i + 1, and all that are
-due run at start in one transaction. A file that is not a hotline database, or of a newer version,
-is refused with one line and left exactly as it is. Ticket commits are synchronous=FULL: a ticket
-whose id a caller heard has reached the disk. (Transcript batches commit with synchronous=NORMAL:
-in the WAL before the commit returns, so a killed process loses none; see recorder.py.)
+The queries are written once, with `?` marks, and run on either through `Db`, a thin connection
+(psycopg 3, synchronous: the recorder's writer thread and the CLI are synchronous code). The few
+differences are named in `Db`: how a transaction takes the writer's lock, how durable a commit is,
+where the schema version lives, and the DDL types filled into MIGRATIONS.
+
+SQLite: `hotline.db` in the data folder, in WAL mode: one writer (the server's recorder thread) and
+any number of readers (`hotline tickets`, `hotline calls`) at once. The schema version is SQLite's
+`user_version`. PostgreSQL: the tables in the URL's database (its default schema), the version in the
+table `hotline_schema`; replicas take advisory locks to migrate, to number tickets and to reserve
+numbers for shared prompt texts, so ticket numbers are unique and count up across replicas.
+
+MIGRATIONS[i] takes a database from version i to i + 1, and all that are due run at start in one
+transaction. A database that is not hotline's, or of a newer version, is refused with one line and
+left exactly as it is. Ticket commits are durable (SQLite synchronous=FULL, PostgreSQL
+synchronous_commit=on): a ticket whose id a caller heard has reached the disk. Transcript batches
+commit with SQLite synchronous=NORMAL / PostgreSQL synchronous_commit=off: a killed hotline loses
+none; only a crash of the machine (of the database server) can take the last batches.
 """
 
 from __future__ import annotations
@@ -16,10 +27,13 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 FILE = "hotline.db"
 MIGRATIONS: tuple[str, ...] = (
@@ -29,27 +43,28 @@ MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY,            -- what the caller heard: T20261130-0042
         day TEXT NOT NULL,              -- 20261130
         seq INTEGER NOT NULL,           -- 42: the day's running number
-        created REAL NOT NULL,
+        created {real} NOT NULL,
         status TEXT NOT NULL DEFAULT 'open',
         session_id TEXT NOT NULL,
         caller TEXT NOT NULL,
         queue TEXT,
         message TEXT NOT NULL,
         vars TEXT NOT NULL,             -- JSON object
-        closed REAL,
+        closed {real},
         note TEXT,
         UNIQUE (day, seq)
     );
     CREATE TABLE calls (
         session_id TEXT PRIMARY KEY,
-        started REAL NOT NULL,
-        ended REAL,
+        started {real} NOT NULL,
+        ended {real},
         caller TEXT NOT NULL,
         dropped INTEGER NOT NULL DEFAULT 0  -- lines not kept (the call's bound, a full disk)
     );
     CREATE TABLE chunks (               -- a call's transcript lines, in batches as they were written
+        {rowid}                         -- the order they were written in (SQLite's own rowid)
         session_id TEXT NOT NULL,
-        time REAL NOT NULL,             -- of the first line
+        time {real} NOT NULL,           -- of the first line
         lines TEXT NOT NULL             -- JSON, flat: [ms, direction, node, agent, text, ms, ...]
     );
     CREATE INDEX chunks_by_call ON chunks (session_id);
@@ -59,12 +74,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE tickets ADD COLUMN callback TEXT;
     CREATE TABLE texts (                -- prompts said again and again, kept once
-        id INTEGER PRIMARY KEY,
+        id {int64} PRIMARY KEY,
         node TEXT,                      -- the node whose screen it is (for a keypress entry)
         text TEXT NOT NULL
     );
     CREATE INDEX calls_by_start ON calls (started);
     CREATE INDEX tickets_by_created ON tickets (created);
+    {text_blocks}
     """,
 )
 VERSION = len(MIGRATIONS)
@@ -73,10 +89,105 @@ TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
     frozenset({"texts"}),
 )
 assert len(TABLES) == len(MIGRATIONS)
+DDL = {  # what MIGRATIONS' blanks are on each database
+    "sqlite": {"real": "REAL", "int64": "INTEGER", "rowid": "", "text_blocks": ""},
+    "postgresql": {
+        "real": "DOUBLE PRECISION",
+        "int64": "BIGINT",
+        "rowid": "rowid BIGINT GENERATED ALWAYS AS IDENTITY,",
+        "text_blocks": "CREATE SEQUENCE text_blocks;",  # a replica's numbers for texts: a block each,
+    },
+}
+TEXT_BLOCK = 1 << 20  # numbers for shared texts a PostgreSQL replica reserves at start
+# PostgreSQL advisory locks (any two numbers of our own): one migration at a time, one ticket batch
+MIGRATION_LOCK, TICKET_LOCK = 0x686F746C696E6501, 0x686F746C696E6502
+DatabaseErrors = (sqlite3.Error, psycopg.Error)  # what a query can raise on either
+
+
+def migration(step: int, kind: str) -> str:
+    """The DDL of MIGRATIONS[step] for a database of `kind` ("sqlite" or "postgresql")."""
+    return MIGRATIONS[step].format_map(DDL[kind])
 
 
 class DatabaseError(Exception):
     """The data folder or its database cannot be used; the message is one line naming the path."""
+
+
+def masked(url: str) -> str:
+    """A database URL fit for logs and messages: the password replaced by ***."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+
+def is_postgres(target: str | Path) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+class Db:
+    """One connection to the records database, SQLite or PostgreSQL, in autocommit mode (transactions
+    are begun and committed explicitly). `where` names it in messages (a path, or the URL masked)."""
+
+    def __init__(self, conn: sqlite3.Connection | psycopg.Connection[Any], where: str, url: str = "") -> None:
+        self.conn: Any = conn  # the DB-API calls below are the same on both
+        self.where = where
+        self.kind = "sqlite" if isinstance(conn, sqlite3.Connection) else "postgresql"
+        self._url = url  # PostgreSQL: to connect again after the server went away
+        self._sql: dict[str, str] = {}  # ? marks -> psycopg's %s marks
+
+    def _q(self, sql: str) -> str:
+        if self.kind == "sqlite":
+            return sql
+        out = self._sql.get(sql)
+        if out is None:
+            out = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return out
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """A cursor (DB-API: fetchone, fetchall, iteration, rowcount)."""
+        if self.kind == "postgresql" and self.conn.closed:
+            self._reconnect()
+        return self.conn.execute(self._q(sql), args)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self.kind == "sqlite":
+            self.conn.executemany(sql, rows)
+        else:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._q(sql), rows)
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def begin(self, *, lock: int = 0, durable: bool = True) -> None:
+        """Start a transaction. `lock`: as the writer (SQLite: BEGIN IMMEDIATE; PostgreSQL: that
+        advisory lock, held to the commit). `durable`: the commit reaches the disk before it returns."""
+        if self.kind == "sqlite":
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.conn.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
+            return
+        self.execute("BEGIN")
+        self.conn.execute(f"SET LOCAL synchronous_commit = {'on' if durable else 'off'}")
+        if lock:
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.kind == "postgresql" and self.conn.closed:
+            return
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _reconnect(self) -> None:
+        self.conn = _pg_connect(self._url, self.where)
 
 
 def prepare_folder(folder: Path) -> Path:
@@ -92,64 +203,154 @@ def prepare_folder(folder: Path) -> Path:
     return folder / FILE
 
 
-def connect(path: Path, *, create: bool, readonly: bool = False) -> sqlite3.Connection:
-    """Open `path` (creating it only when `create`), check it is a hotline database this version
-    can use, and set it up. `readonly` connections (the CLI's listings) never migrate or write."""
+def connect(target: Path | str, *, create: bool, readonly: bool = False) -> Db:
+    """Open the database at `target` (a SQLite file's path, or a PostgreSQL URL), creating its tables
+    only when `create`, check it is a hotline database this version can use, and set it up.
+    `readonly` connections (the CLI's listings) never migrate or write."""
+    if is_postgres(target):
+        assert isinstance(target, str)
+        return _connect_postgres(target, create=create, readonly=readonly)
+    return _connect_sqlite(Path(target), create=create, readonly=readonly)
+
+
+def _connect_sqlite(path: Path, *, create: bool, readonly: bool) -> Db:
     if not path.exists() and not create:
         raise DatabaseError(f"{path}: no database here (the server creates it on its first start)")
     mode = "ro" if readonly else ("rwc" if create else "rw")
     try:
-        db = sqlite3.connect(
+        conn = sqlite3.connect(
             f"file:{path}?mode={mode}", uri=True, isolation_level=None, check_same_thread=False, timeout=10
         )
     except sqlite3.Error as exc:
         raise DatabaseError(f"{path}: cannot open the database ({exc})") from None
+    db = Db(conn, str(path))
     try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise DatabaseError(f"{path}: not a hotline database (it has tables of its own); left as it is")
-        if version > VERSION:
-            raise DatabaseError(
-                f"{path}: the database is of a newer hotline (schema {version}, this one knows {VERSION}); "
-                "left as it is"
-            )
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if missing := sorted(set().union(*TABLES[:version]) - tables):  # our schema number, not our tables
-            raise DatabaseError(
-                f"{path}: not a hotline database of schema {version} (no table {', '.join(missing)}); "
-                "left as it is"
-            )
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        _check(db, version, tables, readonly)
         if not readonly:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA cache_size=-512")  # KiB: the writer appends, it needs little cache
-            db.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA cache_size=-512")  # KiB: the writer appends, it needs little cache
+            conn.execute("PRAGMA synchronous=FULL")
             if version < VERSION:
                 _migrate(db, version)
-        elif version < VERSION:
-            raise DatabaseError(
-                f"{path}: the database is of an older schema; start the server once to migrate it"
-            )
     except sqlite3.DatabaseError as exc:
-        db.close()
+        conn.close()
         raise DatabaseError(f"{path}: not a usable database ({exc}); left as it is") from None
+    except DatabaseError:
+        conn.close()
+        raise
+    return db
+
+
+def _check(db: Db, version: int, tables: set[str], readonly: bool) -> None:
+    """Refuse a database of a newer hotline, one that claims our schema without our tables, and (to a
+    reader) one not migrated yet."""
+    if version > VERSION:
+        raise DatabaseError(
+            f"{db.where}: the database is of a newer hotline (schema {version}, this one knows {VERSION}); "
+            "left as it is"
+        )
+    if missing := sorted(set().union(*TABLES[:version]) - tables):  # our schema number, not our tables
+        raise DatabaseError(
+            f"{db.where}: not a hotline database of schema {version} (no table {', '.join(missing)}); "
+            "left as it is"
+        )
+    if readonly and version < VERSION:
+        raise DatabaseError(
+            f"{db.where}: the database is of an older schema; start the server once to migrate it"
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _pg_connect(url: str, where: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=10,
+            application_name="hotline",
+            options="-c statement_timeout=15000",  # ms: a stuck server fails a write, never hangs the writer
+        )
+    except psycopg.Error as exc:
+        raise DatabaseError(f"{where}: cannot connect ({_one_line(exc)})") from None
+
+
+def _connect_postgres(url: str, *, create: bool, readonly: bool) -> Db:
+    where = masked(url)
+    db = Db(_pg_connect(url, where), where, url)
+    try:
+        version = _pg_version(db)
+        tables = _pg_tables(db)
+        if version == 0 and tables:
+            raise DatabaseError(f"{where}: not a hotline database (it has tables of its own); left as it is")
+        if version == 0 and not create:
+            raise DatabaseError(
+                f"{where}: no hotline tables here (the server creates them on its first start)"
+            )
+        _check(db, version, tables, readonly)
+        if readonly:
+            db.execute("SET default_transaction_read_only = on")
+        elif version < VERSION:
+            _migrate(db, version)
+    except psycopg.Error as exc:
+        db.close()
+        raise DatabaseError(f"{where}: not a usable database ({_one_line(exc)}); left as it is") from None
     except DatabaseError:
         db.close()
         raise
     return db
 
 
-def _migrate(db: sqlite3.Connection, version: int) -> None:
-    db.execute("BEGIN IMMEDIATE")
+def _pg_version(db: Db) -> int:
+    if db.execute("SELECT to_regclass('hotline_schema')").fetchone()[0] is None:
+        return 0
+    row = db.execute("SELECT version FROM hotline_schema").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _pg_tables(db: Db) -> set[str]:
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    } - {"hotline_schema"}
+
+
+def _migrate(db: Db, version: int) -> None:
+    if db.kind == "postgresql":
+        # Held by the session, taken before the transaction: a transaction begun after it sees the
+        # tables another replica made while we waited (a lock taken inside one would not: PostgreSQL
+        # reads the catalog afresh only on a table's lock).
+        db.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
     try:
-        for step in range(version, VERSION):
-            for statement in MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-        db.execute(f"PRAGMA user_version={VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+        db.begin(lock=MIGRATION_LOCK if db.kind == "sqlite" else 0)
+        try:
+            if db.kind == "postgresql":
+                version = _pg_version(db)  # another replica may have migrated while we waited
+            for step in range(version, VERSION):
+                for statement in migration(step, db.kind).split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if db.kind == "sqlite":
+                db.execute(f"PRAGMA user_version={VERSION}")
+            elif version < VERSION:
+                db.execute("CREATE TABLE IF NOT EXISTS hotline_schema (version INTEGER NOT NULL)")
+                db.execute("DELETE FROM hotline_schema")
+                db.execute("INSERT INTO hotline_schema (version) VALUES (?)", (VERSION,))
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+    finally:
+        if db.kind == "postgresql" and not db.conn.closed:
+            db.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
 
 
 # ---- writing (the recorder's thread) ------------------------------------------------------------
@@ -170,10 +371,10 @@ def ticket_day(created: float) -> str:
     return time.strftime("%Y%m%d", time.localtime(created))
 
 
-def insert_tickets(db: sqlite3.Connection, tickets: Sequence[NewTicket]) -> list[str]:
-    """Number and insert `tickets` (inside the caller's transaction); their ids, in order. Ids are
-    T<day>-<n>: n counts up from 1 each day, at least four digits."""
-    ids = []
+def insert_tickets(db: Db, tickets: Sequence[NewTicket]) -> list[str]:
+    """Number and insert `tickets` (inside the caller's transaction, begun with TICKET_LOCK); their
+    ids, in order. Ids are T<day>-<n>: n counts up from 1 each day, at least four digits."""
+    ids, rows = [], []
     last: dict[str, int] = {}
     for t in tickets:
         day = ticket_day(t.created)
@@ -182,9 +383,8 @@ def insert_tickets(db: sqlite3.Connection, tickets: Sequence[NewTicket]) -> list
             last[day] = row[0] or 0
         seq = last[day] = last[day] + 1
         ticket_id = f"T{day}-{seq:04d}"
-        db.execute(
-            "INSERT INTO tickets (id, day, seq, created, session_id, caller, queue, message, vars, callback)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        vars_json = json.dumps(t.vars, ensure_ascii=False, default=str)
+        rows.append(
             (
                 ticket_id,
                 day,
@@ -194,11 +394,16 @@ def insert_tickets(db: sqlite3.Connection, tickets: Sequence[NewTicket]) -> list
                 t.caller,
                 t.queue,
                 t.message,
-                json.dumps(t.vars, ensure_ascii=False, default=str),
+                vars_json,
                 t.callback,
-            ),
+            )
         )
         ids.append(ticket_id)
+    db.executemany(
+        "INSERT INTO tickets (id, day, seq, created, session_id, caller, queue, message, vars, callback)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
     return ids
 
 
@@ -206,11 +411,15 @@ Line = tuple[str, float, str, str | None, str | None, str]  # session_id, time, 
 Chunks = dict[str, list[Any]]  # session id -> [ms, direction, node, agent, text, ms, ...] (ms: epoch ms)
 
 
-def insert_texts(db: sqlite3.Connection, texts: Sequence[tuple[int, str | None, str]]) -> None:
-    db.executemany("INSERT OR REPLACE INTO texts (id, node, text) VALUES (?, ?, ?)", texts)
+def insert_texts(db: Db, texts: Sequence[tuple[int, str | None, str]]) -> None:
+    db.executemany(
+        "INSERT INTO texts (id, node, text) VALUES (?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET node = excluded.node, text = excluded.text",
+        texts,
+    )
 
 
-def shared_texts(db: sqlite3.Connection, limit: int) -> dict[str | None, dict[str, int]]:
+def shared_texts(db: Db, limit: int) -> dict[str | None, dict[str, int]]:
     """The texts chunks refer to by number, by node, to go on using their numbers after a restart."""
     out: dict[str | None, dict[str, int]] = {}
     for tid, node, text in db.execute("SELECT id, node, text FROM texts ORDER BY id LIMIT ?", (limit,)):
@@ -218,7 +427,17 @@ def shared_texts(db: sqlite3.Connection, limit: int) -> dict[str | None, dict[st
     return out
 
 
-def insert_chunks(db: sqlite3.Connection, chunks: Chunks) -> None:
+def text_numbers(db: Db) -> range:
+    """The numbers this process may give new shared texts: after the last one (SQLite: this process
+    is the file's one writer), or a block no other replica has (PostgreSQL)."""
+    if db.kind == "sqlite":
+        last = db.execute("SELECT coalesce(max(id), 0) FROM texts").fetchone()[0]
+        return range(last + 1, 1 << 62)
+    block = db.execute("SELECT nextval('text_blocks')").fetchone()[0]
+    return range(block * TEXT_BLOCK, (block + 1) * TEXT_BLOCK)
+
+
+def insert_chunks(db: Db, chunks: Chunks) -> None:
     """Each call's lines since the last batch as one row (a chunk): a batch of thousands of lines
     costs a row per call. A chunk is flat: ms, direction, node, agent, text, ms, ... (ms: the time
     in epoch milliseconds; text: the text, or the number of a row of `texts`). A keypress and the
@@ -231,7 +450,7 @@ def insert_chunks(db: sqlite3.Connection, chunks: Chunks) -> None:
     )
 
 
-def insert_lines(db: sqlite3.Connection, lines: Iterable[Line]) -> None:
+def insert_lines(db: Db, lines: Iterable[Line]) -> None:
     """Lines of any calls, in order (tests and tools; the server writes chunks it gathered)."""
     chunks: Chunks = {}
     for session_id, t, *rest in lines:
@@ -239,7 +458,7 @@ def insert_lines(db: sqlite3.Connection, lines: Iterable[Line]) -> None:
     insert_chunks(db, chunks)
 
 
-def _split(db: sqlite3.Connection, chunk: str) -> list[list[Any]]:
+def _split(db: Db, chunk: str) -> list[list[Any]]:
     """[[time (seconds), direction, node, agent, text], ...] from a chunk, its shared texts filled in
     and each keypress entry made two lines (the key, then the screen)."""
     flat = json.loads(chunk)
@@ -262,27 +481,27 @@ def _split(db: sqlite3.Connection, chunk: str) -> list[list[Any]]:
     return lines
 
 
-def _lines_of(db: sqlite3.Connection, session_id: str) -> list[list[Any]]:
+def _lines_of(db: Db, session_id: str) -> list[list[Any]]:
     out: list[list[Any]] = []
     for (chunk,) in db.execute("SELECT lines FROM chunks WHERE session_id = ? ORDER BY rowid", (session_id,)):
         out += _split(db, chunk)
     return out
 
 
-def call_started(db: sqlite3.Connection, session_id: str, started: float, caller: str) -> None:
+def call_started(db: Db, session_id: str, started: float, caller: str) -> None:
     db.execute(
-        "INSERT OR IGNORE INTO calls (session_id, started, caller) VALUES (?, ?, ?)",
+        "INSERT INTO calls (session_id, started, caller) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         (session_id, started, caller),
     )
 
 
-def call_ended(db: sqlite3.Connection, session_id: str, ended: float, dropped: int) -> None:
+def call_ended(db: Db, session_id: str, ended: float, dropped: int) -> None:
     db.execute(
         "UPDATE calls SET ended = ?, dropped = dropped + ? WHERE session_id = ?", (ended, dropped, session_id)
     )
 
 
-def purge_lines(db: sqlite3.Connection, before: float) -> int:
+def purge_lines(db: Db, before: float) -> int:
     """Delete the transcripts of calls that started before `before`; tickets stay. Chunks deleted."""
     deleted = db.execute(
         "DELETE FROM chunks WHERE session_id IN (SELECT session_id FROM calls WHERE started < ?)", (before,)
@@ -291,9 +510,11 @@ def purge_lines(db: sqlite3.Connection, before: float) -> int:
     return int(deleted)
 
 
-def backup(db: sqlite3.Connection, dest: Path) -> None:
+def backup(db: Db, dest: Path) -> None:
     """A consistent copy of the database at `dest`, taken while the server writes (SQLite's online
-    backup). `dest` must not exist yet."""
+    backup). `dest` must not exist yet. (PostgreSQL has its own tools for that.)"""
+    if db.kind != "sqlite":
+        raise DatabaseError(f"{db.where}: the records are in PostgreSQL: back them up with pg_dump")
     if dest.exists():
         raise DatabaseError(f"{dest}: already exists; give a new file name")
     try:
@@ -301,7 +522,7 @@ def backup(db: sqlite3.Connection, dest: Path) -> None:
     except sqlite3.Error as exc:
         raise DatabaseError(f"{dest}: cannot create the backup ({exc})") from None
     try:
-        db.backup(target)
+        db.conn.backup(target)
     finally:
         target.close()
 
@@ -313,7 +534,7 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
-def _ticket(row: sqlite3.Row) -> dict[str, Any]:
+def _ticket(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "created": _iso(row["created"]),
@@ -330,7 +551,7 @@ def _ticket(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def list_tickets(
-    db: sqlite3.Connection,
+    db: Db,
     status: str | None = None,
     limit: int = 50,
     queues: Sequence[str] | None = None,
@@ -345,33 +566,24 @@ def list_tickets(
         args.extend(queues)
     # only fixed text and ? placeholders are joined: the values go as parameters
     sql = "SELECT * FROM tickets" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608
-    db.row_factory = sqlite3.Row
-    try:
-        rows = db.execute(sql + " ORDER BY created DESC, seq DESC LIMIT ?", (*args, limit)).fetchall()
-    finally:
-        db.row_factory = None
-    return [_ticket(r) for r in rows]
+    return [_ticket(r) for r in db.rows(sql + " ORDER BY created DESC, seq DESC LIMIT ?", (*args, limit))]
 
 
-def get_ticket(db: sqlite3.Connection, ticket_id: str) -> dict[str, Any] | None:
-    db.row_factory = sqlite3.Row
-    try:
-        row = db.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
-    finally:
-        db.row_factory = None
-    return _ticket(row) if row is not None else None
+def get_ticket(db: Db, ticket_id: str) -> dict[str, Any] | None:
+    rows = db.rows("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+    return _ticket(rows[0]) if rows else None
 
 
-def close_ticket(db: sqlite3.Connection, ticket_id: str, note: str | None, now: float) -> bool:
+def close_ticket(db: Db, ticket_id: str, note: str | None, now: float) -> bool:
     """Close a ticket (again: the note is replaced); False when there is no such ticket."""
     cur = db.execute(
         "UPDATE tickets SET status = 'closed', closed = ?, note = coalesce(?, note) WHERE id = ?",
         (now, note, ticket_id),
     )
-    return cur.rowcount == 1
+    return bool(cur.rowcount == 1)
 
 
-def _call(row: sqlite3.Row) -> dict[str, Any]:
+def _call(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "session_id": row["session_id"],
         "started": _iso(row["started"]),
@@ -381,18 +593,15 @@ def _call(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def list_calls(db: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
-    db.row_factory = sqlite3.Row
-    rows = db.execute("SELECT * FROM calls ORDER BY started DESC LIMIT ?", (limit,))
-    return [_call(r) for r in rows]
+def list_calls(db: Db, limit: int = 50) -> list[dict[str, Any]]:
+    return [_call(r) for r in db.rows("SELECT * FROM calls ORDER BY started DESC LIMIT ?", (limit,))]
 
 
-def get_call(db: sqlite3.Connection, session_id: str) -> dict[str, Any] | None:
-    db.row_factory = sqlite3.Row
-    row = db.execute("SELECT * FROM calls WHERE session_id = ?", (session_id,)).fetchone()
-    if row is None:
+def get_call(db: Db, session_id: str) -> dict[str, Any] | None:
+    rows = db.rows("SELECT * FROM calls WHERE session_id = ?", (session_id,))
+    if not rows:
         return None
-    call = _call(row)
+    call = _call(rows[0])
     call["lines"] = [
         {"time": _iso(t), "direction": direction, "node": node, "text": text}
         | ({"agent": agent} if agent is not None else {})
@@ -401,7 +610,7 @@ def get_call(db: sqlite3.Connection, session_id: str) -> dict[str, Any] | None:
     return call
 
 
-def last_lines(db: sqlite3.Connection, session_id: str, count: int) -> list[tuple[str, str | None, str]]:
+def last_lines(db: Db, session_id: str, count: int) -> list[tuple[str, str | None, str]]:
     """The last `count` lines of a call, oldest first: (direction, agent, text)."""
     out: list[list[Any]] = []
     for (chunk,) in db.execute(

@@ -11,8 +11,9 @@ waits on it.
   one log line per incident; callers are never slowed. A call keeps at most MAX_CALL_BYTES of
   transcript; past it, one line says so and the rest of the call is counted, not kept.
 
-This is the storage interface the server uses (Storage); a PostgreSQL backend would implement the
-same methods.
+This is the storage interface the server uses (Storage). The thread writes to SQLite (a file in the
+data folder) or to PostgreSQL (`HOTLINE_DATABASE_URL`, replicas sharing one): the same queries
+(database.py), the same group commit; the thread connects again by itself after PostgreSQL went away.
 """
 
 from __future__ import annotations
@@ -110,11 +111,13 @@ _NO_IDS: dict[str, int] = {}  # never written to
 
 
 class Recorder:
-    """The SQLite records of one server process (see the module's docstring)."""
+    """The records of one server process (see the module's docstring): in the data folder `target`,
+    or in the PostgreSQL database at the URL `target`."""
 
-    def __init__(self, folder: Path, retention_days: float) -> None:
-        self.path = dbm.prepare_folder(folder)
-        self.db = dbm.connect(self.path, create=True)  # here, not in the thread: errors stop the start
+    def __init__(self, target: Path | str, retention_days: float) -> None:
+        where = target if dbm.is_postgres(target) else dbm.prepare_folder(Path(target))
+        self.db = dbm.connect(where, create=True)  # here, not in the thread: errors stop the start
+        self.where = self.db.where  # a path, or the URL without its password
         self.retention = retention_days * 86400.0
         self.counters = Counters()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,7 +127,8 @@ class Recorder:
         # node -> prompt -> its row in `texts` (node None: a shared line's text)
         self._text_ids = dbm.shared_texts(self.db, MAX_SHARED_TEXTS)
         self._shared = sum(map(len, self._text_ids.values()))
-        self._next_text = max((t for ids in self._text_ids.values() for t in ids.values()), default=0) + 1
+        numbers = dbm.text_numbers(self.db)
+        self._next_text, self._text_end = numbers.start, numbers.stop
         self._new_texts: list[tuple[int, str | None, str]] = []  # numbered since the last flush
         self._calls: list[tuple[str, Any]] = []  # ("start" | "end", args), in order with the lines
         self._tickets: list[tuple[NewTicket, asyncio.Future[str]]] = []
@@ -200,7 +204,7 @@ class Recorder:
         ids = self._text_ids.setdefault(node, {})
         tid = ids.get(text)
         if tid is None:
-            if self._shared >= MAX_SHARED_TEXTS:
+            if self._shared >= MAX_SHARED_TEXTS or self._next_text >= self._text_end:
                 return text
             tid = ids[text] = self._next_text
             self._next_text += 1
@@ -271,7 +275,7 @@ class Recorder:
         self.counters.dropped += count
         if not self._dropping:
             self._dropping = True
-            log.warning("transcript_dropped", lines=count, reason=why, path=str(self.path))
+            log.warning("transcript_dropped", lines=count, reason=why, database=self.where)
 
     async def _ask(self, read: Callable[[], Any]) -> Any:
         assert self._loop is not None
@@ -306,16 +310,15 @@ class Recorder:
         if not batch:
             return
         try:
-            self.db.execute(
-                "PRAGMA synchronous=FULL"
-            )  # the commit reaches the disk before anyone hears an id
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.begin(
+                lock=dbm.TICKET_LOCK
+            )  # durable: the commit reaches the disk before anyone hears an id
             ids = dbm.insert_tickets(self.db, [t for t, _ in batch])
-            self.db.execute("COMMIT")
+            self.db.commit()
         except Exception as exc:
             self._rollback()
             self.counters.ticket_failures += len(batch)
-            self._log_soon("error", "ticket_failed", error=str(exc), tickets=len(batch), path=str(self.path))
+            self._log_soon("error", "ticket_failed", error=str(exc), tickets=len(batch), database=self.where)
             error = RecordError(str(exc))
             for _, future in batch:
                 self._call_soon(_fail, future, error)
@@ -333,10 +336,9 @@ class Recorder:
         texts: list[tuple[int, str | None, str]],
     ) -> None:
         try:
-            # Written to the WAL before COMMIT returns, so a killed process loses nothing; without an
-            # fsync per batch only a machine crash could take the last batches.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("BEGIN")
+            # In the database's log before COMMIT returns, so a killed process loses nothing; without
+            # an fsync per batch only a machine crash could take the last batches.
+            self.db.begin(durable=False)
             for kind, args in calls:
                 if kind == "start":
                     dbm.call_started(self.db, *args)
@@ -345,7 +347,7 @@ class Recorder:
             for kind, args in calls:
                 if kind == "end":
                     dbm.call_ended(self.db, *args)
-            self.db.execute("COMMIT")
+            self.db.commit()
             self.counters.lines += count
             self.counters.commits += 1
             if self._dropping and count:
@@ -373,14 +375,14 @@ class Recorder:
                     del ids[text]
             self._shared -= len(gone)
         if not self._dropping:
-            log.error("transcript_write_failed", error=error, path=str(self.path))
+            log.error("transcript_write_failed", error=error, database=self.where)
         self._dropped(count, "write_failed")
 
     def _purge(self, before: float) -> None:
         try:
-            self.db.execute("BEGIN")
+            self.db.begin(durable=False)
             deleted = dbm.purge_lines(self.db, before)
-            self.db.execute("COMMIT")
+            self.db.commit()
         except Exception as exc:
             self._rollback()
             self._log_soon("error", "transcript_purge_failed", error=str(exc))
@@ -394,7 +396,7 @@ class Recorder:
 
     def _rollback(self) -> None:
         with contextlib.suppress(Exception):
-            self.db.execute("ROLLBACK")
+            self.db.rollback()
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         assert self._loop is not None
