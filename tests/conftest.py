@@ -24,6 +24,7 @@ from app.configdir import load_config
 from app.server import Server
 from app.settings import Settings
 from tests.helpers import CONFIG, REPO
+from tests.servers import PostgresServer
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +63,55 @@ async def start_server(config: Path = CONFIG, **overrides: Any) -> Server:
     server = Server(settings, result)
     await server.start("uvloop")
     return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL for the session, started the first time a test asks (each test takes a
+    database of its own: `postgres_server.database()`)."""
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+class RecordsAt:
+    """Where a test keeps its records: a data folder (SQLite) or a new PostgreSQL database."""
+
+    def __init__(self, kind: str, folder: Path, url: str = "") -> None:
+        self.kind, self.folder, self.url = kind, folder, url
+
+    @property
+    def target(self) -> Path | str:
+        """What the Recorder takes: the data folder, or the URL."""
+        return self.url or self.folder
+
+    @property
+    def database(self) -> Path | str:
+        """What `database.connect` takes: the SQLite file, or the URL."""
+        return self.url or self.folder / "hotline.db"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Settings for a server keeping its records here (the data folder holds the console's secret)."""
+        return {"data": self.folder} | ({"database_url": self.url} if self.url else {})
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"HOTLINE_DATA": str(self.folder)} | ({"HOTLINE_DATABASE_URL": self.url} if self.url else {})
+
+    @property
+    def cli(self) -> list[str]:
+        """The options of `hotline tickets|calls` that read these records."""
+        return ["--database-url", self.url] if self.url else ["--data", str(self.folder)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def records_at(request: pytest.FixtureRequest, tmp_path: Path) -> RecordsAt:
+    """The records tests run against both databases the server can keep its records in."""
+    if request.param == "sqlite":
+        return RecordsAt("sqlite", tmp_path / "data")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return RecordsAt("postgresql", tmp_path / "data", server.database())
 
 
 @pytest_asyncio.fixture

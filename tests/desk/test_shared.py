@@ -17,7 +17,7 @@ import pytest
 from app.desk.passwords import hash_password
 from tests.conftest import ServerProcess
 from tests.net.test_agents import PASSWORD, Line, _agent, _caller_in_queue, _close_clients, _config, _offered
-from tests.servers import RedisServer
+from tests.servers import PostgresServer, RedisServer
 from tests.web.test_site import Web, recv
 
 __all__ = ["_close_clients"]  # autouse: every line client closed after each test
@@ -121,6 +121,45 @@ def test_a_caller_on_one_replica_talks_with_an_agent_on_another(replicas: Replic
     caller.expect("为您服务。")
     caller.close()
     agent.expect(f"ENDED {second} by=caller\r\n")
+
+
+def test_with_shared_postgresql_an_agent_reads_the_history_of_a_caller_on_another_replica(
+    replicas: Replicas, postgres_server: PostgresServer
+) -> None:
+    """The transcript is written by the caller's replica; with one PostgreSQL for both, the agent's
+    /history on the other replica reads it (within the half second the writer gathers lines), and
+    so do `hotline calls` and tickets from either replica share one numbering."""
+    database = {"HOTLINE_DATABASE_URL": postgres_server.database()}
+    a, b = replicas.start("a", database), replicas.start("b", database)
+    agent = _shared_agent(replicas, b)
+    caller = _caller_in_queue(a)
+    call_id = _offered(agent)
+    agent.send("/accept")
+    agent.expect(f"CONNECTED {call_id}\r\n")
+    caller.expect("工号 1001 为您服务。")
+    caller.send("我的话费不对")
+    agent.expect("CALLER 我的话费不对\r\n")
+    end = time.monotonic() + 5
+    while True:
+        agent.send("/history")
+        lines = agent.expect("\r\n")
+        if lines.startswith(f"HISTORY {call_id} "):
+            history = lines + agent.expect(f"HISTORY {call_id} caller 我的话费不对\r\n", timeout=2)
+            break
+        assert lines == f"INFO no history for {call_id}\r\n", lines  # not flushed by replica a yet
+        assert time.monotonic() < end, "replica b never read what replica a wrote"
+        time.sleep(0.1)
+    assert f"HISTORY {call_id} caller 0\r\n" in history  # the key that asked for an agent, on a
+    agent.send("/end")
+    agent.expect(f"ENDED {call_id} by=agent\r\n")
+    caller.expect("欢迎致电中国移动 10086!")
+    numbers = []
+    for replica in (a, b):  # and a ticket left on each: one numbering for both
+        other = _caller_in_queue(replica)
+        other.send("1", "请回电")
+        other.expect("工单号是 T")
+        numbers.append(int(other.expect("。").split("-")[1].rstrip("。")))
+    assert numbers == [1, 2]
 
 
 def test_positions_follow_join_time_across_replicas(replicas: Replicas) -> None:

@@ -1,8 +1,9 @@
-"""`hotline tickets` and `hotline calls` as an operator runs them."""
+"""`hotline tickets` and `hotline calls` as an operator runs them, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 
 from app.records import database as dbm
 from app.records.database import NewTicket
+from tests.conftest import RecordsAt
 from tests.helpers import REPO
+from tests.servers import PostgresServer
 
 T0 = 1_795_000_000.0
 
@@ -23,9 +26,12 @@ def hotline(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    db = dbm.connect(dbm.prepare_folder(tmp_path), create=True)
-    db.execute("BEGIN")
+def data(records_at: RecordsAt) -> list[str]:
+    """Records of two tickets and a call; the CLI's options that read them."""
+    if records_at.kind == "sqlite":
+        dbm.prepare_folder(records_at.folder)
+    db = dbm.connect(records_at.database, create=True)
+    db.begin()
     dbm.insert_tickets(
         db,
         [
@@ -45,20 +51,20 @@ def data(tmp_path: Path) -> Path:
         ],
     )
     dbm.call_ended(db, "s1", T0, 2)
-    db.execute("COMMIT")
+    db.commit()
     db.close()
-    return tmp_path
+    return records_at.cli
 
 
-def test_tickets_list_as_a_table_and_as_json(data: Path) -> None:
+def test_tickets_list_as_a_table_and_as_json(data: list[str]) -> None:
     day = dbm.ticket_day(T0)
-    out = hotline("tickets", "list", "--data", str(data))
+    out = hotline("tickets", "list", *data)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["ID", "CREATED", "STATUS", "QUEUE", "CALLBACK", "MESSAGE"]
     assert lines[1].startswith(f"T{day}-0002") and lines[2].startswith(f"T{day}-0001")  # newest first
     assert lines[2].endswith("13800138000  话费扣错了,请回电")
-    tickets = json.loads(hotline("tickets", "list", "--json", "--data", str(data)).stdout)
+    tickets = json.loads(hotline("tickets", "list", "--json", *data).stdout)
     assert [t["id"] for t in tickets] == [f"T{day}-0002", f"T{day}-0001"]
     first = tickets[1]
     assert {k: first[k] for k in ("status", "session_id", "caller", "queue", "message", "vars")} == {
@@ -72,15 +78,13 @@ def test_tickets_list_as_a_table_and_as_json(data: Path) -> None:
     assert first["created"].startswith("20") and "T" in first["created"]
 
 
-def test_close_a_ticket_then_list_by_status(data: Path) -> None:
+def test_close_a_ticket_then_list_by_status(data: list[str]) -> None:
     day = dbm.ticket_day(T0)
-    out = hotline("tickets", "close", f"T{day}-0001", "--note", "已回电", "--data", str(data))
+    out = hotline("tickets", "close", f"T{day}-0001", "--note", "已回电", *data)
     assert out.returncode == 0 and out.stdout == f"closed T{day}-0001\n"
-    closed = json.loads(
-        hotline("tickets", "list", "--status", "closed", "--json", "--data", str(data)).stdout
-    )
+    closed = json.loads(hotline("tickets", "list", "--status", "closed", "--json", *data).stdout)
     assert [(t["id"], t["note"]) for t in closed] == [(f"T{day}-0001", "已回电")]
-    shown = hotline("tickets", "show", f"T{day}-0001", "--data", str(data)).stdout
+    shown = hotline("tickets", "show", f"T{day}-0001", *data).stdout
     assert "status:     closed" in shown and "已回电" in shown and "var phone:  13800138000" in shown
 
 
@@ -92,21 +96,21 @@ def test_close_a_ticket_then_list_by_status(data: Path) -> None:
         (["calls", "show", "nope"], "hotline calls: no call nope"),
     ],
 )
-def test_an_unknown_id_exits_1_with_one_line(data: Path, args: list[str], line: str) -> None:
-    out = hotline(*args, "--data", str(data))
+def test_an_unknown_id_exits_1_with_one_line(data: list[str], args: list[str], line: str) -> None:
+    out = hotline(*args, *data)
     assert out.returncode == 1 and out.stderr.splitlines() == [line] and out.stdout == ""
 
 
-def test_calls_list_and_show(data: Path) -> None:
-    listed = hotline("calls", "list", "--data", str(data)).stdout.splitlines()
+def test_calls_list_and_show(data: list[str]) -> None:
+    listed = hotline("calls", "list", *data).stdout.splitlines()
     assert listed[0].split() == ["SESSION_ID", "STARTED", "ENDED", "CALLER"] and listed[1].startswith("s1 ")
-    shown = hotline("calls", "show", "s1", "--data", str(data)).stdout.splitlines()
+    shown = hotline("calls", "show", "s1", *data).stdout.splitlines()
     assert shown[0].startswith("call s1 from 10.0.0.7, ")
     assert shown[1].split()[1:] == ["system", "main", "欢迎致电中国移动", "10086!"]
     assert shown[2].strip() == "话费查询请按 1"  # a prompt's second line, under the first
     assert shown[4].split()[1:] == ["agent", "1001", "agent", "您好"]
     assert shown[-1] == "(2 lines not kept)"
-    call = json.loads(hotline("calls", "show", "s1", "--json", "--data", str(data)).stdout)
+    call = json.loads(hotline("calls", "show", "s1", "--json", *data).stdout)
     assert (call["session_id"], call["caller"], len(call["lines"])) == ("s1", "10.0.0.7", 3)
     assert {k: call["lines"][2][k] for k in ("direction", "node", "text", "agent")} == {
         "direction": "agent",
@@ -124,14 +128,40 @@ def test_no_database_yet_is_one_clear_line(tmp_path: Path) -> None:
     ]
 
 
-def test_backup_copies_the_database_and_never_overwrites(data: Path, tmp_path: Path) -> None:
+def test_backup_copies_the_database_and_never_overwrites(data: list[str], tmp_path: Path) -> None:
+    if data[0] == "--database-url":
+        out = hotline("backup", str(tmp_path / "backup.db"), *data)
+        assert out.returncode == 1 and out.stderr.splitlines() == [
+            f"hotline backup: {data[1]}: the records are in PostgreSQL: back them up with pg_dump"
+        ]
+        return
     copy = tmp_path / "backup.db"
-    out = hotline("backup", str(copy), "--data", str(data))
+    out = hotline("backup", str(copy), *data)
     assert out.returncode == 0 and out.stdout == f"backed up to {copy}\n"
     db = dbm.connect(copy, create=False, readonly=True)
     assert len(dbm.list_tickets(db)) == 2 and dbm.get_call(db, "s1") is not None
     db.close()
-    again = hotline("backup", str(copy), "--data", str(data))
+    again = hotline("backup", str(copy), *data)
     assert again.returncode == 1 and again.stderr.splitlines() == [
         f"hotline backup: {copy}: already exists; give a new file name"
     ]
+
+
+def test_no_hotline_tables_in_postgresql_yet_is_one_clear_line(postgres_server: PostgresServer) -> None:
+    url = postgres_server.database()
+    out = hotline("calls", "list", "--database-url", url)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"hotline calls: {url}: no hotline tables here (the server creates them on its first start)"
+    ]
+
+
+def test_where_the_records_are_comes_from_the_environment_too(data: list[str]) -> None:
+    variable = {"--data": "HOTLINE_DATA", "--database-url": "HOTLINE_DATABASE_URL"}[data[0]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")} | {variable: data[1]}
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "tickets", "list", "--json"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)) == 2

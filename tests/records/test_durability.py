@@ -1,5 +1,6 @@
 """The promise of a ticket number, with real server processes: kill -9 at random moments right after
-callers heard their numbers; a read-only data folder; a full disk; the CLI reading it all."""
+callers heard their numbers (SQLite and PostgreSQL); a read-only data folder; a full disk; the CLI
+reading it all."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import RecordsAt, ServerProcess
 from tests.helpers import CONFIG, REPO
 
 HEARD = re.compile(r"工单号是 (T\d{8}-\d{4,})。")
@@ -30,10 +31,10 @@ def hotline(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def serve(data: Path) -> ServerProcess:
+def serve(data: Path, **env: str) -> ServerProcess:
     return ServerProcess(
         [sys.executable, "-m", "app", "serve", "--config", str(CONFIG)],
-        env={"HOTLINE_DATA": str(data), "HOTLINE_MAX_SESSIONS_PER_ADDRESS": "1000"},
+        env={"HOTLINE_DATA": str(data), "HOTLINE_MAX_SESSIONS_PER_ADDRESS": "1000", **env},
     )
 
 
@@ -67,13 +68,12 @@ async def leave_messages(
         writer.close()
 
 
-async def test_every_number_heard_survives_kill_9(tmp_path: Path) -> None:
+async def test_every_number_heard_survives_kill_9(records_at: RecordsAt) -> None:
     seed = int(time.time())
     rng = random.Random(seed)
-    data = tmp_path / "data"
     heard: dict[str, str] = {}
     for _ in range(8):
-        server = serve(data)
+        server = serve(records_at.folder, **records_at.env)
         stop = asyncio.Event()
         target = len(heard) + rng.randint(1, 60)
 
@@ -88,7 +88,7 @@ async def test_every_number_heard_survives_kill_9(tmp_path: Path) -> None:
         await asyncio.wait_for(asyncio.gather(*callers), 60)
         assert server.proc.wait(10) == -signal.SIGKILL, f"seed {seed}"
         server.stop()
-    out = hotline("tickets", "list", "--json", "--limit", "100000", "--data", str(data))
+    out = hotline("tickets", "list", "--json", "--limit", "100000", *records_at.cli)
     assert out.returncode == 0, out.stderr
     stored = {t["id"]: t["message"] for t in json.loads(out.stdout)}
     missing = {tid: msg for tid, msg in heard.items() if stored.get(tid) != msg}

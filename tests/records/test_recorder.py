@@ -1,5 +1,5 @@
-"""The recorder on a real event loop (uvloop) and a real database: group commit, transcripts, a
-full database, shutdown."""
+"""The recorder on a real event loop (uvloop) and a real database, SQLite and PostgreSQL: group
+commit, transcripts, a full disk, PostgreSQL going away and coming back, shutdown."""
 
 from __future__ import annotations
 
@@ -13,28 +13,30 @@ from app.records import database as dbm
 from app.records import recorder as rmod
 from app.records.database import NewTicket
 from app.records.recorder import Recorder, RecordError
+from tests.conftest import RecordsAt, wait_until
+from tests.servers import PostgresServer
 
 
 def ticket(i: int) -> NewTicket:
     return NewTicket(f"s{i}", "127.0.0.1", None, f"留言 {i}", {}, None, time.time())
 
 
-async def test_tickets_saved_at_once_share_commits_and_get_distinct_ids(tmp_path: Path) -> None:
-    rec = Recorder(tmp_path, 30)
+async def test_tickets_saved_at_once_share_commits_and_get_distinct_ids(records_at: RecordsAt) -> None:
+    rec = Recorder(records_at.target, 30)
     rec.start()
     ids = await asyncio.gather(*(rec.save_ticket(ticket(i)) for i in range(200)))
     assert len(set(ids)) == 200
     assert sorted(ids) == sorted(ids, key=lambda t: int(t.rsplit("-", 1)[1]))  # numbered in order
     assert rec.counters.tickets == 200 and rec.counters.commits < 200  # group commit
     await rec.close()
-    db = dbm.connect(tmp_path / dbm.FILE, create=False, readonly=True)
+    db = dbm.connect(records_at.database, create=False, readonly=True)
     stored = {t["id"]: t["message"] for t in dbm.list_tickets(db, limit=1000)}
     assert stored == {tid: f"留言 {i}" for i, tid in enumerate(ids)}
     db.close()
 
 
-async def test_transcript_lines_are_written_in_order_and_close_flushes_them(tmp_path: Path) -> None:
-    rec = Recorder(tmp_path, 30)
+async def test_transcript_lines_are_written_in_order_and_close_flushes_them(records_at: RecordsAt) -> None:
+    rec = Recorder(records_at.target, 30)
     rec.start()
     now = time.time()
     rec.call_started("c1", now, "10.0.0.1")
@@ -44,7 +46,7 @@ async def test_transcript_lines_are_written_in_order_and_close_flushes_them(tmp_
     rec.line("c1", now + 2, "agent", "agent", "1001", "您好")
     rec.call_ended("c1", now + 3, 0)
     await rec.close()  # no flush tick in between: close writes what is gathered
-    db = dbm.connect(tmp_path / dbm.FILE, create=False, readonly=True)
+    db = dbm.connect(records_at.database, create=False, readonly=True)
     call = dbm.get_call(db, "c1")
     assert call is not None and call["ended"] is not None and call["caller"] == "10.0.0.1"
     assert len(call["lines"]) == 1001 and call["lines"][-1] == {
@@ -100,10 +102,10 @@ async def test_a_backlog_past_its_bound_drops_new_lines_instead_of_growing(
     await rec.close()
 
 
-async def test_a_prompt_said_again_and_again_is_stored_once(tmp_path: Path) -> None:
+async def test_a_prompt_said_again_and_again_is_stored_once(records_at: RecordsAt) -> None:
     prompt = "欢迎致电中国移动 10086!\n话费查询请按 1,流量查询请按 2。"
     for run in range(2):  # a restart goes on using the prompt's number
-        rec = Recorder(tmp_path, 30)
+        rec = Recorder(records_at.target, 30)
         rec.start()
         now = time.time()
         for call in ("a", "b"):
@@ -116,9 +118,62 @@ async def test_a_prompt_said_again_and_again_is_stored_once(tmp_path: Path) -> N
             ("system", None, prompt),
         ]
         await rec.close()
-    db = dbm.connect(tmp_path / dbm.FILE, create=False, readonly=True)
+    db = dbm.connect(records_at.database, create=False, readonly=True)
     # once as a line's text and once as main's screen, however often said, across the restart
     assert db.execute("SELECT count(*) FROM texts").fetchone()[0] == 2
     call = dbm.get_call(db, "a1")
     assert call is not None and [line["text"] for line in call["lines"]] == [prompt, "9", prompt]
     db.close()
+
+
+async def test_replicas_sharing_postgresql_keep_each_others_transcripts_and_prompts(
+    postgres_server: PostgresServer,
+) -> None:
+    """Two recorders on one database (two replicas): a prompt each numbered on its own reads back
+    right from either, and a call one wrote the other can read (an agent's /history)."""
+    url = postgres_server.database()
+    a, b = Recorder(url, 30), Recorder(url, 30)
+    a.start()
+    b.start()
+    now = time.time()
+    a.line("on-a", now, "system", "main", None, "甲的提示", shared=True)
+    b.line("on-b", now, "system", "main", None, "乙的提示", shared=True)
+    b.step("on-b", now, "main", "1", "bill", "话费查询")
+    a.flush()
+    assert await b.last_lines("on-a", 5) == [("system", None, "甲的提示")]  # a's, read through b
+    assert await a.last_lines("on-b", 5) == [
+        ("system", None, "乙的提示"),
+        ("caller", None, "1"),
+        ("system", None, "话费查询"),
+    ]
+    await a.close()
+    await b.close()
+
+
+async def test_postgresql_away_fails_tickets_drops_lines_and_recovers_by_itself(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = PostgresServer()  # its own: this test stops it
+    try:
+        rec = Recorder(server.database(), 30)
+        rec.start()
+        assert await rec.save_ticket(ticket(0))
+        server.stop()
+        with pytest.raises(RecordError):
+            await rec.save_ticket(ticket(1))
+        rec.line("c", time.time(), "caller", None, None, "没人记")
+        rec.flush()
+        assert await wait_until(lambda: rec.counters.dropped == 1)
+        assert rec.counters.ticket_failures == 1 and rec.counters.write_errors == 1
+        logged = capsys.readouterr().out
+        assert "ticket_failed" in logged and "transcript_write_failed" in logged
+        server.start()  # the same port: the thread connects again on its next write
+        second = await rec.save_ticket(ticket(2))
+        assert int(second.rsplit("-", 1)[1]) == 2  # the failed one took no number
+        rec.line("c", time.time(), "caller", None, None, "又好了")
+        rec.flush()
+        assert await rec.last_lines("c", 1) == [("caller", None, "又好了")]
+        assert "transcript_recovered" in capsys.readouterr().out
+        await rec.close()
+    finally:
+        server.close()

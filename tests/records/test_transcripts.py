@@ -1,5 +1,5 @@
-"""Transcripts of real calls (in-process server, real sockets, uvloop): what is kept, what is masked,
-and the bound on one call."""
+"""Transcripts of real calls (in-process server, real sockets, uvloop), in SQLite and in PostgreSQL:
+what is kept, what is masked, and the bound on one call."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from app.net import tcp
 from app.records import database as dbm
 from app.server import Server
-from tests.conftest import Caller, start_server, wait_until
+from tests.conftest import Caller, RecordsAt, start_server, wait_until
 
 
 async def hang_up(caller: Caller, server: Server) -> None:
@@ -26,10 +26,10 @@ async def stored(server: Server, session_id: str) -> list[tuple[str, str | None,
 
 
 async def test_a_call_past_its_bound_keeps_the_start_says_so_and_goes_on(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, records_at: RecordsAt
 ) -> None:
     monkeypatch.setattr(tcp, "MAX_CALL_BYTES", 400)
-    server = await start_server()
+    server = await start_server(**records_at.settings)
     try:
         caller = await Caller.dial(server.tcp_port)
         await caller.expect("结束通话请输入 exit。")
@@ -49,14 +49,14 @@ async def test_a_call_past_its_bound_keeps_the_start_says_so_and_goes_on(
         await hang_up(caller, server)
     finally:
         await server.shutdown()
-    db = dbm.connect(rec.path, create=False, readonly=True)
+    db = dbm.connect(records_at.database, create=False, readonly=True)
     call = dbm.get_call(db, session.session_id)
     assert call is not None and call["dropped"] == rec.counters.dropped and call["ended"] is not None
     db.close()
 
 
-async def test_transcripts_off_keeps_no_calls_but_tickets() -> None:
-    server = await start_server(transcripts=False)
+async def test_transcripts_off_keeps_no_calls_but_tickets(records_at: RecordsAt) -> None:
+    server = await start_server(transcripts=False, **records_at.settings)
     try:
         caller = await Caller.dial(server.tcp_port)
         await caller.expect("结束通话请输入 exit。")
@@ -67,6 +67,6 @@ async def test_transcripts_off_keeps_no_calls_but_tickets() -> None:
         await server.shutdown()
     rec = server.hub.records
     assert rec is not None
-    db = dbm.connect(rec.path, create=False, readonly=True)
+    db = dbm.connect(records_at.database, create=False, readonly=True)
     assert dbm.list_calls(db) == [] and [t["message"] for t in dbm.list_tickets(db)] == ["请回电"]
     db.close()
