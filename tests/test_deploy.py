@@ -117,3 +117,34 @@ def test_the_balancer_spreads_callers_with_their_own_address_and_skips_a_dead_re
     os.kill(replicas["hotline-1"].proc.pid, signal.SIGKILL)
     after = [_served_by(replicas, balancer.dial()) for _ in range(4)]
     assert after == ["hotline-2"] * 4  # redispatched at once, then skipped by the health check
+
+
+def _networks(service: dict[str, object]) -> set[str]:
+    """The networks compose attaches a service to (`default` when it names none)."""
+    return set(service.get("networks") or {"default"})  # type: ignore[arg-type]
+
+
+def test_the_cluster_profile_wires_each_replica_to_what_its_urls_name() -> None:
+    """Each replica reaches the Redis and PostgreSQL its URLs name (a service of the profile on a
+    network they share, healthy before the replica starts) and the balancer names each replica."""
+    import urllib.parse
+
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    haproxy = (REPO / "deploy" / "haproxy.cfg").read_text(encoding="utf-8")
+    replicas = [name for name, s in services.items() if "HOTLINE_REPLICA" in (s.get("environment") or {})]
+    assert replicas == ["hotline-1", "hotline-2"]
+    for name in replicas:
+        replica = services[name]
+        assert replica["profiles"] == ["cluster"] and replica["environment"]["HOTLINE_REPLICA"] == name
+        for variable in ("HOTLINE_REDIS_URL", "HOTLINE_DATABASE_URL"):
+            host = urllib.parse.urlsplit(replica["environment"][variable]).hostname
+            assert host in services, f"{name}: {variable} names {host}, not a service"
+            assert services[host]["profiles"] == ["cluster"]
+            assert _networks(services[host]) & _networks(replica), f"{name} cannot reach {host}"
+            assert replica["depends_on"][host] == {"condition": "service_healthy"}
+            assert "healthcheck" in services[host]
+        assert _networks(services["balancer"]) & _networks(replica)
+        assert f"server {name} {name}:10086" in haproxy
