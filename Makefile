@@ -61,7 +61,7 @@ bench-board: $(STAMP)
 bench-shared: $(STAMP) system-tools  ## replicas through Redis: menu path, offers per second, the relay's latency
 	$(BIN)/python -m benchmarks.shared $(ARGS)
 
-bench-records: $(STAMP)
+bench-records: $(STAMP) system-tools
 	$(BIN)/python -m benchmarks.records $(ARGS)
 
 bench-udp: $(STAMP)

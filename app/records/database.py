@@ -170,10 +170,9 @@ class Db:
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self.conn.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
             return
-        self.execute("BEGIN")
-        self.conn.execute(f"SET LOCAL synchronous_commit = {'on' if durable else 'off'}")
-        if lock:
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        # one round trip (lock is one of our constants, never outside input)
+        sync = "" if durable else "; SET LOCAL synchronous_commit = off"
+        self.execute(f"BEGIN{sync}" + (f"; SELECT pg_advisory_xact_lock({int(lock)})" if lock else ""))
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
