@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.common import SERVER_CPU, Proc, free_port, median, pinned, python, targets_table
 from benchmarks.desk import PASSWORD, Measured, Server, deskgen, keypresses, write_config
-from benchmarks.tcp import HOTLINE_ENV, Run
+from benchmarks.tcp import HOTLINE_ENV, Run, loadgen
 
 CONNECTED = "已接通"
 SAYS = "坐席说:"
@@ -107,35 +107,50 @@ frontend callers
     bind 127.0.0.1:{port}
     default_backend callers
 backend callers
-    server hotline 127.0.0.1:{server} send-proxy-v2
+    balance roundrobin
+{servers}
 """
 
 
-def balancer_rounds(args: argparse.Namespace, folder: Path) -> dict[str, list[Measured]]:
-    """Menu keypresses straight to hotline, and through HAProxy (deploy/haproxy.cfg's callers path:
-    mode tcp, send-proxy-v2) to a hotline that reads the PROXY header; HAProxy's CPU per keypress."""
+def _haproxy(folder: Path, name: str, servers: list[Server]) -> tuple[Proc, int]:
+    port = free_port()
+    cfg = folder / f"{name}.cfg"
+    lines = "\n".join(f"    server r{i} 127.0.0.1:{s.port} send-proxy-v2" for i, s in enumerate(servers))
+    cfg.write_text(BALANCER.format(port=port, servers=lines), encoding="utf-8")
+    return Proc(["haproxy", "-f", str(cfg), "-db"], tcp_port=port), port
+
+
+def balancer_rounds(args: argparse.Namespace, folder: Path, redis: Redis) -> dict[str, list[Measured]]:
+    """Menu keypresses straight to hotline; through HAProxy (deploy/haproxy.cfg's callers path: mode
+    tcp, send-proxy-v2) to one hotline that reads the PROXY header; and through HAProxy round-robin to
+    two replicas sharing Redis. HAProxy's CPU per keypress; hotline's summed over its replicas."""
     direct = serve(args.config)
     behind = serve(args.config, proxy=True)
-    port = free_port()
-    cfg = folder / "haproxy.cfg"
-    cfg.write_text(BALANCER.format(port=port, server=behind.port), encoding="utf-8")
-    haproxy = Proc(["haproxy", "-f", str(cfg), "-db"], tcp_port=port)
-    through = Server(behind.proc, port, behind.agent_port, behind.admin_port)
-    results: dict[str, list[Measured]] = {"direct": [], "balanced": [], "haproxy": []}
+    pair = [serve(args.config, redis.url, f"bench-{i}", proxy=True) for i in (1, 2)]
+    one, one_port = _haproxy(folder, "one", [behind])
+    two, two_port = _haproxy(folder, "two", pair)
+    results: dict[str, list[Measured]] = {
+        k: [] for k in ("direct", "balanced", "haproxy", "two", "haproxy two")
+    }
     try:
         for _ in range(args.rounds):
             results["direct"].append(keypresses(direct, 100, args.seconds))
-            before = haproxy.cpu_seconds()
-            m = keypresses(through, 100, args.seconds)
-            results["balanced"].append(m)
-            steps = m.run.rate * args.seconds
-            results["haproxy"].append(
-                Measured(m.run, (haproxy.cpu_seconds() - before) / steps * 1e6 if steps else 0)
-            )
+            for key, proxy, port, servers in (
+                ("balanced", one, one_port, [behind]),
+                ("two", two, two_port, pair),
+            ):
+                before = proxy.cpu_seconds()
+                used = sum(s.proc.cpu_seconds() for s in servers)
+                run = loadgen(port, 100, args.seconds, 60)
+                used = sum(s.proc.cpu_seconds() for s in servers) - used
+                steps = run.rate * args.seconds if not run.failed else 0
+                results[key].append(Measured(run, used / steps * 1e6 if steps else 0))
+                results["haproxy" if key == "balanced" else "haproxy two"].append(
+                    Measured(run, (proxy.cpu_seconds() - before) / steps * 1e6 if steps else 0)
+                )
     finally:
-        haproxy.stop()
-        direct.proc.stop()
-        behind.proc.stop()
+        for proc in (one, two, direct.proc, behind.proc, *(s.proc for s in pair)):
+            proc.stop()
     return results
 
 
@@ -309,17 +324,25 @@ def main() -> None:
             menu = menu_rounds(args, redis)
             drained = offers(args, redis, config)
             relayed = relay(args, redis, config)
+            redis.flush()
+            balanced = balancer_rounds(args, folder, redis)
         finally:
             redis.stop()
-        balanced = balancer_rounds(args, folder)
     report(args, menu, drained, relayed)
     report_balancer(args, balanced)
 
 
 def report_balancer(args: argparse.Namespace, balanced: dict[str, list[Measured]]) -> None:
-    print(f"\n### The balancer's own cost (HAProxy on CPU 0 with hotline; medians of {args.rounds} rounds)\n")
+    print(
+        f"\n### One replica vs two behind the balancer, and the balancer's own cost (hotline, HAProxy and "
+        f"Redis on CPU 0, loadgen on CPU 1; medians of {args.rounds} rounds)\n"
+    )
     print("| menu keypresses | per second | p50 / p99 | hotline CPU per keypress |\n|---|---|---|---|")
-    for key, label in (("direct", "straight to hotline"), ("balanced", "through HAProxy, PROXY protocol v2")):
+    for key, label in (
+        ("direct", "straight to hotline"),
+        ("balanced", "through HAProxy, PROXY protocol v2, one replica"),
+        ("two", "through HAProxy, round-robin to two replicas sharing Redis"),
+    ):
         runs = [m for m in balanced[key] if not m.run.failed]
         if not runs:
             print(f"| {label} | — ({balanced[key][0].run.failed if balanced[key] else 'not run'}) | | |")
@@ -337,6 +360,18 @@ def report_balancer(args: argparse.Namespace, balanced: dict[str, list[Measured]
         print(
             f"\nHAProxy's own CPU: {median(cost):.1f} µs a keypress; through it, "
             f"{median(ratio):.2f}× the keypresses a second of the direct path (rounds {min(ratio):.2f}–{max(ratio):.2f}×)."
+        )
+    pairs = [
+        t.run.rate / o.run.rate
+        for o, t in zip(balanced["balanced"], balanced["two"], strict=True)
+        if o.run.rate and not t.run.failed
+    ]
+    if pairs:
+        print(
+            f"Two replicas behind it: {median(pairs):.2f}× the keypresses a second of one (rounds "
+            f"{min(pairs):.2f}–{max(pairs):.2f}×): with every server on one core, a second replica adds "
+            "no core, only a second process to share it; on machines with cores to spare each replica "
+            "brings its own."
         )
 
 
