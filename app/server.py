@@ -222,6 +222,7 @@ class Server:
             loop=loop_name or type(loop).__module__,
             pid=os.getpid(),
             encoding=s.encoding,
+            records=self.hub.records.where if self.hub.records is not None else None,  # URL: no password
         )
         demo = sorted(a.id for a in self.hub.desk.config.agents.values() if a.password_hash in DEMO_HASHES)
         if demo and not _is_loopback(s.host):

@@ -178,3 +178,21 @@ def test_a_corrupt_database_stops_the_start_with_one_line_and_is_left_alone(tmp_
     assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith(f"hotline: {db}: ")
     assert "left as it is" in out.stderr
     assert db.read_bytes() == before and sorted(p.name for p in data.iterdir()) == ["hotline.db"]
+
+
+def test_the_server_says_where_its_records_are_never_the_password(records_at: RecordsAt) -> None:
+    env = records_at.env
+    if records_at.url:  # PostgreSQL here trusts local users: a password is accepted and ignored
+        env["HOTLINE_DATABASE_URL"] = records_at.url.replace("postgres@", "postgres:s3cret@")
+    server = serve(records_at.folder, **env)
+    try:
+        started = server.wait_for("server_started")
+        expected = (
+            records_at.url.replace("postgres@", "postgres:***@")
+            if records_at.url
+            else str(records_at.database)
+        )
+        assert started["records"] == expected
+    finally:
+        server.stop()
+    assert "s3cret" not in repr(server.lines)
