@@ -208,11 +208,25 @@ def connect(target: Path | str, *, create: bool, readonly: bool = False) -> Db:
     `readonly` connections (the CLI's listings) never migrate or write."""
     if is_postgres(target):
         assert isinstance(target, str)
-        return _connect_postgres(target, create=create, readonly=readonly)
-    return _connect_sqlite(Path(target), create=create, readonly=readonly)
+        where = masked(target)
+        db = Db(_pg_connect(target, where), where, target)
+    else:
+        db = _open_sqlite(Path(target), create=create, readonly=readonly)
+    try:
+        if db.kind == "sqlite":
+            _set_up_sqlite(db, readonly=readonly)
+        else:
+            _set_up_postgres(db, create=create, readonly=readonly)
+    except DatabaseErrors as exc:  # the file or the server speaks, but not as a hotline database
+        db.close()
+        raise DatabaseError(f"{db.where}: not a usable database ({_one_line(exc)}); left as it is") from None
+    except DatabaseError:
+        db.close()
+        raise
+    return db
 
 
-def _connect_sqlite(path: Path, *, create: bool, readonly: bool) -> Db:
+def _open_sqlite(path: Path, *, create: bool, readonly: bool) -> Db:
     if not path.exists() and not create:
         raise DatabaseError(f"{path}: no database here (the server creates it on its first start)")
     mode = "ro" if readonly else ("rwc" if create else "rw")
@@ -222,26 +236,21 @@ def _connect_sqlite(path: Path, *, create: bool, readonly: bool) -> Db:
         )
     except sqlite3.Error as exc:
         raise DatabaseError(f"{path}: cannot open the database ({exc})") from None
-    db = Db(conn, str(path))
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-            raise DatabaseError(f"{path}: not a hotline database (it has tables of its own); left as it is")
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        _check(db, version, tables, readonly)
-        if not readonly:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA cache_size=-512")  # KiB: the writer appends, it needs little cache
-            conn.execute("PRAGMA synchronous=FULL")
-            if version < VERSION:
-                _migrate(db, version)
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise DatabaseError(f"{path}: not a usable database ({exc}); left as it is") from None
-    except DatabaseError:
-        conn.close()
-        raise
-    return db
+    return Db(conn, str(path))
+
+
+def _set_up_sqlite(db: Db, *, readonly: bool) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise DatabaseError(f"{db.where}: not a hotline database (it has tables of its own); left as it is")
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    _check(db, version, tables, readonly)
+    if not readonly:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA cache_size=-512")  # KiB: the writer appends, it needs little cache
+        db.execute("PRAGMA synchronous=FULL")
+        if version < VERSION:
+            _migrate(db, version)
 
 
 def _check(db: Db, version: int, tables: set[str], readonly: bool) -> None:
@@ -280,30 +289,20 @@ def _pg_connect(url: str, where: str) -> psycopg.Connection[Any]:
         raise DatabaseError(f"{where}: cannot connect ({_one_line(exc)})") from None
 
 
-def _connect_postgres(url: str, *, create: bool, readonly: bool) -> Db:
-    where = masked(url)
-    db = Db(_pg_connect(url, where), where, url)
-    try:
-        version = _pg_version(db)
-        tables = _pg_tables(db)
-        if version == 0 and tables:
-            raise DatabaseError(f"{where}: not a hotline database (it has tables of its own); left as it is")
-        if version == 0 and not create:
-            raise DatabaseError(
-                f"{where}: no hotline tables here (the server creates them on its first start)"
-            )
-        _check(db, version, tables, readonly)
-        if readonly:
-            db.execute("SET default_transaction_read_only = on")
-        elif version < VERSION:
-            _migrate(db, version)
-    except psycopg.Error as exc:
-        db.close()
-        raise DatabaseError(f"{where}: not a usable database ({_one_line(exc)}); left as it is") from None
-    except DatabaseError:
-        db.close()
-        raise
-    return db
+def _set_up_postgres(db: Db, *, create: bool, readonly: bool) -> None:
+    version = _pg_version(db)
+    tables = _pg_tables(db)
+    if version == 0 and tables:
+        raise DatabaseError(f"{db.where}: not a hotline database (it has tables of its own); left as it is")
+    if version == 0 and not create:
+        raise DatabaseError(
+            f"{db.where}: no hotline tables here (the server creates them on its first start)"
+        )
+    _check(db, version, tables, readonly)
+    if readonly:
+        db.execute("SET default_transaction_read_only = on")
+    elif version < VERSION:
+        _migrate(db, version)
 
 
 def _pg_version(db: Db) -> int:
