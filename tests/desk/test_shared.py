@@ -1,5 +1,6 @@
-"""Replicas sharing the desk through a real Redis: `hotline serve` processes, callers and agents as
-line clients on different replicas (AGENT_DESK.md, "Scale-out")."""
+"""Replicas sharing the desk through a real Redis and their records through a real PostgreSQL, as in
+the compose cluster: `hotline serve` processes, callers and agents as line clients on different
+replicas (AGENT_DESK.md, "Scale-out")."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.desk.passwords import hash_password
+from app.records import database as dbm
 from tests.conftest import ServerProcess
 from tests.net.test_agents import PASSWORD, Line, _agent, _caller_in_queue, _close_clients, _config, _offered
 from tests.servers import PostgresServer, RedisServer
@@ -31,9 +33,10 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 class Replicas:
-    def __init__(self, redis: RedisServer, config: Path) -> None:
+    def __init__(self, redis: RedisServer, config: Path, database_url: str) -> None:
         self.redis = redis
         self.config = config
+        self.database_url = database_url
         self.started: list[ServerProcess] = []
 
     def start(self, name: str, env: dict[str, str] | None = None) -> ServerProcess:
@@ -42,6 +45,7 @@ class Replicas:
             env={
                 "HOTLINE_LOG_FORMAT": "json",
                 "HOTLINE_REDIS_URL": self.redis.url,
+                "HOTLINE_DATABASE_URL": self.database_url,
                 "HOTLINE_REPLICA": name,
                 "HOTLINE_RELOAD_WATCH": "false",
                 **(env or {}),
@@ -60,11 +64,14 @@ class Replicas:
 
 
 @pytest.fixture
-def replicas(redis_server: RedisServer, tmp_path: Path) -> Iterator[Replicas]:
+def replicas(
+    redis_server: RedisServer, postgres_server: PostgresServer, tmp_path: Path
+) -> Iterator[Replicas]:
+    """Replicas on one Redis (emptied) and one new PostgreSQL database."""
     if not redis_server.ping():
         redis_server.start()
     redis_server.flush()
-    group = Replicas(redis_server, _config(tmp_path))
+    group = Replicas(redis_server, _config(tmp_path), postgres_server.database())
     yield group
     group.stop()
 
@@ -124,13 +131,12 @@ def test_a_caller_on_one_replica_talks_with_an_agent_on_another(replicas: Replic
 
 
 def test_with_shared_postgresql_an_agent_reads_the_history_of_a_caller_on_another_replica(
-    replicas: Replicas, postgres_server: PostgresServer
+    replicas: Replicas,
 ) -> None:
     """The transcript is written by the caller's replica; with one PostgreSQL for both, the agent's
     /history on the other replica reads it (within the half second the writer gathers lines), and
-    so do `hotline calls` and tickets from either replica share one numbering."""
-    database = {"HOTLINE_DATABASE_URL": postgres_server.database()}
-    a, b = replicas.start("a", database), replicas.start("b", database)
+    tickets from either replica share one numbering."""
+    a, b = replicas.start("a"), replicas.start("b")
     agent = _shared_agent(replicas, b)
     caller = _caller_in_queue(a)
     call_id = _offered(agent)
@@ -276,7 +282,7 @@ agents:
 
 
 async def test_two_replicas_500_callers_each_50_agents_every_caller_answered_once(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     if not redis_server.ping():
         redis_server.start()
@@ -288,7 +294,7 @@ async def test_two_replicas_500_callers_each_50_agents_every_caller_answered_onc
         for i in range(50)
     )
     (config / "desk.yaml").write_text(STRESS_DESK.format(agents=agents), encoding="utf-8")
-    group = Replicas(redis_server, config)
+    group = Replicas(redis_server, config, postgres_server.database())
     env = {"HOTLINE_MAX_SESSIONS_PER_ADDRESS": "5000", "HOTLINE_MAX_LINES_PER_SECOND": "1000"}
     try:
         a, b = group.start("a", env), group.start("b", env)
@@ -351,6 +357,15 @@ async def test_two_replicas_500_callers_each_50_agents_every_caller_answered_onc
         assert len(answered) == 1000 and set(answered.values()) == {1}  # no call answered twice
     finally:
         group.stop()
+    db = dbm.connect(group.database_url, create=False, readonly=True)  # both replicas' transcripts
+    try:
+        calls = db.rows("SELECT session_id, ended FROM calls")
+        assert {c["session_id"] for c in calls} >= set(answered) and all(c["ended"] for c in calls)
+        for call_id in list(answered)[:20]:
+            said = [text for _, _, text in dbm.last_lines(db, call_id, 1000)]
+            assert "0" in said and any("为您服务。" in text for text in said), said
+    finally:
+        db.close()
 
 
 async def test_the_board_on_one_replica_shows_agents_logged_in_on_another(
