@@ -135,6 +135,7 @@ class Db:
         self.where = where
         self.kind = "sqlite" if isinstance(conn, sqlite3.Connection) else "postgresql"
         self._url = url  # PostgreSQL: to connect again after the server went away
+        self._session: list[str] = []  # settings of this session, made again on a new connection
         self._sql: dict[str, str] = {}  # ? marks -> psycopg's %s marks
 
     def _q(self, sql: str) -> str:
@@ -147,9 +148,20 @@ class Db:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         """A cursor (DB-API: fetchone, fetchall, iteration, rowcount)."""
-        if self.kind == "postgresql" and self.conn.closed:
+        if self.kind == "sqlite":
+            return self.conn.execute(sql, args)
+        if self.conn.closed:
             self._reconnect()
-        return self.conn.execute(self._q(sql), args)
+        idle = self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        try:
+            return self.conn.execute(self._q(sql), args)
+        except psycopg.OperationalError:
+            # The server restarted since the last statement (its connection is found closed only
+            # now): outside a transaction nothing was done, so once more on a new connection.
+            if not (idle and self.conn.closed):
+                raise
+            self._reconnect()
+            return self.conn.execute(self._q(sql), args)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         if self.kind == "sqlite":
@@ -185,8 +197,15 @@ class Db:
     def close(self) -> None:
         self.conn.close()
 
+    def setting(self, statement: str) -> None:
+        """A session setting (PostgreSQL's SET) that a new connection gets too."""
+        self.execute(statement)
+        self._session.append(statement)
+
     def _reconnect(self) -> None:
         self.conn = _pg_connect(self._url, self.where)
+        for statement in self._session:
+            self.conn.execute(statement)
 
 
 def prepare_folder(folder: Path) -> Path:
@@ -300,7 +319,7 @@ def _set_up_postgres(db: Db, *, create: bool, readonly: bool) -> None:
         )
     _check(db, version, tables, readonly)
     if readonly:
-        db.execute("SET default_transaction_read_only = on")
+        db.setting("SET default_transaction_read_only = on")
     elif version < VERSION:
         _migrate(db, version)
 

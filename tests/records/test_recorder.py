@@ -174,6 +174,10 @@ async def test_postgresql_away_fails_tickets_drops_lines_and_recovers_by_itself(
         rec.flush()
         assert await rec.last_lines("c", 1) == [("caller", None, "又好了")]
         assert "transcript_recovered" in capsys.readouterr().out
+        server.stop()  # a restart between two writes: the first write after it finds the old
+        server.start()  # connection closed, and goes on a new one instead of failing
+        assert int((await rec.save_ticket(ticket(3))).rsplit("-", 1)[1]) == 3
+        assert rec.counters.ticket_failures == 1
         await rec.close()
     finally:
         server.close()
