@@ -79,8 +79,8 @@ def test_replicas_numbering_tickets_at_once_never_share_a_number(postgres_server
             for i in range(10):
                 db.begin(lock=dbm.TICKET_LOCK)
                 ids = dbm.insert_tickets(db, [ticket(f"{n}-{i}-{k}") for k in range(5)])
+                got.append(ids)  # while the lock is held (to the commit): in commit order
                 db.commit()
-                got.append(ids)  # in commit order: the lock is held to the commit
             db.close()
         except BaseException as exc:
             errors.append(exc)
