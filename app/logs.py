@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import logging
 import sys
+import urllib.parse
 from typing import Any
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def without_password(url: str) -> str:
+    """A server URL fit for logs and messages (Redis, PostgreSQL): its password replaced by ***."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
 
 
 def _event_first(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:

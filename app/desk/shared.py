@@ -68,6 +68,7 @@ from app.desk.store import (
     queue_keys,
     relay_key,
 )
+from app.logs import without_password
 from app.menu.events import (
     AgentConnected,
     AgentLine,
@@ -183,7 +184,7 @@ class SharedDesk(Desk):
             self.reader,
             asyncio.create_task(self._maintain(), name="desk-lease"),
         ]
-        log.info("desk_shared", replica=self.replica, redis=_safe_url(self.url))
+        log.info("desk_shared", replica=self.replica, redis=without_password(self.url))
 
     async def close(self) -> None:
         """After shutdown(): this replica's callers and agents leave the shared state at once (the
@@ -848,17 +849,9 @@ class SharedDesk(Desk):
     def _down(self, exc: object) -> None:
         if self.up:
             self.up = False
-            log.warning("desk_shared_unavailable", redis=_safe_url(self.url), error=str(exc))
+            log.warning("desk_shared_unavailable", redis=without_password(self.url), error=str(exc))
 
     def _restored(self) -> None:
         if not self.up:
             self.up = True
-            log.info("desk_shared_restored", redis=_safe_url(self.url))
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+            log.info("desk_shared_restored", redis=without_password(self.url))

@@ -63,7 +63,7 @@ def run(kind: str, action: str, args: Any, target: Path | str, out: TextIO = sys
     try:
         return _run(db, kind, action, args, out)
     except dbm.DatabaseErrors as exc:
-        print(f"hotline {kind}: {db.where}: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"hotline {kind}: {db.where}: {dbm.one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         db.close()

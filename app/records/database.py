@@ -3,8 +3,8 @@
 
 The queries are written once, with `?` marks, and run on either through `Db`, a thin connection
 (psycopg 3, synchronous: the recorder's writer thread and the CLI are synchronous code). The few
-differences are named in `Db`: how a transaction takes the writer's lock, how durable a commit is,
-where the schema version lives, and the DDL types filled into MIGRATIONS.
+differences: `Db` names how a transaction takes the writer's lock and how durable a commit is; DDL
+fills the types into MIGRATIONS; the set-up functions read the schema version where each keeps it.
 
 SQLite: `hotline.db` in the data folder, in WAL mode: one writer (the server's recorder thread) and
 any number of readers (`hotline tickets`, `hotline calls`) at once. The schema version is SQLite's
@@ -27,13 +27,14 @@ import json
 import os
 import sqlite3
 import time
-import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from app.logs import without_password
 
 FILE = "hotline.db"
 MIGRATIONS: tuple[str, ...] = (
@@ -95,7 +96,7 @@ DDL = {  # what MIGRATIONS' blanks are on each database
         "real": "DOUBLE PRECISION",
         "int64": "BIGINT",
         "rowid": "rowid BIGINT GENERATED ALWAYS AS IDENTITY,",
-        "text_blocks": "CREATE SEQUENCE text_blocks;",  # a replica's numbers for texts: a block each,
+        "text_blocks": "CREATE SEQUENCE text_blocks;",  # a replica's numbers for texts: a block each
     },
 }
 TEXT_BLOCK = 1 << 20  # numbers for shared texts a PostgreSQL replica reserves at start
@@ -111,15 +112,6 @@ def migration(step: int, kind: str) -> str:
 
 class DatabaseError(Exception):
     """The data folder or its database cannot be used; the message is one line naming the path."""
-
-
-def masked(url: str) -> str:
-    """A database URL fit for logs and messages: the password replaced by ***."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
 
 
 def is_postgres(target: str | Path) -> bool:
@@ -227,7 +219,7 @@ def connect(target: Path | str, *, create: bool, readonly: bool = False) -> Db:
     `readonly` connections (the CLI's listings) never migrate or write."""
     if is_postgres(target):
         assert isinstance(target, str)
-        where = masked(target)
+        where = without_password(target)
         db = Db(_pg_connect(target, where), where, target)
     else:
         db = _open_sqlite(Path(target), create=create, readonly=readonly)
@@ -238,7 +230,7 @@ def connect(target: Path | str, *, create: bool, readonly: bool = False) -> Db:
             _set_up_postgres(db, create=create, readonly=readonly)
     except DatabaseErrors as exc:  # the file or the server speaks, but not as a hotline database
         db.close()
-        raise DatabaseError(f"{db.where}: not a usable database ({_one_line(exc)}); left as it is") from None
+        raise DatabaseError(f"{db.where}: not a usable database ({one_line(exc)}); left as it is") from None
     except DatabaseError:
         db.close()
         raise
@@ -291,7 +283,8 @@ def _check(db: Db, version: int, tables: set[str], readonly: bool) -> None:
         )
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (psycopg's span several)."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -305,7 +298,7 @@ def _pg_connect(url: str, where: str) -> psycopg.Connection[Any]:
             options="-c statement_timeout=15000",  # ms: a stuck server fails a write, never hangs the writer
         )
     except psycopg.Error as exc:
-        raise DatabaseError(f"{where}: cannot connect ({_one_line(exc)})") from None
+        raise DatabaseError(f"{where}: cannot connect ({one_line(exc)})") from None
 
 
 def _set_up_postgres(db: Db, *, create: bool, readonly: bool) -> None:

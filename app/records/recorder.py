@@ -310,9 +310,8 @@ class Recorder:
         if not batch:
             return
         try:
-            self.db.begin(
-                lock=dbm.TICKET_LOCK
-            )  # durable: the commit reaches the disk before anyone hears an id
+            # durable: the commit reaches the disk before anyone hears an id
+            self.db.begin(lock=dbm.TICKET_LOCK)
             ids = dbm.insert_tickets(self.db, [t for t, _ in batch])
             self.db.commit()
         except Exception as exc:
