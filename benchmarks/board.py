@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import CLIENT_CPU, median, pinned, python, targets_table
+from benchmarks.common import CLIENT_CPU, median, pinned, python, raise_file_limit, targets_table
 from benchmarks.desk import PASSWORD, Measured, keypresses, serve, start_drain, write_config
 
 SUPERVISOR = "9001"
@@ -174,8 +173,7 @@ def main() -> None:
     if args.viewers is not None:
         asyncio.run(_viewers(args.admin, args.tcp, args.viewers))
         return
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_file_limit()
     plain: list[Measured] = []
     boards: list[Measured] = []
     churned: list[Measured] = []

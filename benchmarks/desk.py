@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import resource
 import subprocess
 import tempfile
 import time
@@ -41,6 +40,7 @@ from benchmarks.common import (
     median,
     pinned,
     python,
+    raise_file_limit,
     targets_table,
 )
 from benchmarks.tcp import GREETING, HOTLINE_ENV, Run, loadgen
@@ -344,8 +344,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=500)
     parser.add_argument("--waiting", type=int, default=10000)
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_file_limit()
     with tempfile.TemporaryDirectory(prefix="hotline-bench-desk-") as tmp:
         folder = Path(tmp)
         (folder / "side").mkdir()

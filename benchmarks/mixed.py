@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import socket
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, Proc, free_port, median, python, targets_table
+from benchmarks.common import REPO, Proc, free_port, median, python, raise_file_limit, targets_table
 from benchmarks.tcp import HOTLINE_ENV, Design, Run, measure
 
 # (kind, what the caller types); one loop of it starts and ends at the main menu
@@ -131,8 +130,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-steps", action="store_true", help="skip the per-step-kind instruction counts")
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_file_limit()
     with tempfile.TemporaryDirectory(prefix="hotline-bench-mixed-") as tmp:
         table_path = Path(tmp) / "table.json"
         table = record(table_path)

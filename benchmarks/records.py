@@ -20,13 +20,22 @@ from __future__ import annotations
 
 import argparse
 import re
-import resource
 import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import REPO, SERVER_CPU, Proc, free_port, median, pinned, python, targets_table
+from benchmarks.common import (
+    REPO,
+    SERVER_CPU,
+    Proc,
+    free_port,
+    median,
+    pinned,
+    python,
+    raise_file_limit,
+    targets_table,
+)
 from benchmarks.tcp import HOTLINE_ENV, Run, loadgen
 from tests.servers import PostgresServer  # the tests' throwaway PostgreSQL, with fsync on here
 
@@ -90,8 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=100)
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_file_limit()
     menu_steps = ["1\\r\\n=>子菜单:返回请按 0\\r\\n", "0\\r\\n=>主菜单:查询请按 1\\r\\n"]
     ticket_steps = ["7\\r\\n=>请留言。\\r\\n", f"{MESSAGE}\\r\\n=>主菜单:查询请按 1\\r\\n"]
     with tempfile.TemporaryDirectory(prefix="hotline-bench-records-") as tmp:

@@ -22,14 +22,22 @@ import argparse
 import asyncio
 import random
 import re
-import resource
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import SERVER_CPU, Proc, free_port, median, pinned, python, targets_table
+from benchmarks.common import (
+    SERVER_CPU,
+    Proc,
+    free_port,
+    median,
+    pinned,
+    python,
+    raise_file_limit,
+    targets_table,
+)
 from benchmarks.desk import PASSWORD, Measured, Server, deskgen, keypresses, write_config
 from benchmarks.tcp import HOTLINE_ENV, Run, loadgen
 
@@ -313,8 +321,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=500)
     parser.add_argument("--waiting", type=int, default=2000)
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_file_limit()
     with tempfile.TemporaryDirectory(prefix="hotline-bench-shared-") as tmp:
         folder = Path(tmp)
         config = write_config(folder, {"default": range(2001, 2001 + args.agents)})

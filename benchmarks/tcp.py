@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import resource
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ from benchmarks.common import (
     median,
     pinned,
     python,
+    raise_file_limit,
     targets_table,
 )
 
@@ -183,8 +183,7 @@ def main() -> None:
         "--only", help="comma-separated keys: hotline,protocol,c,streams,streams-std,twisted,seed"
     )
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # loadgen and the servers inherit it
+    raise_file_limit()
     designs = [d for d in DESIGNS if not args.only or d.key in args.only.split(",")]
     results: dict[tuple[str, int], list[Run]] = {}
     for conns, timeout in ((100, 60.0), (5000, 90.0)):
