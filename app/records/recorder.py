@@ -117,7 +117,6 @@ class Recorder:
     def __init__(self, target: Path | str, retention_days: float) -> None:
         where = target if dbm.is_postgres(target) else dbm.prepare_folder(Path(target))
         self.db = dbm.connect(where, create=True)  # here, not in the thread: errors stop the start
-        self.where = self.db.where  # a path, or the URL without its password
         self.retention = retention_days * 86400.0
         self.counters = Counters()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -137,6 +136,11 @@ class Recorder:
         self._dropping = False
         self._thread = threading.Thread(target=self._run, name="hotline-records", daemon=True)
         self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def where(self) -> str:
+        """The database: a path, or the URL without its password."""
+        return self.db.where
 
     # ---- the event loop's side --------------------------------------------------------------
 
