@@ -149,7 +149,13 @@ def _desk_metrics(hub: Hub) -> Iterator[Metric]:
         talk.add_metric([name], q.talks.buckets(), q.talks.total_seconds)
     yield from (waiting, longest, agents, calls, wait, talk)
     yield CounterMetricFamily(
-        "hotline_agent_login_failures", "Failed agent logins.", value=hub.login_failed_total
+        "hotline_agent_login_failures", "Failed agent logins.", value=hub.logins.failed_total
+    )
+    yield _labelled(
+        "hotline_agent_login_refused",
+        "Agent logins refused without a password check (locked, busy, throttled).",
+        "reason",
+        {str(k): v for k, v in hub.logins.refused.items()},
     )
     pages = GaugeMetricFamily(
         "hotline_web_pages", "Open console and board pages (WebSockets).", labels=["page"]

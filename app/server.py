@@ -10,10 +10,10 @@ The event loop is chosen here, in one place: uvloop, or asyncio's own with a log
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import gc
 import os
+import resource
 import signal
 import sys
 import time
@@ -26,11 +26,12 @@ from app import logs
 from app.configdir import Config, load_config
 from app.desk.core import Desk
 from app.desk.loader import DeskConfig
+from app.desk.logins import LocalCounts, LoginGate, RedisCounts
 from app.desk.shared import SharedDesk
 from app.menu import Graph
 from app.menu.engine import Stats
 from app.metrics import Histogram, registry_for, render
-from app.net.agents import AgentConnection, LoginGuard
+from app.net.agents import AgentConnection
 from app.net.rates import Rate
 from app.net.tcp import CallerSession, ProxyWait
 from app.net.telnet import keypresses
@@ -88,6 +89,31 @@ def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
     return uvloop.new_event_loop, "uvloop"
 
 
+FILES_RESERVED = 64  # descriptors besides connections: listeners, the database, Redis, logs, the loop's own
+
+
+def raise_file_limit(settings: Settings) -> None:
+    """Raise the soft open-file limit to the hard one, and warn (with the numbers) when even that cannot
+    hold every connection the caps allow: past it, accept() fails and a new caller hears nothing."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    connections = settings.max_sessions + settings.max_agent_connections + settings.max_http_connections
+    needed = connections + FILES_RESERVED
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "file_limit_low",
+            limit=soft,
+            needed=needed,
+            max_sessions=settings.max_sessions,
+            max_agent_connections=settings.max_agent_connections,
+            max_http_connections=settings.max_http_connections,
+            hint="raise the hard limit (ulimit -Hn, or the container's nofile ulimit) or lower the caps",
+        )
+
+
 def _desk_log(event: str, **fields: object) -> None:
     """The desk's queue_log-style events; a call's id is the caller's session id."""
     if "call_id" in fields:
@@ -116,12 +142,10 @@ class Hub:
             else Desk(desk, _desk_log)
         )
         self.agent_connections: set[AgentConnection] = set()
+        self.agents_unauthenticated: dict[str, int] = {}  # address -> agent connections not logged in
         self.live: Live | None = None  # the browser side (app.web), once it runs
-        self.login_guard = LoginGuard()
-        self.login_failed_total = 0
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="hotline-login"
-        )
+        # both doors' logins: per-address counts (shared through Redis with replicas), checks off the loop
+        self.logins = LoginGate(RedisCounts(settings.redis_url) if settings.redis_url else LocalCounts())
         self.graph = graph
         self.robot = robot
         self.sessions: set[CallerSession] = set()
@@ -143,10 +167,11 @@ class Hub:
         self.line_rate = Rate(settings.max_lines_per_second, 2.0 * settings.max_lines_per_second)
         self._logged: set[tuple[str, str]] = set()
 
-    def refuse(self, peer: str, reason: str) -> None:
-        """Count a refused or cut-off caller; log it once per client address and reason."""
+    def refuse(self, peer: str, reason: str, quiet: bool = False) -> None:
+        """Count a refused or cut-off client; log it once per client address and reason (unless quiet)."""
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
-        self._once("refused", peer, reason)
+        if not quiet:
+            self._once("refused", peer, reason)
 
     def count_drop(self, host: str, reason: str) -> None:
         """Count a dropped robot datagram; log it once per sender address and reason."""
@@ -189,6 +214,7 @@ class Server:
     async def start(self, loop_name: str = "") -> None:
         loop = asyncio.get_running_loop()
         s = self.settings
+        raise_file_limit(s)
         if self.hub.records is not None:
             self.hub.records.start()
         await self.hub.desk.start()
@@ -360,7 +386,7 @@ class Server:
         await self.hub.desk.close()  # shared: this replica's callers and agents leave Redis at once
         await self.web.close()
         self.hub.timers.close()
-        self.hub.executor.shutdown(wait=False, cancel_futures=True)
+        await self.hub.logins.close()
         if self.hub.records is not None:
             await self.hub.records.close()  # every transcript line gathered is written
         log.info(

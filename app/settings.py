@@ -6,6 +6,7 @@ Validated before anything binds, with `extra="forbid"` so a misspelt name is an 
 from __future__ import annotations
 
 import codecs
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,26 @@ def _addresses(text: str) -> str:
                 ipaddress.ip_address(part.strip())
             except ValueError:
                 raise ValueError(f"{part.strip()!r} is not an IP address (e.g. 10.0.0.5,10.0.0.6)") from None
+    return text
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+
+
+def _host_names(text: str | None) -> str | None:
+    import ipaddress  # noqa: PLC0415
+
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        try:
+            ipaddress.ip_address(part)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(part):
+                raise ValueError(
+                    f"{part!r} is not a host name (names only, no scheme or port: e.g. hotline.example.com)"
+                ) from None
     return text
 
 
@@ -88,10 +109,25 @@ class Settings(BaseSettings):
         60.0, description="seconds a new caller may stay silent before the first line; then goodbye"
     )
     proxy_protocol: bool = Field(
-        False, description="callers come through a TCP load balancer that sends a PROXY header (v1 or v2)"
+        False,
+        description="callers and agents come through a TCP load balancer that sends a PROXY header "
+        "(v1 or v2)",
     )
     proxy_from: Annotated[str, AfterValidator(_addresses)] = Field(
-        "127.0.0.1,::1", description="addresses allowed to send PROXY headers (comma-separated)"
+        "127.0.0.1,::1",
+        description="load balancers trusted to send PROXY headers (caller and agent ports) and "
+        "X-Forwarded-* headers (admin port), comma-separated",
+    )
+    max_agent_connections: Annotated[int, Field(ge=1)] = Field(
+        1000, description="open connections to the agent port, all addresses together; past it: closed"
+    )
+    max_http_connections: Annotated[int, Field(ge=1)] = Field(
+        1000, description="open connections to the admin (HTTP) port, all addresses together; past it: closed"
+    )
+    allowed_hosts: Annotated[str | None, AfterValidator(_host_names)] = Field(
+        None,
+        description="host names the admin port answers to besides localhost, loopback and the bound "
+        "address (comma-separated; others get 421)",
     )
     reload_watch: bool = Field(True, description="reload when a file in the config folder changes")
     data: Path = Field(Path("data"), description="folder of the tickets and transcripts database (created)")

@@ -238,12 +238,18 @@ async def _relay(callers: Server, agents: Server, pairs: int, rate: float, secon
     connections: list[asyncio.StreamWriter] = []
 
     async def agent(number: int, ready: asyncio.Event) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", agents.agent_port)
+        # from an address of its own (the agent port holds 10 not-logged-in connections per address)
+        source = ("127.0.61." + str(number + 1), 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", agents.agent_port, local_addr=source)
         connections.append(writer)
-        writer.write(f"/login {2001 + number} {PASSWORD}\r\n/ready\r\n".encode())
+        login = f"/login {2001 + number} {PASSWORD}\r\n/ready\r\n".encode()
+        writer.write(login)
         while line := await reader.readline():
             text = line.decode()
-            if text.startswith("OK ready"):
+            if text.startswith("ERR busy"):  # the password checks are busy: again soon
+                await asyncio.sleep(0.05)
+                writer.write(login)
+            elif text.startswith("OK ready"):
                 ready.set()
             elif text.startswith("OFFER "):
                 writer.write(b"/accept\r\n")

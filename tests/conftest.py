@@ -267,6 +267,20 @@ class ServerProcess:
                 return entry
         raise AssertionError(f"no {event!r} log line with {fields}; got {self.lines}")
 
+    def drain(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Every log line, once the process has ended (after `stop()` or `wait_exit()`)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                entry = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if entry is None:
+                self._queue.put(None)  # for the next caller
+                break
+            self.lines.append(entry)
+        return self.lines
+
     def wait_exit(self, timeout: float = 15.0) -> int:
         """The exit status once the process has ended by itself (after a signal it handles)."""
         try:

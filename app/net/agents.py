@@ -6,10 +6,16 @@ connected caller. The same line discipline as callers (UTF-8, telnet-clean, line
 and the same output bound: an agent who stops reading is cut off, which logs them out, and a caller
 they were talking to hears `ended`.
 
-Passwords are checked off the event loop (scrypt is slow on purpose), with the same answer for an
-unknown id and a wrong password; failures are counted per address over the last minute
-(`LoginGuard`), and the 5th closes the connection. Two connections cannot log in as one agent: the
+Logins go through the gate both doors share (app/desk/logins.py): the same answer for an unknown id
+and a wrong password, the lock-out decided before the check (the 5th failure in a minute closes the
+connection, and the address is refused until the minute has passed), one check in flight per address,
+a bounded queue of checks (`ERR busy` past it). Two connections cannot log in as one agent: the
 second is refused (`ERR already logged in elsewhere`) and the first keeps working.
+
+The door itself (PRODUCT.md, "The doors"): at most `max_agent_connections` connections in all (past
+it a new one is closed at once), at most UNAUTHENTICATED_PER_ADDRESS not yet logged in from one
+address (`ERR busy`, closed), and LOGIN_DEADLINE seconds to log in. Behind a load balancer
+(HOTLINE_PROXY_PROTOCOL) the PROXY header comes first and the limits count the agent's own address.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import structlog
 from app.desk import protocol
 from app.desk.core import Agent, DeskError
 from app.desk.events import AgentEvent, CallerSaid, Error, HistoryLine, Info, LoggedOut, Message
-from app.desk.passwords import DUMMY_HASH, verify_password
+from app.desk.logins import Verdict
 from app.desk.protocol import clean
+from app.net import proxy
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, encode_text
 
 if TYPE_CHECKING:
@@ -36,8 +43,14 @@ if TYPE_CHECKING:
 log = structlog.get_logger("hotline.agent")
 
 HELLO: Final = "HELLO hotline agent desk: /login ID PASSWORD"
-MAX_FAILURES: Final = 5  # failed logins per address per WINDOW; the 5th closes the connection
-WINDOW: Final = 60.0
+LOGIN_DEADLINE: Final = 30.0  # seconds from connecting to logging in
+UNAUTHENTICATED_PER_ADDRESS: Final = 10  # connections from one address not (yet) logged in
+LOGIN_ANSWERS: Final = {
+    Verdict.FAILED: "ERR login failed",
+    Verdict.LOCKED: "ERR too many attempts",
+    Verdict.BUSY: "ERR busy",
+    Verdict.THROTTLED: "ERR too many logins from this address, try again later",
+}
 HISTORY_LINES: Final = 20
 HELP: Final = (
     "INFO /login ID PASSWORD   log in (then on break)",
@@ -50,39 +63,6 @@ HELP: Final = (
     "INFO /logout              log out and close",
     "INFO any other line in a call is sent to the caller",
 )
-
-
-class LoginGuard:
-    """Failed logins per address over the last WINDOW seconds (a success does not reset them)."""
-
-    def __init__(self, limit: int = MAX_FAILURES, window: float = WINDOW) -> None:
-        self.limit = limit
-        self.window = window
-        self.failures: dict[str, collections.deque[float]] = {}
-
-    def _recent(self, address: str, now: float) -> collections.deque[float] | None:
-        times = self.failures.get(address)
-        if times is None:
-            return None
-        while times and now - times[0] >= self.window:
-            times.popleft()
-        if not times:
-            del self.failures[address]
-            return None
-        return times
-
-    def blocked(self, address: str, now: float) -> bool:
-        times = self._recent(address, now)
-        return times is not None and len(times) >= self.limit
-
-    def failed(self, address: str, now: float) -> bool:
-        """Count a failure; True when this one reached the limit."""
-        if len(self.failures) >= 10_000:  # bounded under a flood from many addresses
-            for addr in list(self.failures):
-                self._recent(addr, now)
-        times = self._recent(address, now) or self.failures.setdefault(address, collections.deque())
-        times.append(now)
-        return len(times) >= self.limit
 
 
 class AgentConnection(asyncio.Protocol):
@@ -101,20 +81,94 @@ class AgentConnection(asyncio.Protocol):
         self._throttled_at = 0.0
         self._closed = False
         self._paused = False
+        self._counted = False  # among the address's connections not logged in
+        self._deadline: asyncio.TimerHandle | None = None  # the login deadline
+        self._proxy: bytes | None = None  # the PROXY header so far, while it is awaited
 
     # -- asyncio callbacks -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        hub = self.hub
+        settings = hub.settings
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.address = sys.intern(str(peer[0])) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.transport.set_write_buffer_limits(high=min(64 * 1024, self.hub.settings.max_output // 2))
-        self.hub.agent_connections.add(self)
+        if len(hub.agent_connections) >= settings.max_agent_connections:
+            hub.refuse(self.peer, "agent_connections")
+            self._closed = True
+            self.transport.abort()
+            return
+        hub.agent_connections.add(self)
+        self.transport.set_write_buffer_limits(high=min(64 * 1024, settings.max_output // 2))
+        self._deadline = asyncio.get_running_loop().call_later(LOGIN_DEADLINE, self._login_timeout)
+        if settings.proxy_protocol:  # the load balancer says who the agent is first
+            if self.address not in hub.proxy_from:
+                hub.refuse(self.peer, "proxy_untrusted")
+                self.close("proxy_untrusted")
+                return
+            self._proxy = b""
+            return
+        self._greet()
+
+    def _greet(self) -> None:
+        """The agent's own address is known: its limit, then HELLO."""
+        hub = self.hub
+        waiting = hub.agents_unauthenticated.get(self.address, 0)
+        if waiting >= UNAUTHENTICATED_PER_ADDRESS:
+            hub.refuse(self.peer, "agent_connections_per_address")
+            self.send("ERR busy")
+            self.close("busy")
+            return
+        hub.agents_unauthenticated[self.address] = waiting + 1
+        self._counted = True
         self._line_due = time.time()
         self.send(HELLO)
 
+    def _proxy_header(self, data: bytes) -> None:
+        buf = self._proxy = (self._proxy or b"") + data
+        result = proxy.parse(buf)
+        if type(result) is proxy.Incomplete:
+            return
+        self._proxy = None
+        if type(result) is proxy.Invalid:
+            self.hub.refuse(self.peer, "proxy_header")
+            self.close("proxy_header")
+            return
+        header = cast(proxy.Header, result)
+        if header.address is not None:  # else the balancer's own check
+            self.address = sys.intern(header.address)
+            self.peer = f"{header.address}:{header.port}"
+        self._greet()
+        if not self._closed and len(buf) > header.length:
+            self.data_received(buf[header.length :])
+
+    def _login_timeout(self) -> None:
+        self._deadline = None
+        if self.agent is None and not self._closed:
+            self.hub.refuse(self.peer, "agent_login_timeout")
+            self.send("ERR login timeout")
+            self.close("login_timeout")
+
+    def _done_waiting(self) -> None:
+        """Logged in, or closing: no longer among the address's connections waiting to log in."""
+        if self._counted:
+            self._counted = False
+            left = self.hub.agents_unauthenticated.get(self.address, 1) - 1
+            if left > 0:
+                self.hub.agents_unauthenticated[self.address] = left
+            else:
+                self.hub.agents_unauthenticated.pop(self.address, None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def data_received(self, data: bytes) -> None:
+        if self._proxy is not None:
+            self._proxy_header(data)
+            return
+        if self._closed:
+            return
         discipline = self._discipline
         items = discipline.feed(data)
         if discipline.reply:
@@ -146,6 +200,9 @@ class AgentConnection(asyncio.Protocol):
             self._line(item)
 
     def eof_received(self) -> bool:
+        if self._proxy is not None:
+            self.close("eof")
+            return False
         for item in self._discipline.flush():
             if not self._closed and type(item) is str:
                 self._line(item)
@@ -155,6 +212,7 @@ class AgentConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._closed = True
+        self._done_waiting()  # or never will: either way no longer waiting
         self.hub.agent_connections.discard(self)
         self._log_out("disconnected")
 
@@ -206,12 +264,6 @@ class AgentConnection(asyncio.Protocol):
             protocol.run(self.hub.desk, agent, command, rest.strip(), time.time(), self.emit)
 
     def _login(self, rest: str) -> None:
-        hub = self.hub
-        now = time.time()
-        if hub.login_guard.blocked(self.address, now):
-            self.send("ERR too many attempts")
-            self.close("login_blocked")
-            return
         if self.agent is not None:
             self.send("ERR already logged in")
             return
@@ -220,34 +272,35 @@ class AgentConnection(asyncio.Protocol):
             self.send("ERR usage: /login ID PASSWORD")
             return
         agent_id, password = parts[0], parts[1].strip()
-        model = hub.desk.config.agents.get(agent_id)
-        stored = model.password_hash if model is not None else DUMMY_HASH
-        self._checking = True
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(hub.executor, verify_password, password, stored)
-        future.add_done_callback(lambda f: self._checked(agent_id, model is not None and f.result()))
+        model = self.hub.desk.config.agents.get(agent_id)
+        self._checking = True  # later lines wait for the answer
+        task = asyncio.get_running_loop().create_task(
+            self._check(agent_id, model.password_hash if model is not None else None, password)
+        )
+        self.hub.tasks.add(task)
+        task.add_done_callback(self.hub.tasks.discard)
 
-    def _checked(self, agent_id: str, ok: bool) -> None:
-        self._checking = False
+    async def _check(self, agent_id: str, stored: str | None, password: str) -> None:
+        try:
+            verdict = await self.hub.logins.attempt(self.address, stored, password, via="agent_port")
+        finally:
+            self._checking = False
         if self._closed:
             return
         hub = self.hub
-        now = time.time()
-        if not ok or agent_id not in hub.desk.config.agents:
-            hub.login_failed_total += 1
-            log.warning("login_failed", peer=self.peer)
-            if hub.login_guard.failed(self.address, now):
-                self.send("ERR too many attempts")
-                self.close("login_blocked")
-                return
-            self.send("ERR login failed")
-        else:
+        if verdict is Verdict.OK and agent_id in hub.desk.config.agents:  # not removed meanwhile
             try:
-                self.agent = hub.desk.login(agent_id, self, now)
+                self.agent = hub.desk.login(agent_id, self, time.time())
             except DeskError as exc:
                 self.send(f"ERR {exc}")
             else:
+                self._done_waiting()
                 self.send(f"OK login {agent_id} {clean(self.agent.name)}")
+        else:
+            self.send(LOGIN_ANSWERS[Verdict.FAILED if verdict is Verdict.OK else verdict])
+            if verdict is Verdict.LOCKED:
+                self.close("login_blocked")
+                return
         while self._pending and not self._checking and not self._closed:
             self._line(self._pending.popleft())
 
@@ -287,6 +340,7 @@ class AgentConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def close(self, reason: str) -> None:
+        self._done_waiting()
         self._log_out(reason)
         self._closed = True
         if self.transport is not None:

@@ -5,6 +5,12 @@ process's memory: the signature is checked first (in constant time), so a forged
 never reaches the table, and logging out deletes the session for good. A restart logs every browser
 out; the browser's next page shows the login form.
 
+A session is bound to its agent's grant: a digest of the password hash, role and queues desk.yaml gave
+them when they logged in. When desk.yaml changes any of these the session no longer matches and ends
+(a leaked cookie does not outlive a password change). An agent holds at most MAX_PER_AGENT sessions
+(a new login ends that agent's oldest, never anyone else's), and a full table refuses new logins
+rather than dropping other agents' sessions.
+
 The secret is HOTLINE_SECRET, or one generated at the first start and kept in the data folder
 (`web-secret`, mode 0600), so it is never in the image, the compose file or a log.
 """
@@ -23,6 +29,7 @@ from typing import Final
 COOKIE: Final = "hotline_session"
 SECRET_FILE: Final = "web-secret"  # noqa: S105 - the file name, not a secret
 MAX_SESSIONS: Final = 10_000
+MAX_PER_AGENT: Final = 10  # browsers one agent may be logged in from at once
 
 
 class SecretError(Exception):
@@ -52,12 +59,19 @@ def load_secret(given: str | None, data: Path) -> bytes:
     return text.encode()
 
 
+def grant(password_hash: str, role: str, queues: tuple[str, ...]) -> str:
+    """What a login was granted, as a digest: a session ends when desk.yaml changes any of it."""
+    text = "\0".join((password_hash, role, *queues))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 @dataclass(slots=True)
 class WebSession:
     token: str
     agent_id: str
     role: str  # agent | supervisor
     expires: float
+    grant: str = ""
 
 
 class Sessions:
@@ -70,15 +84,20 @@ class Sessions:
         mac = hmac.new(self._key, payload.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
-    def create(self, agent_id: str, role: str, now: float) -> tuple[str, WebSession]:
-        """A new session and its cookie value."""
+    def create(
+        self, agent_id: str, role: str, now: float, granted: str = ""
+    ) -> tuple[str, WebSession] | None:
+        """A new session and its cookie value; None when the table is full of other live sessions."""
+        mine = [t for t, s in self.by_token.items() if s.agent_id == agent_id]
+        for token in mine[: max(0, len(mine) - MAX_PER_AGENT + 1)]:  # the agent's own oldest
+            del self.by_token[token]
         if len(self.by_token) >= MAX_SESSIONS:
             self.expire(now)
-            if len(self.by_token) >= MAX_SESSIONS:  # still full: the oldest goes
-                del self.by_token[next(iter(self.by_token))]
+            if len(self.by_token) >= MAX_SESSIONS:
+                return None
         token = secrets.token_urlsafe(24)
         expires = int(now + self.lifetime)
-        session = WebSession(token, agent_id, role, expires)
+        session = WebSession(token, agent_id, role, expires, granted)
         self.by_token[token] = session
         payload = f"{token}.{expires}"
         return f"{payload}.{self._sign(payload)}", session

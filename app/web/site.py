@@ -7,10 +7,13 @@ already have (AppRunner + TCPSite, no second event loop, no signal handlers of i
 dependencies beyond small C-accelerated helpers. Starlette would need uvicorn and a WebSocket
 library besides, and uvicorn's `Server.serve()` brings its own lifecycle.
 
-Security (AGENT_DESK.md, "Agents in a browser"): logins are checked against desk.yaml off the loop,
-failures count in the TCP desk's LoginGuard; the session cookie is HttpOnly, SameSite=Strict, signed
-and expiring (app/web/auth.py); every POST and the WebSocket upgrade must come with this site's
-Origin; no caller data in any URL; every answer carries a CSP without inline script and no framing.
+Security (AGENT_DESK.md, "Agents in a browser"; PRODUCT.md, "The doors"): connections are bounded,
+slow headers cut off, the client behind a trusted proxy found and any `Host` this port does not serve
+refused before a handler runs (app/web/doors.py); logins go through the same gate as the terminal
+desk's (app/desk/logins.py); the session cookie is HttpOnly, SameSite=Strict, signed, expiring, and
+ends when desk.yaml changes the agent's password, role or queues (app/web/auth.py); every POST and the
+WebSocket upgrade must come with an Origin of this site; no caller data in any URL; every answer
+carries a CSP without inline script and no framing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -29,11 +31,12 @@ from aiohttp import WSMsgType, web
 from app.desk import protocol
 from app.desk.core import DeskError
 from app.desk.events import Error, Info
-from app.desk.passwords import DUMMY_HASH, verify_password
+from app.desk.logins import Verdict
 from app.desk.protocol import clean
 from app.net.agents import send_history
 from app.net.rates import Rate
-from app.web.auth import COOKIE, Sessions, WebSession, load_secret
+from app.web import doors
+from app.web.auth import COOKIE, Sessions, WebSession, grant, load_secret
 from app.web.live import Live, Socket, WebAgent, dumps
 
 if TYPE_CHECKING:
@@ -56,20 +59,20 @@ ALERTS: Final = {  # the login form's alerts: fixed texts, never anything the cl
     "blocked": "尝试次数过多，请一分钟后再试。",
     "elsewhere": "该工号已在别处登录（终端坐席），请先在那里退出。",
     "board": "值班长看板需要值班长账号登录。",
+    "busy": "登录的人太多，请稍后再试。",
+    "throttled": "此地址登录过于频繁，请稍后再试。",
+    "full": "同时登录的会话已满，请稍后再试。",
+}
+LOGIN_ANSWERS: Final = {  # a refused or failed login: the form's alert and the status
+    Verdict.FAILED: ("failed", 401),
+    Verdict.LOCKED: ("blocked", 429),
+    Verdict.THROTTLED: ("throttled", 429),
+    Verdict.BUSY: ("busy", 503),
 }
 MAX_TEXT: Final = 1000  # characters of a chat line or a note from the browser
 HISTORY_LINES: Final = 50
 MAX_PAGES_PER_AGENT: Final = 10  # open console pages (WebSockets) of one agent
 MAX_BOARDS: Final = 500  # open boards, all supervisors together
-
-
-def same_origin(request: web.Request) -> bool:
-    """The request says it comes from a page of this site (browsers send Origin on POST and upgrade)."""
-    origin = request.headers.get("Origin")
-    if not origin:
-        return False
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc == request.host
 
 
 class WebSite:
@@ -85,7 +88,11 @@ class WebSite:
         self.live = Live(hub)
         self.files = {p.name: p.read_bytes() for p in STATIC.iterdir() if p.suffix in TYPES}
         self.port = 0
-        app = web.Application(client_max_size=64 * 1024)
+        self.names = doors.Names(settings.host, settings.allowed_hosts)
+        self.doors = doors.Doors(hub, settings.max_http_connections, hub.proxy_from)
+        app = web.Application(
+            client_max_size=64 * 1024, middlewares=[doors.middleware(self.names, hub.proxy_from, hub)]
+        )
         app.on_response_prepare.append(self._headers)
         app.add_routes(
             [
@@ -103,12 +110,17 @@ class WebSite:
                 web.post("/api/tickets/{id}/close", self.close_ticket),
             ]
         )
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        self.runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=2.0,
+            keepalive_timeout=doors.KEEPALIVE,
+            logger=doors.ErrorLog(hub),
+        )
 
     async def start(self, host: str, port: int) -> None:
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_address=True, backlog=1024)
-        await site.start()
+        await doors.DoorSite(self.runner, host, port, self.doors).start()
         self.port = int(self.runner.addresses[0][1])  # the port actually bound (0 picks one)
         self.live.start()
 
@@ -128,14 +140,24 @@ class WebSite:
             response.headers["Cache-Control"] = "no-store"
 
     def _session(self, request: web.Request) -> WebSession | None:
-        """The request's login, if it is valid and its account is still in desk.yaml with that role."""
+        """The request's login, if it is valid and desk.yaml still grants its agent what it did then
+        (the same password, role and queues)."""
         session = self.sessions.get(request.cookies.get(COOKIE), time.time())
-        if session is not None:
-            model = self.hub.desk.config.agents.get(session.agent_id)
-            if model is None or model.role != session.role:  # removed or changed by a reload
-                self.sessions.drop_agent(session.agent_id)
-                return None
+        if session is not None and session.grant != self._grant(session.agent_id):
+            self.sessions.drop_agent(session.agent_id)  # removed or changed by a reload
+            web_agent = self.live.agents.get(session.agent_id)
+            if web_agent is not None:
+                web_agent.emit(Info("logged out: your account was changed in desk.yaml"))
+                web_agent.log_out("account_changed")
+            return None
         return session
+
+    def _grant(self, agent_id: str) -> str | None:
+        model = self.hub.desk.config.agents.get(agent_id)
+        return None if model is None else grant(model.password_hash, model.role, tuple(model.queues))
+
+    def same_origin(self, request: web.Request) -> bool:
+        return doors.same_origin(request, self.names)
 
     def _page(self, name: str) -> web.Response:
         return web.Response(body=self.files[name], content_type="text/html", charset="utf-8")
@@ -187,29 +209,27 @@ class WebSite:
         return self._page("board.html")
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        if not same_origin(request):
+        if not self.same_origin(request):
             raise web.HTTPForbidden(text="cross-site request refused\n")
         form = await request.post()
         agent_id, password = str(form.get("id", "")).strip(), str(form.get("password", ""))
         next_page = "/board" if form.get("next") == "/board" else "/"
         hub = self.hub
-        address = request.remote or "?"
-        now = time.time()
-        if hub.login_guard.blocked(address, now):
-            return self._login_page(next_page, "blocked", 429)
+        address = request.remote or "?"  # the client's, behind a trusted proxy
         model = hub.desk.config.agents.get(agent_id) if len(agent_id) <= 32 else None
-        stored = model.password_hash if model is not None else DUMMY_HASH
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(hub.executor, verify_password, password[:1000], stored)
-        model = hub.desk.config.agents.get(agent_id)  # desk.yaml may have been reloaded meanwhile
-        if not ok or model is None:
-            hub.login_failed_total += 1
-            log.warning("login_failed", peer=address, via="web")
-            blocked = hub.login_guard.failed(address, time.time())
-            return self._login_page(next_page, "blocked" if blocked else "failed", 429 if blocked else 401)
+        stored = model.password_hash if model is not None else None
+        verdict = await hub.logins.attempt(address, stored, password, via="web")
+        granted = self._grant(agent_id) if verdict is Verdict.OK else None  # desk.yaml may have changed
+        if verdict is not Verdict.OK or granted is None or model is None:
+            alert, status = LOGIN_ANSWERS[Verdict.FAILED if verdict is Verdict.OK else verdict]
+            return self._login_page(next_page, alert, status)
+        model = hub.desk.config.agents[agent_id]
         if model.role == "agent" and self._desk_agent(agent_id) is None:
             return self._login_page(next_page, "elsewhere", 409)
-        cookie, _ = self.sessions.create(agent_id, model.role, time.time())
+        made = self.sessions.create(agent_id, model.role, time.time(), granted)
+        if made is None:
+            return self._login_page(next_page, "full", 503)
+        cookie, _ = made
         log.info("web_login", agent=agent_id, role=model.role, peer=address)
         response = web.HTTPSeeOther("/board" if model.role == "supervisor" else "/")
         response.set_cookie(
@@ -219,12 +239,12 @@ class WebSite:
             httponly=True,
             samesite="Strict",
             path="/",
-            secure=request.secure,
+            secure=request.secure,  # HTTPS, or X-Forwarded-Proto: https from a trusted proxy
         )
         raise response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        if not same_origin(request):
+        if not self.same_origin(request):
             raise web.HTTPForbidden(text="cross-site request refused\n")
         session = self._session(request)
         response = web.HTTPSeeOther("/board" if session is not None and session.role == "supervisor" else "/")
@@ -256,7 +276,7 @@ class WebSite:
     # ---- the WebSocket -------------------------------------------------------------------------
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        if not same_origin(request):
+        if not self.same_origin(request):
             raise web.HTTPForbidden(text="cross-site WebSocket refused\n")
         session = self._session(request)
         if session is None:
@@ -387,7 +407,7 @@ class WebSite:
         return web.json_response(await self._visible_ticket(request), dumps=dumps)
 
     async def close_ticket(self, request: web.Request) -> web.Response:
-        if not same_origin(request):
+        if not self.same_origin(request):
             raise web.HTTPForbidden(
                 text='{"error":"cross-site request refused"}', content_type="application/json"
             )

@@ -53,8 +53,8 @@ def _close_clients() -> Iterator[None]:
 class Line:
     """A line client: send lines, wait for text to arrive (with a timeout), never sleep blindly."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
         _OPEN.append(self)
         self.buf = b""
         self.closed = False

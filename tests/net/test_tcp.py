@@ -287,7 +287,7 @@ async def test_debug_logs_show_input_with_sensitive_nodes_masked(
 async def test_admin_health_and_readiness(server: Server) -> None:
     async def get(path: str) -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.admin_port)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         data = await asyncio.wait_for(reader.read(), 5)
         writer.close()
         return data

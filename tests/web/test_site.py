@@ -172,7 +172,7 @@ async def test_a_wrong_password_is_an_alert_and_counts_with_the_terminal_desk(si
     assert b"ERR too many attempts" in data
     r = await b.login("1001")  # even the right password, for the rest of the minute
     assert r.status == 429 and "尝试次数过多" in await r.text()
-    assert site.hub.login_failed_total == 5
+    assert site.hub.logins.failed_total == 5
 
 
 async def test_posts_and_upgrades_need_this_sites_origin_and_a_session(site: Server, web: Any) -> None:
