@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,6 +118,48 @@ def test_the_balancer_spreads_callers_with_their_own_address_and_skips_a_dead_re
     os.kill(replicas["hotline-1"].proc.pid, signal.SIGKILL)
     after = [_served_by(replicas, balancer.dial()) for _ in range(4)]
     assert after == ["hotline-2"] * 4  # redispatched at once, then skipped by the health check
+
+
+def _agent_from(balancer: Balancer, source: str, password: str) -> Line:
+    """A terminal agent through the balancer from its own address, after one /login."""
+    agent = Line(balancer.ports["agents"], source=source)
+    agent.expect("HELLO")
+    agent.send(f"/login 1001 {password}")
+    return agent
+
+
+def test_behind_the_balancer_a_lock_out_is_the_guessers_alone(
+    cluster: tuple[Balancer, dict[str, ServerProcess]],
+) -> None:
+    """Five bad guesses from one address lock that address out on every replica, and nobody else:
+    the balancer tells the replicas who is connecting (PROXY headers for agents, X-Forwarded-For for
+    the console) and the replicas count together through Redis."""
+    balancer, _ = cluster
+    balancer.dial()  # the replicas are in service
+    for i in range(5):  # leastconn spreads the guesses over both replicas
+        guess = _agent_from(balancer, "127.0.20.1", "wrong")
+        guess.expect("ERR too many attempts\r\n" if i == 4 else "ERR login failed\r\n")
+        guess.close()
+    _agent_from(balancer, "127.0.20.1", "demo1001").expect("ERR too many attempts\r\n")
+    _agent_from(balancer, "127.0.20.2", "demo1001").expect("OK login 1001 ")
+
+    port = balancer.ports["console"]
+
+    def login(source: str, password: str) -> int:
+        """POST /login as the console's form does, from `source`; the HTTP status."""
+        body = f"id=1002&password={password}".encode()
+        request = (
+            f"POST /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
+            s.sendall(request)
+            return int(s.makefile("rb").readline().split()[1])
+
+    assert [login("127.0.21.1", "wrong") for _ in range(5)] == [401, 401, 401, 401, 429]
+    assert login("127.0.21.1", "demo1002") == 429
+    assert login("127.0.21.2", "demo1002") == 303
 
 
 def _networks(service: dict[str, object]) -> set[str]:
