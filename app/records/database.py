@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 
 from app.logs import without_password
+from app.text import strip_unsafe, strip_unsafe_lines
 
 FILE = "hotline.db"
 MIGRATIONS: tuple[str, ...] = (
@@ -544,19 +545,35 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
+# What is read back is cleaned of what no person should be shown (app.text.UNSAFE) on its way to the
+# CLI, the console's ticket API and /history: records an older hotline wrote may hold what a caller
+# typed before the line discipline removed it. (New records are clean already: this finds nothing.)
+
+
+def _shown(value: Any) -> Any:
+    """A value read from the records, its text cleaned (a saved variable may be a lookup's row)."""
+    if isinstance(value, str):
+        return strip_unsafe(value)
+    if isinstance(value, dict):
+        return {strip_unsafe(str(k)): _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value
+
+
 def _ticket(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "created": _iso(row["created"]),
         "status": row["status"],
         "session_id": row["session_id"],
-        "caller": row["caller"],
+        "caller": _shown(row["caller"]),
         "queue": row["queue"],
-        "message": row["message"],
-        "vars": json.loads(row["vars"]),
-        "callback": row["callback"],
+        "message": _shown(row["message"]),
+        "vars": _shown(json.loads(row["vars"])),
+        "callback": _shown(row["callback"]),
         "closed": _iso(row["closed"]),
-        "note": row["note"],
+        "note": _shown(row["note"]),
     }
 
 
@@ -598,7 +615,7 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
         "session_id": row["session_id"],
         "started": _iso(row["started"]),
         "ended": _iso(row["ended"]),
-        "caller": row["caller"],
+        "caller": _shown(row["caller"]),
         "dropped": row["dropped"],
     }
 
@@ -613,7 +630,7 @@ def get_call(db: Db, session_id: str) -> dict[str, Any] | None:
         return None
     call = _call(rows[0])
     call["lines"] = [
-        {"time": _iso(t), "direction": direction, "node": node, "text": text}
+        {"time": _iso(t), "direction": direction, "node": node, "text": strip_unsafe_lines(text)}
         | ({"agent": agent} if agent is not None else {})
         for t, direction, node, agent, text in _lines_of(db, session_id)
     ]
@@ -629,4 +646,4 @@ def last_lines(db: Db, session_id: str, count: int) -> list[tuple[str, str | Non
         out[:0] = _split(db, chunk)
         if len(out) >= count:
             break
-    return [(line[1], line[3], line[4]) for line in out[-count:]]
+    return [(line[1], line[3], strip_unsafe_lines(line[4])) for line in out[-count:]]
