@@ -206,12 +206,14 @@ async def dial(server: Server) -> AsyncIterator[Callable[[], Any]]:
 
 
 class ServerProcess:
-    """`hotline serve` as a real subprocess; a thread collects its JSON log lines."""
+    """`hotline serve` as a real subprocess; a thread collects its JSON log lines. `umask`: the
+    process's (default: this one's)."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, umask: int = -1) -> None:
         self.data = Path((env or {}).get("HOTLINE_DATA") or tempfile.mkdtemp(prefix="hotline-test-data-"))
         self.proc = subprocess.Popen(
             args,
+            umask=umask,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=REPO,

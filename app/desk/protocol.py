@@ -30,10 +30,10 @@ from app.desk.events import (
     Ok,
     QueueInfo,
 )
+from app.text import strip_unsafe
 
 Out = Callable[..., None]  # out(*messages: Message)
 COMMANDS: Final = ("ready", "break", "accept", "reject", "end", "queue")
-_CONTROL: Final = dict.fromkeys([*range(32), 127])
 # the "type" of each message in the JSON encoding
 TYPES: Final[dict[type, str]] = {
     Offer: "offer",
@@ -51,10 +51,11 @@ TYPES: Final[dict[type, str]] = {
 
 
 def clean(text: str) -> str:
-    """Text from a file (a data table's value, an agent's name) on one protocol line: no newlines,
-    no control characters. Lines typed by callers and agents are clean already (the line
-    discipline drops control characters)."""
-    return text.translate(_CONTROL)
+    """Text on one protocol line, safe to show: no newlines, no C0/C1 controls, no bidirectional
+    overrides (app.text.UNSAFE). For text from files (a data table's value, an agent's name), from
+    a page, and from records an older hotline wrote; lines typed by callers and terminal agents
+    are clean already (the line discipline cleans them as they arrive)."""
+    return strip_unsafe(text)
 
 
 def lines(message: Message) -> list[str]:
@@ -100,6 +101,8 @@ def as_json(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"type": TYPES[type(message)]}
     for f in dataclasses.fields(message):
         out[f.name] = getattr(message, f.name)
+    if type(message) is Offer:  # the context as CONTEXT lines show it (a shared desk's may be older)
+        out["context"] = [(key, clean(value)) for key, value in message.context]
     return out
 
 

@@ -9,13 +9,18 @@ sequences from arrow keys, and Ctrl-C / Ctrl-D / IAC IP. A line longer than `max
 reported once as OVERFLOW and the rest of it is dropped up to the next newline without being kept.
 
 Lines are decoded with the listener's encoding; undecodable bytes become U+FFFD and are counted in
-`replaced`, never an error. Control characters other than tab are removed from lines.
+`replaced`, never an error. What no person should be shown is removed from lines (app.text.UNSAFE:
+C0 controls but tab, DEL, C1 controls, bidirectional overrides): ASCII controls as bytes before
+decoding, the rest from the decoded text of a line that is not ASCII and not printable (both tests
+run in C; the idle shortcut below takes only printable text, which holds none of them).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Final, cast
+
+from app.text import UNSAFE, UNSAFE_RE
 
 IAC, DONT, DO, WONT, WILL, SB, GA, EL, EC, AYT, AO, IP, BRK, DM, NOP, SE = (
     255,
@@ -66,7 +71,8 @@ def keypresses(encoding: str) -> dict[bytes, list[str]]:
 
 
 _SLOW = re.compile(rb"[\xff\x08\x7f\x03\x04\x1b]")
-_CONTROL = bytes(b for b in range(32) if b != 9) + b"\x7f"
+_CONTROL = bytes(sorted(c for c in UNSAFE if c < 0x80))  # the ASCII ones, removed as bytes
+_strip_unsafe = UNSAFE_RE.sub
 _DATA, _IAC, _OPT, _SB, _SB_IAC, _ESC, _CSI, _SS3 = range(8)
 
 
@@ -175,10 +181,13 @@ class LineDiscipline:
     def _decode(self, raw: bytes) -> str:
         raw = raw.translate(None, _CONTROL)
         try:
-            return raw.decode(self.encoding)
+            text = raw.decode(self.encoding)
         except UnicodeDecodeError:
             self.replaced += 1
-            return raw.decode(self.encoding, "replace")
+            text = raw.decode(self.encoding, "replace")
+        if not text.isascii() and not text.isprintable():  # C1 controls, bidi marks (and CJK spaces, tabs)
+            text = _strip_unsafe("", text)
+        return text
 
     # -- everything else, one byte at a time ------------------------------------------------
 

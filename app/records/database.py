@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,10 +34,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import structlog
 
 from app.logs import without_password
+from app.text import strip_unsafe, strip_unsafe_lines
+
+log = structlog.get_logger("hotline.records")
 
 FILE = "hotline.db"
+# The data folder and every file hotline keeps in it are private to the server's user (PRODUCT.md,
+# "The doors"): the database with its SQLite companions, and the console's secret (app/web/auth.py).
+FOLDER_MODE, FILE_MODE = 0o700, 0o600
+PRIVATE_FILES = (FILE, f"{FILE}-wal", f"{FILE}-shm", f"{FILE}-journal", "web-secret")
 MIGRATIONS: tuple[str, ...] = (
     # 1: tickets, calls and their lines
     """
@@ -201,16 +210,57 @@ class Db:
 
 
 def prepare_folder(folder: Path) -> Path:
-    """Create the data folder if needed and check it can be written; the database's path."""
+    """Create the data folder if needed (mode 0700), check it can be written and make it private
+    (`tighten`); the database's path."""
     if folder.exists() and not folder.is_dir():
         raise DatabaseError(f"{folder}: the data folder is not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)  # (parents get the usual mode)
     except OSError as exc:
         raise DatabaseError(f"{folder}: cannot create the data folder ({exc.strerror})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DatabaseError(f"{folder}: the data folder is not writable")
+    tighten(folder)
     return folder / FILE
+
+
+def tighten(folder: Path) -> list[str]:
+    """Take group and other permissions away from the data folder and from the files hotline keeps
+    there (PRIVATE_FILES), as an older hotline left them (0755, 0644): tickets hold full call-back
+    numbers. Logged once, when something changed (`data_permissions_tightened`, the paths), or could
+    not be changed (`data_permissions_loose`: a folder of another user; the server goes on). Only
+    hotline's own files: a data folder given as `.` keeps its other files as they are. Returns the
+    paths tightened."""
+    done: list[str] = []
+    for path, private in [(folder, FOLDER_MODE), *((folder / name, FILE_MODE) for name in PRIVATE_FILES)]:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue  # not there (yet)
+        mode = stat.S_IMODE(st.st_mode)
+        if not mode & ~private or (path is not folder and not stat.S_ISREG(st.st_mode)):
+            continue  # private already; or a link, never followed out of the folder
+        try:
+            os.chmod(path, mode & private)
+        except OSError as exc:
+            log.warning("data_permissions_loose", path=str(path), mode=f"{mode:04o}", error=exc.strerror)
+        else:
+            done.append(str(path))
+    if done:
+        log.warning("data_permissions_tightened", paths=done)
+    return done
+
+
+def _create_private(path: Path) -> bool:
+    """Create the empty file `path` with mode 0600 (not 0644 as SQLite would); False when it exists.
+    (SQLite makes a new database 0644 and its -wal, -shm and -journal files with the database's
+    mode, so a database created this way keeps every file of it private. An empty file is an empty
+    database to SQLite.)"""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+    except FileExistsError:
+        return False
+    return True
 
 
 def connect(target: Path | str, *, create: bool, readonly: bool = False) -> Db:
@@ -238,8 +288,13 @@ def connect(target: Path | str, *, create: bool, readonly: bool = False) -> Db:
 
 
 def _open_sqlite(path: Path, *, create: bool, readonly: bool) -> Db:
-    if not path.exists() and not create:
-        raise DatabaseError(f"{path}: no database here (the server creates it on its first start)")
+    if not path.exists():
+        if not create:
+            raise DatabaseError(f"{path}: no database here (the server creates it on its first start)")
+        try:
+            _create_private(path)
+        except OSError as exc:
+            raise DatabaseError(f"{path}: cannot create the database ({exc.strerror})") from None
     mode = "ro" if readonly else ("rwc" if create else "rw")
     try:
         conn = sqlite3.connect(
@@ -522,19 +577,24 @@ def purge_lines(db: Db, before: float) -> int:
 
 def backup(db: Db, dest: Path) -> None:
     """A consistent copy of the database at `dest`, taken while the server writes (SQLite's online
-    backup). `dest` must not exist yet. (PostgreSQL has its own tools for that.)"""
+    backup), mode 0600 like the database. `dest` must not exist yet; a copy that failed half way
+    is removed. (PostgreSQL has its own tools for that.)"""
     if db.kind != "sqlite":
         raise DatabaseError(f"{db.where}: the records are in PostgreSQL: back them up with pg_dump")
-    if dest.exists():
-        raise DatabaseError(f"{dest}: already exists; give a new file name")
     try:
+        if not _create_private(dest):
+            raise DatabaseError(f"{dest}: already exists; give a new file name")
         target = sqlite3.connect(dest)
-    except sqlite3.Error as exc:
-        raise DatabaseError(f"{dest}: cannot create the backup ({exc})") from None
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else exc
+        raise DatabaseError(f"{dest}: cannot create the backup ({reason})") from None
     try:
         db.conn.backup(target)
-    finally:
+    except BaseException:
         target.close()
+        dest.unlink(missing_ok=True)
+        raise
+    target.close()
 
 
 # ---- reading (the CLI, /history) -----------------------------------------------------------------
@@ -544,19 +604,35 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
+# What is read back is cleaned of what no person should be shown (app.text.UNSAFE) on its way to the
+# CLI, the console's ticket API and /history: records an older hotline wrote may hold what a caller
+# typed before the line discipline removed it. (New records are clean already: this finds nothing.)
+
+
+def _shown(value: Any) -> Any:
+    """A value read from the records, its text cleaned (a saved variable may be a lookup's row)."""
+    if isinstance(value, str):
+        return strip_unsafe(value)
+    if isinstance(value, dict):
+        return {strip_unsafe(str(k)): _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value
+
+
 def _ticket(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "created": _iso(row["created"]),
         "status": row["status"],
         "session_id": row["session_id"],
-        "caller": row["caller"],
+        "caller": _shown(row["caller"]),
         "queue": row["queue"],
-        "message": row["message"],
-        "vars": json.loads(row["vars"]),
-        "callback": row["callback"],
+        "message": _shown(row["message"]),
+        "vars": _shown(json.loads(row["vars"])),
+        "callback": _shown(row["callback"]),
         "closed": _iso(row["closed"]),
-        "note": row["note"],
+        "note": _shown(row["note"]),
     }
 
 
@@ -598,7 +674,7 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
         "session_id": row["session_id"],
         "started": _iso(row["started"]),
         "ended": _iso(row["ended"]),
-        "caller": row["caller"],
+        "caller": _shown(row["caller"]),
         "dropped": row["dropped"],
     }
 
@@ -613,7 +689,7 @@ def get_call(db: Db, session_id: str) -> dict[str, Any] | None:
         return None
     call = _call(rows[0])
     call["lines"] = [
-        {"time": _iso(t), "direction": direction, "node": node, "text": text}
+        {"time": _iso(t), "direction": direction, "node": node, "text": strip_unsafe_lines(text)}
         | ({"agent": agent} if agent is not None else {})
         for t, direction, node, agent, text in _lines_of(db, session_id)
     ]
@@ -629,4 +705,4 @@ def last_lines(db: Db, session_id: str, count: int) -> list[tuple[str, str | Non
         out[:0] = _split(db, chunk)
         if len(out) >= count:
             break
-    return [(line[1], line[3], line[4]) for line in out[-count:]]
+    return [(line[1], line[3], strip_unsafe_lines(line[4])) for line in out[-count:]]

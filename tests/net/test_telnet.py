@@ -132,6 +132,32 @@ def test_chinese_encodings(encoding: str) -> None:
     assert d.feed("你好\x08\n".encode(encoding)) == ["你"]
 
 
+UNSAFE_TYPED = "我的\x9b31m话费\x85不对\u202e0008\u202c,\u2066请\u2069\u200e回\u200f电\u061c\u2028!"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+@pytest.mark.parametrize("bytewise", [False, True])
+@pytest.mark.parametrize("edited", [False, True])
+def test_c1_controls_and_bidi_overrides_never_reach_a_line(
+    encoding: str, bytewise: bool, edited: bool
+) -> None:
+    """Typed alone, pasted with other lines, edited with backspace (the byte-at-a-time path),
+    cut by flush: what comes out holds none of app.text.UNSAFE; tab and the text stay."""
+    typed = UNSAFE_TYPED + ("x\x08" if edited else "") + "\t好"
+    want = "我的31m话费不对0008,请回电!\t好"
+    data = typed.encode(encoding) + b"\r\n"
+    assert run(data, bytewise=bytewise, encoding=encoding)[0] == [want]
+    assert run(b"1\r\n" + data + b"2\r\n", bytewise=bytewise, encoding=encoding)[0] == ["1", want, "2"]
+    d = LineDiscipline(encoding=encoding)
+    assert d.feed(typed.encode(encoding)) == [] and d.flush() == [want]
+
+
+def test_a_gbk_listener_cannot_be_sent_them_at_all() -> None:
+    """GBK has no C1 controls or bidi marks: their GB18030 bytes are undecodable there, replaced."""
+    line = LineDiscipline(encoding="gbk").feed("a\u202eb".encode("gb18030") + b"\r\n")[0]
+    assert line.startswith("a") and line.endswith("b") and "\u202e" not in line and "\ufffd" in line
+
+
 def test_flush_returns_the_unterminated_last_line() -> None:
     d = LineDiscipline()
     assert d.feed(b"1\n2") == ["1"]

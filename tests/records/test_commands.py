@@ -165,3 +165,54 @@ def test_where_the_records_are_comes_from_the_environment_too(data: list[str]) -
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)) == 2
+
+
+def test_records_an_older_hotline_wrote_are_shown_without_controls_or_bidi_overrides(
+    records_at: RecordsAt,
+) -> None:
+    """Before the line discipline removed C1 controls and bidi overrides, callers' text was stored
+    as typed: the CLI, the console's ticket API and /history show it cleaned (app.text)."""
+    typed = "话费\x9b31m\x85不对\u202e0008\u202c\x1b[2J"
+    clean = "话费31m不对0008[2J"
+    if records_at.kind == "sqlite":
+        dbm.prepare_folder(records_at.folder)
+    db = dbm.connect(records_at.database, create=True)
+    db.begin()
+    vars_ = {"phone": "1380\u202e0138000", "account": {"户名": "张\u2066三\u2069"}}
+    [ticket_id] = dbm.insert_tickets(db, [NewTicket("s9", "10.0.0.9", None, typed, vars_, None, T0)])
+    dbm.call_started(db, "s9", T0 - 30, "10.0.0.9")
+    dbm.insert_lines(
+        db,
+        [
+            ("s9", T0 - 30, "system", "main", None, "欢迎\u200f致电\n话费查询请按 1"),
+            ("s9", T0 - 20, "caller", "main", None, typed),
+            ("s9", T0 - 10, "agent", "agent", "1001", "您好\u202e"),
+        ],
+    )
+    dbm.call_ended(db, "s9", T0, 0)
+    db.commit()
+    dbm.close_ticket(db, ticket_id, "已回电\x85", T0 + 60)
+    assert dbm.last_lines(db, "s9", 20) == [  # what /history shows
+        ("system", None, "欢迎致电\n话费查询请按 1"),
+        ("caller", None, clean),
+        ("agent", "1001", "您好"),
+    ]
+    db.close()
+    cli = records_at.cli
+    outputs = [
+        hotline("tickets", "show", ticket_id, *cli).stdout,
+        hotline("tickets", "list", "--status", "closed", *cli).stdout,
+        hotline("calls", "show", "s9", *cli).stdout,
+    ]
+    ticket = json.loads(hotline("tickets", "show", ticket_id, "--json", *cli).stdout)
+    call = json.loads(hotline("calls", "show", "s9", "--json", *cli).stdout)
+    assert (ticket["message"], ticket["vars"], ticket["note"]) == (
+        clean,
+        {"phone": "13800138000", "account": {"户名": "张三"}},
+        "已回电",
+    )
+    assert [line["text"] for line in call["lines"]] == ["欢迎致电\n话费查询请按 1", clean, "您好"]
+    for out in outputs:
+        assert not set(out) & set("\x9b\x85\u202e\u202c\u2066\u2069\u200f\x1b"), out
+        assert clean in out
+    assert outputs[2].splitlines()[2].strip() == "话费查询请按 1"  # a screen keeps its lines
