@@ -9,8 +9,8 @@ turns those counters into metric families when Prometheus asks.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sized
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -19,45 +19,57 @@ from prometheus_client.registry import Collector
 from app import __version__
 
 if TYPE_CHECKING:
-    from app.server import Hub
+    from app.desk.core import Desk
+    from app.desk.logins import LoginGate
+    from app.desk.tallies import Histogram
+    from app.menu import Graph
+    from app.menu.engine import Stats
+    from app.records import Recorder
 
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+class Pages(Protocol):
+    """The browser side's open pages (app/web/live.py)."""
+
+    def page_counts(self) -> tuple[int, int]:
+        """(console pages, boards) open now."""
+        ...
 
 
-class Histogram:
-    """Seconds in fixed buckets (upper bounds): an int per bucket and a sum, no locks."""
+class Scraped(Protocol):
+    """What the metrics read of the server (app/server.py's Hub provides it); read-only."""
 
-    __slots__ = ("bounds", "counts", "total", "total_seconds")
-
-    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0
-        self.total_seconds = 0.0
-
-    def observe(self, seconds: float) -> None:
-        bounds = self.bounds
-        i = 0
-        while i < len(bounds) and seconds > bounds[i]:
-            i += 1
-        self.counts[i] += 1
-        self.total += 1
-        self.total_seconds += seconds
-
-    def buckets(self) -> list[tuple[str, float]]:
-        """Cumulative counts per upper bound, as Prometheus wants them."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += count
-            out.append((str(bound) if bound != float("inf") else "+Inf", running))
-        return out
+    @property
+    def before_scrape(self) -> list[Callable[[], None]]: ...
+    @property
+    def graph(self) -> Graph: ...
+    @property
+    def sessions(self) -> Sized: ...
+    @property
+    def sessions_total(self) -> int: ...
+    @property
+    def durations(self) -> Histogram: ...
+    @property
+    def stats(self) -> Stats: ...
+    @property
+    def udp_dropped(self) -> dict[str, int]: ...
+    @property
+    def refusals(self) -> dict[str, int]: ...
+    @property
+    def reloads(self) -> dict[str, int]: ...
+    @property
+    def desk(self) -> Desk: ...
+    @property
+    def logins(self) -> LoginGate: ...
+    @property
+    def records(self) -> Recorder | None: ...
+    @property
+    def live(self) -> Pages | None: ...
 
 
 class HubCollector(Collector):
     """Yields every hotline_* metric from the hub's counters."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Scraped) -> None:
         self.hub = hub
 
     def collect(self) -> Iterator[Metric]:
@@ -97,7 +109,7 @@ class HubCollector(Collector):
         yield from _records_metrics(hub)
 
 
-def _records_metrics(hub: Hub) -> Iterator[Metric]:
+def _records_metrics(hub: Scraped) -> Iterator[Metric]:
     """Tickets and transcripts (when the server keeps records)."""
     rec = hub.records
     if rec is None:
@@ -120,7 +132,7 @@ def _records_metrics(hub: Hub) -> Iterator[Metric]:
     )
 
 
-def _desk_metrics(hub: Hub) -> Iterator[Metric]:
+def _desk_metrics(hub: Scraped) -> Iterator[Metric]:
     """The agent desk: queues, agents by status and state, outcomes, wait and talk times."""
     desk = hub.desk
     now = time.time()
@@ -160,21 +172,21 @@ def _desk_metrics(hub: Hub) -> Iterator[Metric]:
     pages = GaugeMetricFamily(
         "hotline_web_pages", "Open console and board pages (WebSockets).", labels=["page"]
     )
-    live = hub.live
-    pages.add_metric(["console"], sum(len(a.sockets) for a in live.agents.values()) if live else 0)
-    pages.add_metric(["board"], len(live.boards) if live else 0)
+    console, boards = hub.live.page_counts() if hub.live is not None else (0, 0)
+    pages.add_metric(["console"], console)
+    pages.add_metric(["board"], boards)
     yield pages
-    from app.desk.shared import SharedDesk  # noqa: PLC0415 (app.desk.core imports this module)
-
-    if isinstance(desk, SharedDesk):  # the replicas' Redis
+    shared = desk.shared_health()
+    if shared is not None:  # the replicas' Redis
         yield GaugeMetricFamily(
-            "hotline_shared_up", "1 while Redis answers this replica's shared desk.", value=int(desk.up)
+            "hotline_shared_up", "1 while Redis answers this replica's shared desk.", value=int(shared.up)
         )
-        sent, failed = desk.commands.sent, desk.commands.failed
-        yield CounterMetricFamily("hotline_shared_commands", "Redis commands sent.", value=sent)
-        yield CounterMetricFamily("hotline_shared_failures", "Redis commands that failed.", value=failed)
+        yield CounterMetricFamily("hotline_shared_commands", "Redis commands sent.", value=shared.commands)
         yield CounterMetricFamily(
-            "hotline_replicas_reaped", "Replicas whose lapsed lease this one reaped.", value=desk.reaped_total
+            "hotline_shared_failures", "Redis commands that failed.", value=shared.failures
+        )
+        yield CounterMetricFamily(
+            "hotline_replicas_reaped", "Replicas whose lapsed lease this one reaped.", value=shared.reaped
         )
 
 
@@ -185,7 +197,7 @@ def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> Counte
     return family
 
 
-def registry_for(hub: Hub) -> CollectorRegistry:
+def registry_for(hub: Scraped) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(hub))
     return registry

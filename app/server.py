@@ -28,9 +28,10 @@ from app.desk.core import Desk
 from app.desk.loader import DeskConfig
 from app.desk.logins import LocalCounts, LoginGate, RedisCounts
 from app.desk.shared import SharedDesk
+from app.desk.tallies import Histogram
 from app.menu import Graph
 from app.menu.engine import Stats
-from app.metrics import Histogram, registry_for, render
+from app.metrics import registry_for, render
 from app.net.agents import AgentConnection
 from app.net.rates import Rate
 from app.net.tcp import CallerSession, ProxyWait

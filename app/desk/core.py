@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
-from app.desk.board import Timeline, Today, agent_rows
 from app.desk.events import AgentEvent, CallerSaid, Ended, LoggedOut, Missed, Offer
 from app.desk.loader import DeskConfig, QueueConfig
+from app.desk.tallies import Histogram, Timeline, Today
 from app.menu.events import (
     AgentConnected,
     AgentLine,
@@ -40,7 +40,6 @@ from app.menu.events import (
     QueueClosed,
     QueuePosition,
 )
-from app.metrics import Histogram
 
 MISS_COOLDOWN = 5.0  # a missed caller is offered to the same agent again only after this, if no other
 DEFAULT_HANDLE = 180.0  # the handle time assumed before any call was handled (seconds)
@@ -176,6 +175,16 @@ class QueueState:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
+@dataclass(frozen=True, slots=True)
+class SharedHealth:
+    """The link to the replicas' Redis, as the metrics show it."""
+
+    up: bool  # Redis answered the last time it was asked
+    commands: int  # sent since start
+    failures: int  # of those, failed
+    reaped: int  # lapsed replicas this one cleared out
+
+
 class DeskError(Exception):
     """A command that does not fit the agent's state; the message is the protocol's ERR text."""
 
@@ -198,6 +207,10 @@ class Desk:
 
     async def close(self) -> None:
         """After shutdown(): nothing to let go of in process."""
+
+    def shared_health(self) -> SharedHealth | None:
+        """The link to the replicas' Redis (None: everything is in this process)."""
+        return None
 
     # ---- configuration --------------------------------------------------------------------------
 
@@ -640,3 +653,25 @@ class Desk:
         """The logged-in agents (not supervisors) of `queue`."""
         q = self.queues.get(queue)
         return q.agents.values() if q is not None else ()
+
+
+def agent_rows(agents: Iterable[Agent], now: float) -> list[dict[str, Any]]:
+    """The board's table of agents, by id."""
+    return [
+        {
+            "id": a.id,
+            "name": a.name,
+            "role": a.role,
+            "status": a.status,
+            "state": a.state,
+            "since": int(now - a.state_since),
+            "call": _call_id(a),
+            "queues": list(a.queues),
+        }
+        for a in sorted(agents, key=lambda a: a.id)
+    ]
+
+
+def _call_id(agent: Agent) -> str | None:
+    call = agent.call or agent.offer
+    return call.id if call is not None else None

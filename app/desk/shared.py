@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from app.desk import store
-from app.desk.core import Agent, Call, CallerLink, Desk, Log, QueueState
+from app.desk.core import Agent, Call, CallerLink, Desk, Log, QueueState, SharedHealth
 from app.desk.events import AgentEvent, CallerSaid, Ended, LoggedOut
 from app.desk.loader import DeskConfig
 from app.desk.store import (
@@ -210,6 +210,9 @@ class SharedDesk(Desk):
             task.cancel()
         with contextlib.suppress(TimeoutError, RedisError, OSError):
             await asyncio.wait_for(self.redis.aclose(), CLOSE_WAIT)
+
+    def shared_health(self) -> SharedHealth:
+        return SharedHealth(self.up, self.commands.sent, self.commands.failed, self.reaped_total)
 
     def shutdown(self) -> None:
         for call in list(self.calls.values()):

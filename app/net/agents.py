@@ -24,21 +24,25 @@ import asyncio
 import collections
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import structlog
 
 from app.desk import protocol
 from app.desk.core import Agent, DeskError
-from app.desk.events import AgentEvent, CallerSaid, Error, HistoryLine, Info, LoggedOut, Message
+from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message
+from app.desk.history import send_history
 from app.desk.logins import Verdict
 from app.desk.protocol import clean
 from app.net import proxy
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, encode_text
 
 if TYPE_CHECKING:
+    from app.desk.core import Desk
+    from app.desk.logins import LoginGate
+    from app.net.rates import Rate
     from app.records import Recorder
-    from app.server import Hub
+    from app.settings import Settings
 
 log = structlog.get_logger("hotline.agent")
 
@@ -65,10 +69,26 @@ HELP: Final = (
 )
 
 
+class AgentHub(Protocol):
+    """What a terminal agent's connection uses of the server (app/server.py's Hub provides it)."""
+
+    settings: Settings
+    desk: Desk
+    logins: LoginGate
+    records: Recorder | None
+    agent_connections: set[AgentConnection]
+    agents_unauthenticated: dict[str, int]
+    proxy_from: frozenset[str]
+    line_rate: Rate
+    tasks: set[asyncio.Task[None]]
+
+    def refuse(self, peer: str, reason: str, quiet: bool = False) -> None: ...
+
+
 class AgentConnection(asyncio.Protocol):
     """One terminal agent's connection."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: AgentHub) -> None:
         self.hub = hub
         self.transport: asyncio.Transport | None = None
         self.agent: Agent | None = None
@@ -307,7 +327,9 @@ class AgentConnection(asyncio.Protocol):
     def _history(self, rest: str) -> None:
         """HISTORY CALL_ID DIRECTION TEXT lines: the call's transcript so far, its last HISTORY_LINES."""
         assert self.agent is not None
-        send_history(self.hub, self.agent, HISTORY_LINES, self.emit)
+        hub = self.hub
+        transcripts = hub.records if hub.settings.transcripts else None
+        send_history(transcripts, self.agent, HISTORY_LINES, self.emit, hub.tasks)
 
     def _logout(self, rest: str) -> None:
         self.send("OK logout")
@@ -350,33 +372,6 @@ class AgentConnection(asyncio.Protocol):
         agent, self.agent = self.agent, None
         if agent is not None:
             self.hub.desk.logout(agent, time.time())
-
-
-def send_history(hub: Hub, agent: Agent, count: int, out: protocol.Out) -> None:
-    """The last `count` transcript lines of the agent's offered or connected call, as HistoryLine
-    messages through `out` once read (off the loop's path), or an Error or Info saying why not.
-    The terminal desk's /history and the browser console's {"cmd": "history"}."""
-    call = agent.call or agent.offer
-    records = hub.records
-    if call is None:
-        out(Error("not in a call"))
-    elif records is None or not hub.settings.transcripts:
-        out(Error("no transcripts are kept"))
-    else:
-        task = asyncio.get_running_loop().create_task(_read_history(records, call.id, count, out))
-        hub.tasks.add(task)
-        task.add_done_callback(hub.tasks.discard)
-
-
-async def _read_history(records: Recorder, call_id: str, count: int, out: protocol.Out) -> None:
-    try:
-        lines = await records.last_lines(call_id, count)
-    except Exception:  # the database is unwell: the agent gets an answer, the log the reason
-        log.exception("history_failed", call_id=call_id)
-        out(Error("the history cannot be read now"))
-        return
-    found: list[Message] = [HistoryLine(call_id, who, by, text) for who, by, text in lines]
-    out(*(found or [Info(f"no history for {call_id}")]))
 
 
 _LOCAL: dict[str, Any] = {  # the commands that need the connection; the rest are app.desk.protocol's

@@ -33,7 +33,7 @@ import sys
 import time
 import types
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import structlog
 
@@ -58,8 +58,14 @@ from app.records import NewTicket, RecordError
 from app.records.recorder import MAX_CALL_BYTES, TRUNCATED
 
 if TYPE_CHECKING:
+    from app.desk.core import Desk
+    from app.desk.tallies import Histogram
+    from app.menu import Graph
+    from app.menu.engine import Stats
+    from app.net.rates import Rate
+    from app.net.timers import Timers
     from app.records import Recorder
-    from app.server import Hub
+    from app.settings import Settings
 
 log = structlog.get_logger("hotline.session")
 
@@ -110,6 +116,30 @@ class ProxyWait:
         self.timer = asyncio.get_running_loop().call_later(PROXY_TIMEOUT, expire)
 
 
+class CallerHub(Protocol):
+    """What a caller's session uses of the server (app/server.py's Hub provides it)."""
+
+    settings: Settings
+    graph: Graph  # the current menu: a reload swaps it, a session keeps the one it started on
+    desk: Desk
+    records: Recorder | None
+    sessions: set[CallerSession]
+    per_address: dict[str, int]
+    proxy_waits: dict[CallerSession, ProxyWait]
+    proxy_from: frozenset[str]
+    encoded: dict[str, bytes]
+    keys: dict[bytes, list[str]]
+    line_rate: Rate
+    timers: Timers
+    tasks: set[asyncio.Task[None]]
+    stats: Stats
+    trace: bool
+    sessions_total: int
+    durations: Histogram
+
+    def refuse(self, peer: str, reason: str, quiet: bool = False) -> None: ...
+
+
 class CallerSession(asyncio.Protocol):
     """The protocol and the driver of one caller's session coroutine."""
 
@@ -138,7 +168,7 @@ class CallerSession(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: CallerHub) -> None:
         self.hub = hub
         self.transport: asyncio.Transport | None = None
         self._coro: Generator[Any, Any, None] | None = None

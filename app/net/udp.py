@@ -16,7 +16,7 @@ import asyncio
 import json
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 
@@ -25,7 +25,9 @@ from app.robot import Answer
 from app.robot.loader import MAX_REPLY_BYTES
 
 if TYPE_CHECKING:
-    from app.server import Hub
+    from app.menu.engine import Stats
+    from app.robot import Matcher
+    from app.settings import Settings
 
 log = structlog.get_logger("hotline.robot")
 
@@ -55,10 +57,21 @@ def json_reply(request_id: Any, answer: Answer) -> bytes:
     return data
 
 
+class RobotHub(Protocol):
+    """What the robot endpoint uses of the server (app/server.py's Hub provides it)."""
+
+    settings: Settings
+    robot: Matcher  # the current one: a reload swaps it
+    stats: Stats
+    trace: bool
+
+    def count_drop(self, host: str, reason: str) -> None: ...
+
+
 class RobotEndpoint:
     """Owns the UDP socket; answers from the hub's current robot matcher."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: RobotHub) -> None:
         self.hub = hub
         s = hub.settings
         self.max_datagram = s.udp_max_datagram

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 from aiohttp import web
@@ -30,7 +30,8 @@ from app.desk.core import Agent
 from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message
 
 if TYPE_CHECKING:
-    from app.server import Hub
+    from app.desk.core import Desk
+    from app.settings import Settings
 
 log = structlog.get_logger("hotline.web")
 MAX_OUTBOX: Final = 1000
@@ -183,10 +184,17 @@ class WebAgent:
             self._broadcast(dumps({"type": "status", "status": agent.status, "state": agent.state}))
 
 
+class LiveHub(Protocol):
+    """What the live side uses of the server (app/server.py's Hub provides it)."""
+
+    settings: Settings
+    desk: Desk
+
+
 class Live:
     """Browser agents by id, open boards, and the once-a-second ticker."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: LiveHub) -> None:
         self.hub = hub
         self.agents: dict[str, WebAgent] = {}
         self.boards: set[Socket] = set()
@@ -208,6 +216,10 @@ class Live:
             web_agent.log_out("shutdown")
         for sock in list(self.boards):
             sock.close()
+
+    def page_counts(self) -> tuple[int, int]:
+        """(console pages, boards) open now, for the metrics."""
+        return sum(len(a.sockets) for a in self.agents.values()), len(self.boards)
 
     def forget(self, web_agent: WebAgent) -> None:
         if self.agents.get(web_agent.agent_id) is web_agent:

@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -31,16 +31,19 @@ from aiohttp import WSMsgType, web
 from app.desk import protocol
 from app.desk.core import DeskError
 from app.desk.events import Error, Info
+from app.desk.history import send_history
 from app.desk.logins import Verdict
 from app.desk.protocol import clean
-from app.net.agents import send_history
 from app.net.rates import Rate
 from app.web import doors
 from app.web.auth import COOKIE, Sessions, WebSession, grant, load_secret
 from app.web.live import Live, Socket, WebAgent, dumps
 
 if TYPE_CHECKING:
-    from app.server import Hub
+    from app.desk.core import Desk
+    from app.desk.logins import LoginGate
+    from app.records import Recorder
+    from app.settings import Settings
 
 log = structlog.get_logger("hotline.web")
 STATIC: Final = Path(__file__).parent / "static"
@@ -75,10 +78,23 @@ MAX_PAGES_PER_AGENT: Final = 10  # open console pages (WebSockets) of one agent
 MAX_BOARDS: Final = 500  # open boards, all supervisors together
 
 
+class WebHub(Protocol):
+    """What the admin port uses of the server (app/server.py's Hub provides it)."""
+
+    settings: Settings
+    desk: Desk
+    logins: LoginGate
+    records: Recorder | None
+    proxy_from: frozenset[str]
+    tasks: set[asyncio.Task[None]]
+
+    def refuse(self, peer: str, reason: str, quiet: bool = False) -> None: ...
+
+
 class WebSite:
     """The aiohttp application of the admin port, and what it serves."""
 
-    def __init__(self, hub: Hub, ready: Callable[[], bool], metrics: Callable[[], bytes]) -> None:
+    def __init__(self, hub: WebHub, ready: Callable[[], bool], metrics: Callable[[], bytes]) -> None:
         settings = hub.settings
         self.hub = hub
         self.ready = ready
@@ -362,7 +378,9 @@ class WebSite:
             rest = _text(msg.get("reason") if cmd == "break" else msg.get("disposition"))
             protocol.run(desk, agent, cmd, rest, now, web_agent.emit)
         elif cmd == "history":
-            send_history(self.hub, agent, HISTORY_LINES, sock.tell)
+            hub = self.hub
+            transcripts = hub.records if hub.settings.transcripts else None
+            send_history(transcripts, agent, HISTORY_LINES, sock.tell, hub.tasks)
         else:
             sock.tell(Error(f"unknown command: {clean(cmd)[:40]}"))
             return

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from app.desk.board import MINUTES, SERVICE_SECONDS, Timeline, Today, snapshot
+from app.desk.board import snapshot
 from app.desk.events import Ok, QueueInfo
 from app.desk.protocol import as_json, lines
+from app.desk.tallies import MINUTES, SERVICE_SECONDS, Timeline, Today
 from tests.desk.test_core import T0, Link, desk, ready
 
 
