@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from app import __version__
 
 if TYPE_CHECKING:
-    from app.desk.core import Desk
+    from app.desk.desk import Desk
     from app.desk.logins import LoginGate
     from app.desk.tallies import Histogram
     from app.menu import Graph

@@ -24,10 +24,10 @@ import structlog
 
 from app import logs
 from app.configdir import Config, load_config
-from app.desk.core import Desk
+from app.desk.desk import Desk
 from app.desk.loader import DeskConfig
 from app.desk.logins import LocalCounts, LoginGate, RedisCounts
-from app.desk.shared import SharedDesk
+from app.desk.redis import RedisStore
 from app.desk.tallies import Histogram
 from app.menu import Graph
 from app.menu.engine import Stats
@@ -137,11 +137,8 @@ class Hub:
         self.records = records  # tickets and transcripts; None only in tests of other parts
         self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
         desk = desk or DeskConfig.default()
-        self.desk: Desk = (
-            SharedDesk(desk, _desk_log, settings.redis_url, settings.replica or "")
-            if settings.redis_url
-            else Desk(desk, _desk_log)
-        )
+        store = RedisStore(settings.redis_url, settings.replica or "") if settings.redis_url else None
+        self.desk = Desk(desk, _desk_log, store)
         self.agent_connections: set[AgentConnection] = set()
         self.agents_unauthenticated: dict[str, int] = {}  # address -> agent connections not logged in
         self.live: Live | None = None  # the browser side (app.web), once it runs

@@ -11,7 +11,7 @@ they are line ends to `str.splitlines` and to JavaScript, and a caller's line mu
 
 Caller lines are cleaned once, where they enter (the line discipline, app/net/telnet.py); text that
 was stored by an older hotline is cleaned again where it is read back (app/records/database.py), and
-text from files on one protocol line by app.desk.protocol.clean. Every character of UNSAFE is
+text from files on one protocol line by app.desk.commands.clean. Every character of UNSAFE is
 "not printable" to `str.isprintable` (categories Cc, Cf, Zl, Zp), so text that is printable, nearly
 all of it, is returned as it is after one scan in C.
 

@@ -305,10 +305,14 @@ class _Link:
     agent_event = desk_event
 
 
+def _ignore(position: int) -> None:
+    pass
+
+
 def core_cost(agents: int, waiting: int, reps: int = 2000) -> dict[str, float]:
     """Microseconds per join + leave and per position on the sans-IO desk with `waiting` callers
     in the queue and `agents` logged in (on break: they count, and are never offered)."""
-    from app.desk.core import Desk
+    from app.desk.desk import Desk
     from app.desk.loader import DeskConfig, QueueConfig
     from app.desk.schema import AgentModel, QueueModel
 
@@ -332,7 +336,7 @@ def core_cost(agents: int, waiting: int, reps: int = 2000) -> dict[str, float]:
 
     return {
         "join + leave": timeit.timeit(join_leave, number=reps) / reps * 1e6,
-        "position": timeit.timeit(lambda: desk.position(middle), number=reps) / reps * 1e6,
+        "position": timeit.timeit(lambda: desk.position(middle, _ignore), number=reps) / reps * 1e6,
     }
 
 

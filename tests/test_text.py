@@ -7,8 +7,8 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.desk.commands import as_json, clean, lines
 from app.desk.events import HistoryLine, Offer
-from app.desk.protocol import as_json, clean, lines
 from app.text import UNSAFE, strip_unsafe, strip_unsafe_lines
 
 # The contract (PRODUCT.md, "The doors"), written out again rather than read from app.text

@@ -25,8 +25,8 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.desk import protocol
-from app.desk.core import Desk
+from app.desk import commands
+from app.desk.desk import Desk
 from app.desk.events import AgentEvent, Error, Ok
 from app.desk.loader import DeskConfig
 from app.menu import Graph, Hangup, Say, Session
@@ -217,12 +217,12 @@ class _Call:
             out = self._screen(agent_id)
             agent = self.desk.login(agent_id, _AgentScreen(out), now)
             self.agents[agent_id] = agent
-            protocol.run(self.desk, agent, "ready", "", now, out)
+            commands.run(self.desk, agent, commands.Ready(), now, out)
 
-    def _screen(self, agent_id: str) -> protocol.Out:
+    def _screen(self, agent_id: str) -> commands.Out:
         """What the agent sees, as a terminal agent's lines."""
         seen = self.seen[agent_id]
-        return lambda *messages: seen.extend(line for m in messages for line in protocol.lines(m))
+        return lambda *messages: seen.extend(line for m in messages for line in commands.lines(m))
 
     # the CallerLink the desk talks to
     def handoff_context(self) -> tuple[tuple[str, str], ...]:
@@ -259,19 +259,18 @@ class _Call:
 
     def type_as_agent(self, agent_id: str, line: str) -> None:
         agent, out = self.agents[agent_id], self._screen(agent_id)
-        text = line.strip()
-        if not text.startswith("/"):
-            protocol.run(self.desk, agent, None, text, self.now, out)
+        command = commands.parse_line(line)
+        if command is None:
             return
-        word, _, rest = text.partition(" ")
-        command = word[1:].lower()
-        if command == "logout":
+        if type(command) is commands.Logout:
             out(Ok("logout"))
             self.desk.logout(agent, self.now)
-        elif command in protocol.COMMANDS:
-            protocol.run(self.desk, agent, command, rest.strip(), self.now, out)
-        else:
-            out(Error(f"unknown command: {word[:40]}"))
+        elif isinstance(command, commands.DESK_COMMANDS):
+            commands.run(self.desk, agent, command, self.now, out)
+        elif type(command) is commands.Invalid:
+            out(Error(command.error))
+        else:  # /login, /help, /history: not what a conversation test scripts
+            out(Error(f"not in a conversation test: {line.strip()[:40]}"))
 
     def wait(self, seconds: float) -> list[Event]:
         """Let `seconds` pass: the menu's timeouts and the desk's clock, in order."""
@@ -294,7 +293,7 @@ class _Call:
 class _AgentScreen:
     """An agent's terminal in process: the desk's events as the protocol's lines."""
 
-    def __init__(self, out: protocol.Out) -> None:
+    def __init__(self, out: commands.Out) -> None:
         self.out = out
 
     def agent_event(self, event: AgentEvent) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from app.desk.tallies import SERVICE_SECONDS
 
 if TYPE_CHECKING:
-    from app.desk.core import Desk
+    from app.desk.desk import Desk
 
 
 def snapshot(desk: Desk, now: float) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from typing import Protocol
 
 import structlog
 
-from app.desk.core import Agent
+from app.desk.commands import Out
 from app.desk.events import Error, HistoryLine, Info, Message
-from app.desk.protocol import Out
+from app.desk.model import Agent
 
 log = structlog.get_logger("hotline.agent")
 

@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import secrets
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
@@ -52,6 +53,13 @@ class Verdict(StrEnum):
     LOCKED = "locked"  # too many failures from this address: refused without a check, or this was the last
     BUSY = "busy"  # too many checks at once, or one already in flight for this address: try again
     THROTTLED = "throttled"  # too many successful logins from this address this minute
+
+
+class Account(Protocol):
+    """An agent of desk.yaml, as far as logging in goes."""
+
+    @property
+    def password_hash(self) -> str: ...
 
 
 class Counts(Protocol):
@@ -221,6 +229,18 @@ class LoginGate:
         self.waiting = 0
         self.failed_total = 0
         self.refused: dict[str, int] = {}  # attempts refused without a check, by verdict
+
+    async def check(
+        self, accounts: Mapping[str, Account], address: str, agent_id: str, password: str, via: str
+    ) -> Verdict:
+        """A login to either door: `agent_id`'s password checked against desk.yaml's `accounts`
+        (an unknown id fails like a wrong password); an account removed or changed by a reload
+        while the check ran fails too."""
+        account = accounts.get(agent_id) if len(agent_id) <= 32 else None
+        verdict = await self.attempt(address, account.password_hash if account else None, password, via)
+        if verdict is Verdict.OK and accounts.get(agent_id) is not account:
+            return Verdict.FAILED
+        return verdict
 
     async def attempt(self, address: str, stored: str | None, password: str, via: str) -> Verdict:
         """Check `password` against `stored` (None: an unknown id, which fails in the same time).

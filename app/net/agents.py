@@ -24,21 +24,21 @@ import asyncio
 import collections
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 import structlog
 
-from app.desk import protocol
-from app.desk.core import Agent, DeskError
+from app.desk import commands
+from app.desk.commands import clean
 from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message
 from app.desk.history import send_history
 from app.desk.logins import Verdict
-from app.desk.protocol import clean
+from app.desk.model import Agent, DeskError
 from app.net import proxy
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, encode_text
 
 if TYPE_CHECKING:
-    from app.desk.core import Desk
+    from app.desk.desk import Desk
     from app.desk.logins import LoginGate
     from app.net.rates import Rate
     from app.records import Recorder
@@ -252,7 +252,7 @@ class AgentConnection(asyncio.Protocol):
         if type(event) is CallerSaid:  # the relay's every line, without building a list
             self.send(f"CALLER {event.text}")
             return
-        self.send(*protocol.lines(event))
+        self.send(*commands.lines(event))
         if type(event) is LoggedOut:
             self.agent = None  # the desk has logged them out already
             self.close(event.reason)
@@ -260,55 +260,49 @@ class AgentConnection(asyncio.Protocol):
     # -- commands --------------------------------------------------------------------------------
 
     def _line(self, line: str) -> None:
-        text = line.strip()
-        if not text:
+        command = commands.parse_line(line)
+        if command is None:
             return
+        kind = type(command)
         agent = self.agent
-        if not text.startswith("/"):
-            if agent is None:
-                self.send("ERR not logged in: /login ID PASSWORD")
-            else:
-                protocol.run(self.hub.desk, agent, None, text, 0.0, self.emit)
-            return
-        word, _, rest = text.partition(" ")
-        command = word[1:].lower()
-        local = _LOCAL.get(command)
-        if local is None and command not in protocol.COMMANDS:
-            self.send(f"ERR unknown command: {word[:40]}")
-        elif command not in ("login", "help") and agent is None:
+        if kind is commands.Invalid:
+            self.send(f"ERR {cast(commands.Invalid, command).error}")
+        elif kind is commands.Login:
+            self._login(cast(commands.Login, command))
+        elif kind is commands.Help:
+            self.send(*HELP)
+        elif agent is None:
             self.send("ERR not logged in: /login ID PASSWORD")
-        elif local is not None:
-            local(self, rest.strip())
+        elif kind is commands.Logout:
+            self.send("OK logout")
+            self.close("logout")
+        elif kind is commands.History:
+            hub = self.hub
+            transcripts = hub.records if hub.settings.transcripts else None
+            send_history(transcripts, agent, HISTORY_LINES, self.emit, hub.tasks)
         else:
-            assert agent is not None
-            protocol.run(self.hub.desk, agent, command, rest.strip(), time.time(), self.emit)
+            commands.run(self.hub.desk, agent, cast(commands.DeskCommand, command), time.time(), self.emit)
 
-    def _login(self, rest: str) -> None:
+    def _login(self, command: commands.Login) -> None:
         if self.agent is not None:
             self.send("ERR already logged in")
             return
-        parts = rest.split(None, 1)
-        if len(parts) != 2:
-            self.send("ERR usage: /login ID PASSWORD")
-            return
-        agent_id, password = parts[0], parts[1].strip()
-        model = self.hub.desk.config.agents.get(agent_id)
         self._checking = True  # later lines wait for the answer
-        task = asyncio.get_running_loop().create_task(
-            self._check(agent_id, model.password_hash if model is not None else None, password)
-        )
+        task = asyncio.get_running_loop().create_task(self._check(command.agent_id, command.password))
         self.hub.tasks.add(task)
         task.add_done_callback(self.hub.tasks.discard)
 
-    async def _check(self, agent_id: str, stored: str | None, password: str) -> None:
+    async def _check(self, agent_id: str, password: str) -> None:
+        hub = self.hub
         try:
-            verdict = await self.hub.logins.attempt(self.address, stored, password, via="agent_port")
+            verdict = await hub.logins.check(
+                hub.desk.config.agents, self.address, agent_id, password, "agent_port"
+            )
         finally:
             self._checking = False
         if self._closed:
             return
-        hub = self.hub
-        if verdict is Verdict.OK and agent_id in hub.desk.config.agents:  # not removed meanwhile
+        if verdict is Verdict.OK:
             try:
                 self.agent = hub.desk.login(agent_id, self, time.time())
             except DeskError as exc:
@@ -317,26 +311,12 @@ class AgentConnection(asyncio.Protocol):
                 self._done_waiting()
                 self.send(f"OK login {agent_id} {clean(self.agent.name)}")
         else:
-            self.send(LOGIN_ANSWERS[Verdict.FAILED if verdict is Verdict.OK else verdict])
+            self.send(LOGIN_ANSWERS[verdict])
             if verdict is Verdict.LOCKED:
                 self.close("login_blocked")
                 return
         while self._pending and not self._checking and not self._closed:
             self._line(self._pending.popleft())
-
-    def _history(self, rest: str) -> None:
-        """HISTORY CALL_ID DIRECTION TEXT lines: the call's transcript so far, its last HISTORY_LINES."""
-        assert self.agent is not None
-        hub = self.hub
-        transcripts = hub.records if hub.settings.transcripts else None
-        send_history(transcripts, self.agent, HISTORY_LINES, self.emit, hub.tasks)
-
-    def _logout(self, rest: str) -> None:
-        self.send("OK logout")
-        self.close("logout")
-
-    def _help(self, rest: str) -> None:
-        self.send(*HELP)
 
     # -- output and closing ----------------------------------------------------------------------
 
@@ -355,7 +335,7 @@ class AgentConnection(asyncio.Protocol):
             transport.abort()
 
     def emit(self, *messages: Message) -> None:
-        self.send(*(line for message in messages for line in protocol.lines(message)))
+        self.send(*(line for message in messages for line in commands.lines(message)))
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -372,11 +352,3 @@ class AgentConnection(asyncio.Protocol):
         agent, self.agent = self.agent, None
         if agent is not None:
             self.hub.desk.logout(agent, time.time())
-
-
-_LOCAL: dict[str, Any] = {  # the commands that need the connection; the rest are app.desk.protocol's
-    "login": AgentConnection._login,
-    "logout": AgentConnection._logout,
-    "history": AgentConnection._history,
-    "help": AgentConnection._help,
-}

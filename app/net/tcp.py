@@ -58,7 +58,7 @@ from app.records import NewTicket, RecordError
 from app.records.recorder import MAX_CALL_BYTES, TRUNCATED
 
 if TYPE_CHECKING:
-    from app.desk.core import Desk
+    from app.desk.desk import Desk
     from app.desk.tallies import Histogram
     from app.menu import Graph
     from app.menu.engine import Stats

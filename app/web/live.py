@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import structlog
 from aiohttp import web
 
-from app.desk import protocol
+from app.desk import commands
 from app.desk.board import snapshot
-from app.desk.core import Agent
 from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message
+from app.desk.model import Agent
 
 if TYPE_CHECKING:
-    from app.desk.core import Desk
+    from app.desk.desk import Desk
     from app.settings import Settings
 
 log = structlog.get_logger("hotline.web")
@@ -44,7 +44,7 @@ def dumps(value: Any) -> str:
 
 def encode(message: Message) -> str:
     """A message of the desk's protocol as the WebSocket's text."""
-    return dumps(protocol.as_json(message))
+    return dumps(commands.as_json(message))
 
 
 class Socket:
@@ -160,7 +160,7 @@ class WebAgent:
             "agent": {"id": agent.id, "name": agent.name, "queues": list(agent.queues)},
             "status": agent.status,
             "state": agent.state,
-            "offer": protocol.as_json(offer) if offer is not None else None,
+            "offer": commands.as_json(offer) if offer is not None else None,
             "call": agent.call.id if agent.call is not None else None,
             "canned": desk.config.canned,
             "dispositions": list(desk.config.dispositions),
@@ -171,8 +171,8 @@ class WebAgent:
         agent = self.agent
         if agent is None or not self.sockets:
             return
-        infos = protocol.queue_infos(self.live.hub.desk, agent, now)
-        text = dumps({"type": "queues", "queues": [protocol.as_json(i) for i in infos]})
+        infos = commands.queue_infos(self.live.hub.desk, agent, now)
+        text = dumps({"type": "queues", "queues": [commands.as_json(i) for i in infos]})
         if text != self.queues_sent:
             self.queues_sent = text
             self._broadcast(text)

@@ -19,7 +19,6 @@ carries a CSP without inline script and no framing.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,19 +27,18 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import structlog
 from aiohttp import WSMsgType, web
 
-from app.desk import protocol
-from app.desk.core import DeskError
+from app.desk import commands
 from app.desk.events import Error, Info
 from app.desk.history import send_history
 from app.desk.logins import Verdict
-from app.desk.protocol import clean
+from app.desk.model import DeskError
 from app.net.rates import Rate
 from app.web import doors
 from app.web.auth import COOKIE, Sessions, WebSession, grant, load_secret
 from app.web.live import Live, Socket, WebAgent, dumps
 
 if TYPE_CHECKING:
-    from app.desk.core import Desk
+    from app.desk.desk import Desk
     from app.desk.logins import LoginGate
     from app.records import Recorder
     from app.settings import Settings
@@ -72,7 +70,6 @@ LOGIN_ANSWERS: Final = {  # a refused or failed login: the form's alert and the 
     Verdict.THROTTLED: ("throttled", 429),
     Verdict.BUSY: ("busy", 503),
 }
-MAX_TEXT: Final = 1000  # characters of a chat line or a note from the browser
 HISTORY_LINES: Final = 50
 MAX_PAGES_PER_AGENT: Final = 10  # open console pages (WebSockets) of one agent
 MAX_BOARDS: Final = 500  # open boards, all supervisors together
@@ -232,14 +229,12 @@ class WebSite:
         next_page = "/board" if form.get("next") == "/board" else "/"
         hub = self.hub
         address = request.remote or "?"  # the client's, behind a trusted proxy
-        model = hub.desk.config.agents.get(agent_id) if len(agent_id) <= 32 else None
-        stored = model.password_hash if model is not None else None
-        verdict = await hub.logins.attempt(address, stored, password, via="web")
-        granted = self._grant(agent_id) if verdict is Verdict.OK else None  # desk.yaml may have changed
-        if verdict is not Verdict.OK or granted is None or model is None:
-            alert, status = LOGIN_ANSWERS[Verdict.FAILED if verdict is Verdict.OK else verdict]
+        verdict = await hub.logins.check(hub.desk.config.agents, address, agent_id, password, "web")
+        if verdict is not Verdict.OK:
+            alert, status = LOGIN_ANSWERS[verdict]
             return self._login_page(next_page, alert, status)
         model = hub.desk.config.agents[agent_id]
+        granted = grant(model.password_hash, model.role, tuple(model.queues))
         if model.role == "agent" and self._desk_agent(agent_id) is None:
             return self._login_page(next_page, "elsewhere", 409)
         made = self.sessions.create(agent_id, model.role, time.time(), granted)
@@ -355,35 +350,23 @@ class WebSite:
             web_agent.detach(sock)
 
     def _command(self, web_agent: WebAgent, sock: Socket, data: str, now: float) -> None:
-        """One JSON command from a page: {"cmd": ready|break|accept|reject|end|queue|say|history, ...}."""
-
-        try:
-            msg = json.loads(data)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict) or not isinstance(msg.get("cmd"), str):
-            sock.tell(Error('not a command: send {"cmd": ...}'))
+        """One JSON command from a page (app/desk/commands.py's `parse_json`)."""
+        command = commands.parse_json(data)
+        if command is None:
             return
         agent = web_agent.agent
+        if type(command) is commands.Invalid:
+            sock.tell(Error(command.error))
+            return
         if agent is None:
             sock.tell(Error("not logged in"))
             return
-        cmd = msg["cmd"]
-        desk = self.hub.desk
-        if cmd == "say":
-            text = _text(msg.get("text"))
-            if text:
-                protocol.run(desk, agent, None, text, now, web_agent.emit)
-        elif cmd in protocol.COMMANDS:
-            rest = _text(msg.get("reason") if cmd == "break" else msg.get("disposition"))
-            protocol.run(desk, agent, cmd, rest, now, web_agent.emit)
-        elif cmd == "history":
+        if type(command) is commands.History:
             hub = self.hub
             transcripts = hub.records if hub.settings.transcripts else None
             send_history(transcripts, agent, HISTORY_LINES, sock.tell, hub.tasks)
-        else:
-            sock.tell(Error(f"unknown command: {clean(cmd)[:40]}"))
-            return
+        elif isinstance(command, commands.DESK_COMMANDS):
+            commands.run(self.hub.desk, agent, command, now, web_agent.emit)
         web_agent.status()
 
     # ---- tickets (the JSON of `hotline tickets ... --json`) ------------------------------------
@@ -434,13 +417,8 @@ class WebSite:
             body = await request.json()
         except ValueError:
             body = {}
-        note = _text(body.get("note") if isinstance(body, dict) else None) or None
+        note = commands.page_text(body.get("note") if isinstance(body, dict) else None) or None
         session, _ = self._api_session(request)
         await self._records().close_ticket(ticket["id"], note)
         log.info("ticket_closed", ticket=ticket["id"], agent=session.agent_id)
         return web.json_response(await self._records().ticket(ticket["id"]), dumps=dumps)
-
-
-def _text(value: object) -> str:
-    """Text from a page, as one clean protocol line (no control characters), bounded."""
-    return clean(value)[:MAX_TEXT].strip() if isinstance(value, str) else ""

@@ -6,8 +6,8 @@ import datetime as dt
 import time
 
 from app.desk.board import snapshot
+from app.desk.commands import as_json, lines
 from app.desk.events import Ok, QueueInfo
-from app.desk.protocol import as_json, lines
 from app.desk.tallies import MINUTES, SERVICE_SECONDS, Timeline, Today
 from tests.desk.test_core import T0, Link, desk, ready
 

@@ -17,6 +17,7 @@ import pytest
 from app.desk.passwords import hash_password
 from tests.conftest import ServerProcess
 from tests.helpers import CONFIG, system_tool
+from tests.servers import RedisServer
 
 PASSWORD = "s3cret-pass"
 DESK = """
@@ -111,12 +112,28 @@ def _config(tmp_path: Path, max_wait: str = "10m") -> Path:
     return folder
 
 
-@pytest.fixture
-def desk_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(
-        [sys.executable, "-m", "app", "serve", "--config", str(_config(tmp_path))],
-        env={"HOTLINE_LOG_FORMAT": "json"},
-    )
+@pytest.fixture(scope="module")
+def shared_redis() -> Iterator[list[RedisServer]]:
+    """A redis-server for the scenarios' shared-desk runs, started the first time one asks."""
+    started: list[RedisServer] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(params=["in_process", "redis"])
+def desk_server(
+    request: pytest.FixtureRequest, tmp_path: Path, shared_redis: list[RedisServer]
+) -> Iterator[ServerProcess]:
+    """The scenario's server: once with the desk in process, once with it in a real Redis (the same
+    scenarios pass either way: AGENT_DESK.md, "Scale-out")."""
+    env = {"HOTLINE_LOG_FORMAT": "json"}
+    if request.param == "redis":
+        if not shared_redis:
+            shared_redis.append(RedisServer())
+        shared_redis[0].flush()
+        env["HOTLINE_REDIS_URL"] = shared_redis[0].url
+    proc = ServerProcess([sys.executable, "-m", "app", "serve", "--config", str(_config(tmp_path))], env=env)
     yield proc
     proc.stop()
 

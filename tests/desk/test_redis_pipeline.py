@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from app.desk import store
-from app.desk.store import Commands
+from app.desk.redis import scripts
+from app.desk.redis.keys import queue_key
+from app.desk.redis.pipeline import Commands
 from tests.servers import RedisServer
 
 
@@ -45,14 +46,14 @@ async def test_a_script_redis_does_not_know_yet_keeps_its_place_in_the_batch(
     """A fresh (or restarted) Redis has no scripts: an ACCEPT sent before a command about the same
     call must still run before it (it once met NOSCRIPT, ran again after, and found the call gone)."""
     redis_server.flush()  # keys and scripts
-    calls = store.queue_key("q", "calls")
-    waiting = store.queue_key("q", "waiting")
+    calls = queue_key("q", "calls")
+    waiting = queue_key("q", "waiting")
     offered = '{"r": "a", "s": "1", "p": "", "c": "[]", "x": ",", "oa": "7"}'
     answers = await _run(
         redis_server,
         [
             ("HSET", calls, "c1", offered),
-            ("script", store.ACCEPT, [waiting, calls], ["c1", "7", "b"]),
+            ("script", scripts.ACCEPT, [waiting, calls], ["c1", "7", "b"]),
             ("HDEL", calls, "c1"),  # what came next, e.g. the end of that call
         ],
     )
@@ -63,7 +64,7 @@ async def test_a_script_redis_does_not_know_yet_keeps_its_place_in_the_batch(
 async def test_redis_away_answers_each_command_with_the_error(redis_server: RedisServer) -> None:
     redis_server.stop()
     try:
-        answers = await _run(redis_server, [("GET", "x"), ("script", store.END, ["k"], ["c", "a"])])
+        answers = await _run(redis_server, [("GET", "x"), ("script", scripts.END, ["k"], ["c", "a"])])
     finally:
         redis_server.start()
     assert len(answers) == 2 and all(isinstance(a, Exception) for a in answers)
