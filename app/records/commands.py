@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app.records import database as dbm
-from app.records.database import DatabaseError
+from app.records.dialects import AnyDb, DatabaseError, DatabaseErrors, is_postgres, one_line
 
 MESSAGE_SHOWN = 40  # characters of a message in the list
 
@@ -44,9 +44,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) ->
         out.write("  ".join(cells).rstrip() + "\n")
 
 
-def _open(target: Path | str, write: bool = False) -> dbm.Db:
+def _open(target: Path | str, write: bool = False) -> AnyDb:
     """The database of the data folder `target`, or the PostgreSQL database at the URL `target`."""
-    where = target if dbm.is_postgres(target) else Path(target) / dbm.FILE
+    where = target if is_postgres(target) else Path(target) / dbm.FILE
     return dbm.connect(where, create=False, readonly=not write)
 
 
@@ -62,8 +62,8 @@ def run(kind: str, action: str, args: Any, target: Path | str, out: TextIO = sys
         return 1
     try:
         return _run(db, kind, action, args, out)
-    except dbm.DatabaseErrors as exc:
-        print(f"hotline {kind}: {db.where}: {dbm.one_line(exc)}", file=sys.stderr)
+    except DatabaseErrors as exc:
+        print(f"hotline {kind}: {db.where}: {one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         db.close()
@@ -78,7 +78,7 @@ def _absent(kind: str, what: str, key: str) -> int:
     return 1
 
 
-def _run(db: dbm.Db, kind: str, action: str, args: Any, out: TextIO) -> int:
+def _run(db: AnyDb, kind: str, action: str, args: Any, out: TextIO) -> int:
     as_json = getattr(args, "json", False)
     if kind == "tickets" and action == "list":
         tickets = dbm.list_tickets(db, args.status, args.limit)

@@ -32,7 +32,8 @@ from typing import Any, Protocol
 import structlog
 
 from app.records import database as dbm
-from app.records.database import Chunks, DatabaseError, NewTicket
+from app.records.database import Chunks, NewTicket
+from app.records.dialects import DatabaseError, is_postgres
 
 log = structlog.get_logger("hotline.records")
 
@@ -115,7 +116,7 @@ class Recorder:
     or in the PostgreSQL database at the URL `target`."""
 
     def __init__(self, target: Path | str, retention_days: float) -> None:
-        where = target if dbm.is_postgres(target) else dbm.prepare_folder(Path(target))
+        where = target if is_postgres(target) else dbm.prepare_folder(Path(target))
         self.db = dbm.connect(where, create=True)  # here, not in the thread: errors stop the start
         self.retention = retention_days * 86400.0
         self.counters = Counters()
