@@ -343,13 +343,13 @@ class Recorder:
             # In the database's log before COMMIT returns, so a killed process loses nothing; without
             # an fsync per batch only a machine crash could take the last batches.
             self.db.begin(durable=False)
-            for kind, args in calls:
-                if kind == "start":
+            for what, args in calls:
+                if what == "start":
                     dbm.call_started(self.db, *args)
             dbm.insert_texts(self.db, texts)
             dbm.insert_chunks(self.db, chunks)
-            for kind, args in calls:
-                if kind == "end":
+            for what, args in calls:
+                if what == "end":
                     dbm.call_ended(self.db, *args)
             self.db.commit()
             self.counters.lines += count
