@@ -5,28 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
-from app.menu.nodes import Node, Text, WaitNode
-
-
-class Reply(Protocol):
-    """What a robot answers: the text said to the caller, the intent and the confidence."""
-
-    @property
-    def text(self) -> str: ...
-    @property
-    def intent(self) -> str | None: ...
-    @property
-    def confidence(self) -> float: ...
-    @property
-    def candidates(self) -> tuple[str, ...]: ...  # the intents of a clarifying question, else ()
-
-
-class Answerer(Protocol):
-    """Anything that answers free text (the robot's Matcher); `robot` nodes ask it."""
-
-    def answer(self, question: str) -> Reply: ...
+from app.menu.nodes import Answerer, Node, Reply, Text, WaitNode
 
 
 @dataclass(frozen=True)

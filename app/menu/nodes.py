@@ -1,10 +1,14 @@
 """Compiled nodes: one handler class per node type, registered by type name in HANDLERS.
 
 Each handler is immutable and shared by every session on the same menu; per-call state lives in the
-`Session` passed in. `enter` runs when the session arrives at the node and returns the node to go to
+session passed in. `enter` runs when the session arrives at the node and returns the node to go to
 next (for nodes that do not wait) or None (the node now waits, or the session ended). `handle` runs
 for each line the caller types at a waiting node, after global keys were tried; it returns the node
 to go to, or None when it already dealt with the line (a failure, or an answer that stays).
+
+The session is a `Walk`: what handlers use of engine.Session, declared here (with what they read of
+the graph and ask of the robot) so that this module imports neither the engine nor the graph, which
+both import it: no import circle, type-only imports included.
 """
 
 from __future__ import annotations
@@ -12,14 +16,72 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from app.menu import schema
-from app.menu.events import Notice, Say, Transfer
+from app.menu.events import Event, Notice, Say, Transfer
 from app.menu.templates import Template
 
-if TYPE_CHECKING:
-    from app.menu.engine import Session
+
+class Reply(Protocol):
+    """What a robot answers: the text said to the caller, the intent and the confidence."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def intent(self) -> str | None: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def candidates(self) -> tuple[str, ...]: ...  # the intents of a clarifying question, else ()
+
+
+class Answerer(Protocol):
+    """Anything that answers free text (the robot's Matcher); `robot` nodes ask it."""
+
+    def answer(self, question: str) -> Reply: ...
+
+
+class Menu(Protocol):
+    """What handlers read of the whole menu (graph.Graph)."""
+
+    @property
+    def robot(self) -> Answerer: ...
+    @property
+    def tables(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+class Counters(Protocol):
+    """What handlers count (engine.Stats)."""
+
+    def robot_query(self, intent: str | None) -> None: ...
+
+
+class Walk(Protocol):
+    """What handlers use of one caller's walk through the menu: engine.Session is the one (mypy checks
+    it where the engine hands itself to `enter` and `handle`)."""
+
+    @property
+    def graph(self) -> Menu: ...
+    @property
+    def stats(self) -> Counters: ...
+    @property
+    def trace(self) -> bool: ...
+    @property
+    def goodbye(self) -> Text: ...
+
+    def say(self, text: Text) -> None: ...
+    def say_text(self, text: str, fresh: bool = True) -> None: ...
+    def emit(self, event: Event) -> None: ...
+    def render(self, text: Text) -> str: ...
+    def save(self, name: str, value: Any) -> None: ...
+    def ask(self, question: str) -> None: ...
+    def wait_at(self, node: WaitNode) -> None: ...
+    def accept(self) -> None: ...
+    def fail(self) -> str | None: ...
+    def end(self, reason: str) -> None: ...
+    def join_queue(self, node: TransferNode) -> None: ...
+    def save_ticket(self, node: TicketNode) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +137,7 @@ class Node:
     type: ClassVar[str] = ""
     is_menu: ClassVar[bool] = False
 
-    def enter(self, s: Session) -> str | None:
+    def enter(self, s: Walk) -> str | None:
         raise NotImplementedError
 
     @property
@@ -89,12 +151,12 @@ class WaitNode(Node):
 
     wait: Waiting
 
-    def enter(self, s: Session) -> str | None:
+    def enter(self, s: Walk) -> str | None:
         s.say(self.wait.prompt)
         s.wait_at(self)
         return None
 
-    def handle(self, s: Session, text: str, folded: str) -> str | None:
+    def handle(self, s: Walk, text: str, folded: str) -> str | None:
         raise NotImplementedError
 
 
@@ -112,7 +174,7 @@ class MenuNode(WaitNode):
     options: Mapping[str, str]
     rules: tuple[Rule, ...]
 
-    def handle(self, s: Session, text: str, folded: str) -> str | None:
+    def handle(self, s: Walk, text: str, folded: str) -> str | None:
         target = self.options.get(folded)
         if target is not None:
             return target
@@ -137,7 +199,7 @@ class InputNode(WaitNode):
     def sensitive(self) -> bool:
         return self.secret
 
-    def handle(self, s: Session, text: str, folded: str) -> str | None:
+    def handle(self, s: Walk, text: str, folded: str) -> str | None:
         if self.pattern is None or self.pattern.fullmatch(text) is not None:
             s.save(self.save_as, text)
             return self.next
@@ -155,7 +217,7 @@ class RobotNode(WaitNode):
     on_intent: Mapping[str, str]
     fallback: Text | None
 
-    def handle(self, s: Session, text: str, folded: str) -> str | None:
+    def handle(self, s: Walk, text: str, folded: str) -> str | None:
         target = self.options.get(folded)
         if target is not None:
             return target
@@ -182,7 +244,7 @@ class MessageNode(Node):
     text: Text
     next: str | None
 
-    def enter(self, s: Session) -> str | None:
+    def enter(self, s: Walk) -> str | None:
         s.say(self.text)
         if self.next is None:
             s.end("completed")
@@ -198,7 +260,7 @@ class LookupNode(Node):
     found: str
     missing: str
 
-    def enter(self, s: Session) -> str | None:
+    def enter(self, s: Walk) -> str | None:
         key = s.render(self.key).strip()
         record = s.graph.tables.get(self.table, {}).get(key)
         if record is None:
@@ -232,13 +294,13 @@ class TransferNode(WaitNode):
     # casefold) never turns a longer line into an ASCII key. Huge when a hang-up key is not ASCII.
     chat_beyond: int
 
-    def enter(self, s: Session) -> str | None:
+    def enter(self, s: Walk) -> str | None:
         s.say(self.say_prompt)
         s.join_queue(self)
         s.emit(Transfer(self.queue, self.name))
         return None
 
-    def handle(self, s: Session, text: str, folded: str) -> str | None:  # pragma: no cover - see _desk_line
+    def handle(self, s: Walk, text: str, folded: str) -> str | None:  # pragma: no cover - see _desk_line
         return None
 
 
@@ -247,7 +309,7 @@ class HangupNode(Node):
     type: ClassVar[str] = "hangup"
     text: Text | None
 
-    def enter(self, s: Session) -> str | None:
+    def enter(self, s: Walk) -> str | None:
         s.say(self.text or s.goodbye)
         s.end("completed")
         return None
@@ -356,7 +418,7 @@ class TicketNode(WaitNode):
     callback: str | None
     next: str | None
 
-    def handle(self, s: Session, text: str, folded: str) -> str | None:
+    def handle(self, s: Walk, text: str, folded: str) -> str | None:
         s.save_ticket(self)
         return None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from app.records import database as dbm
-from app.records.database import DatabaseError
+from app.records.dialects import AnyDb, DatabaseError, DatabaseErrors, is_postgres, one_line
 
 MESSAGE_SHOWN = 40  # characters of a message in the list
 
@@ -44,9 +44,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) ->
         out.write("  ".join(cells).rstrip() + "\n")
 
 
-def _open(target: Path | str, write: bool = False) -> dbm.Db:
+def _open(target: Path | str, write: bool = False) -> AnyDb:
     """The database of the data folder `target`, or the PostgreSQL database at the URL `target`."""
-    where = target if dbm.is_postgres(target) else Path(target) / dbm.FILE
+    where = target if is_postgres(target) else Path(target) / dbm.FILE
     return dbm.connect(where, create=False, readonly=not write)
 
 
@@ -54,16 +54,16 @@ def _short(iso: str | None) -> str:
     return (iso or "")[:19].replace("T", " ")
 
 
-def run(kind: str, action: str, args: Any, target: Path | str, out: TextIO = sys.stdout) -> int:
+def run(command: str, action: str, args: Any, target: Path | str, out: TextIO = sys.stdout) -> int:
     try:
         db = _open(target, write=action == "close")
     except DatabaseError as exc:
-        print(f"hotline {kind}: {exc}", file=sys.stderr)
+        print(f"hotline {command}: {exc}", file=sys.stderr)
         return 1
     try:
-        return _run(db, kind, action, args, out)
-    except dbm.DatabaseErrors as exc:
-        print(f"hotline {kind}: {db.where}: {dbm.one_line(exc)}", file=sys.stderr)
+        return _run(db, command, action, args, out)
+    except DatabaseErrors as exc:
+        print(f"hotline {command}: {db.where}: {one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         db.close()
@@ -73,14 +73,14 @@ def _dump(out: TextIO, value: Any) -> None:
     out.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
-def _absent(kind: str, what: str, key: str) -> int:
-    print(f"hotline {kind}: no {what} {key}", file=sys.stderr)
+def _absent(command: str, what: str, key: str) -> int:
+    print(f"hotline {command}: no {what} {key}", file=sys.stderr)
     return 1
 
 
-def _run(db: dbm.Db, kind: str, action: str, args: Any, out: TextIO) -> int:
+def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
     as_json = getattr(args, "json", False)
-    if kind == "tickets" and action == "list":
+    if command == "tickets" and action == "list":
         tickets = dbm.list_tickets(db, args.status, args.limit)
         if as_json:
             _dump(out, tickets)
@@ -98,10 +98,10 @@ def _run(db: dbm.Db, kind: str, action: str, args: Any, out: TextIO) -> int:
             ]
             table(["ID", "CREATED", "STATUS", "QUEUE", "CALLBACK", "MESSAGE"], rows, out)
         return 0
-    if kind == "tickets" and action == "show":
+    if command == "tickets" and action == "show":
         ticket = dbm.get_ticket(db, args.id)
         if ticket is None:
-            return _absent(kind, "ticket", args.id)
+            return _absent(command, "ticket", args.id)
         if as_json:
             _dump(out, ticket)
         else:
@@ -115,12 +115,12 @@ def _run(db: dbm.Db, kind: str, action: str, args: Any, out: TextIO) -> int:
                     f"{'closed:':12}{ticket['closed']}{'  ' + ticket['note'] if ticket['note'] else ''}\n"
                 )
         return 0
-    if kind == "tickets" and action == "close":
+    if command == "tickets" and action == "close":
         if not dbm.close_ticket(db, args.id, args.note, time.time()):
-            return _absent(kind, "ticket", args.id)
+            return _absent(command, "ticket", args.id)
         out.write(f"closed {args.id}\n")
         return 0
-    if kind == "backup":
+    if command == "backup":
         try:
             dbm.backup(db, Path(args.file))
         except DatabaseError as exc:
@@ -128,7 +128,7 @@ def _run(db: dbm.Db, kind: str, action: str, args: Any, out: TextIO) -> int:
             return 1
         out.write(f"backed up to {args.file}\n")
         return 0
-    if kind == "calls" and action == "list":
+    if command == "calls" and action == "list":
         calls = dbm.list_calls(db, args.limit)
         if as_json:
             _dump(out, calls)
@@ -136,10 +136,10 @@ def _run(db: dbm.Db, kind: str, action: str, args: Any, out: TextIO) -> int:
             rows = [[c["session_id"], _short(c["started"]), _short(c["ended"]), c["caller"]] for c in calls]
             table(["SESSION_ID", "STARTED", "ENDED", "CALLER"], rows, out)
         return 0
-    if kind == "calls" and action == "show":
+    if command == "calls" and action == "show":
         call = dbm.get_call(db, args.session_id)
         if call is None:
-            return _absent(kind, "call", args.session_id)
+            return _absent(command, "call", args.session_id)
         if as_json:
             _dump(out, call)
             return 0
@@ -153,4 +153,4 @@ def _run(db: dbm.Db, kind: str, action: str, args: Any, out: TextIO) -> int:
         if call["dropped"]:
             out.write(f"({call['dropped']} lines not kept)\n")
         return 0
-    raise AssertionError(f"{kind} {action}")  # pragma: no cover - argparse allows no other
+    raise AssertionError(f"{command} {action}")  # pragma: no cover - argparse allows no other

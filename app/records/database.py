@@ -1,16 +1,15 @@
 """The database of tickets and call transcripts: opening, migrations, and every query, for SQLite
 (the default: one file in the data folder) and PostgreSQL (`HOTLINE_DATABASE_URL`: replicas share it).
 
-The queries are written once, with `?` marks, and run on either through `Db`, a thin connection
-(psycopg 3, synchronous: the recorder's writer thread and the CLI are synchronous code). The few
-differences: `Db` names how a transaction takes the writer's lock and how durable a commit is; DDL
-fills the types into MIGRATIONS; the set-up functions read the schema version where each keeps it.
+The queries are written once, with `?` marks, and run on either through `Db` (dialects.py), a thin
+connection (psycopg 3, synchronous: the recorder's writer thread and the CLI are synchronous code)
+that holds the database's `Dialect`: every difference between the two lives there, listed in that
+module's docstring. This module chooses the dialect once, from the target (`connect`).
 
 SQLite: `hotline.db` in the data folder, in WAL mode: one writer (the server's recorder thread) and
-any number of readers (`hotline tickets`, `hotline calls`) at once. The schema version is SQLite's
-`user_version`. PostgreSQL: the tables in the URL's database (its default schema), the version in the
-table `hotline_schema`; replicas take advisory locks to migrate, to number tickets and to reserve
-numbers for shared prompt texts, so ticket numbers are unique and count up across replicas.
+any number of readers (`hotline tickets`, `hotline calls`) at once. PostgreSQL: the tables in the
+URL's database; replicas take advisory locks to migrate, to number tickets and to reserve numbers for
+shared prompt texts, so ticket numbers are unique and count up across replicas.
 
 MIGRATIONS[i] takes a database from version i to i + 1, and all that are due run at start in one
 transaction. A database that is not hotline's, or of a newer version, is refused with one line and
@@ -25,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import sqlite3
 import stat
 import time
 from collections.abc import Iterable, Sequence
@@ -33,10 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import structlog
 
-from app.logs import without_password
+from app.records.dialects import (
+    FILE_MODE,
+    POSTGRESQL,
+    SQLITE,
+    AnyDb,
+    C,
+    DatabaseError,
+    DatabaseErrors,
+    Db,
+    is_postgres,
+    one_line,
+)
 from app.text import strip_unsafe, strip_unsafe_lines
 
 log = structlog.get_logger("hotline.records")
@@ -44,7 +52,7 @@ log = structlog.get_logger("hotline.records")
 FILE = "hotline.db"
 # The data folder and every file hotline keeps in it are private to the server's user (PRODUCT.md,
 # "The doors"): the database with its SQLite companions, and the console's secret (app/web/auth.py).
-FOLDER_MODE, FILE_MODE = 0o700, 0o600
+FOLDER_MODE = 0o700  # and FILE_MODE (0600) for the files: dialects.py creates SQLite's
 PRIVATE_FILES = (FILE, f"{FILE}-wal", f"{FILE}-shm", f"{FILE}-journal", "web-secret")
 MIGRATIONS: tuple[str, ...] = (
     # 1: tickets, calls and their lines
@@ -99,114 +107,16 @@ TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
     frozenset({"texts"}),
 )
 assert len(TABLES) == len(MIGRATIONS)
-DDL = {  # what MIGRATIONS' blanks are on each database
-    "sqlite": {"real": "REAL", "int64": "INTEGER", "rowid": "", "text_blocks": ""},
-    "postgresql": {
-        "real": "DOUBLE PRECISION",
-        "int64": "BIGINT",
-        "rowid": "rowid BIGINT GENERATED ALWAYS AS IDENTITY,",
-        "text_blocks": "CREATE SEQUENCE text_blocks;",  # a replica's numbers for texts: a block each
-    },
-}
-TEXT_BLOCK = 1 << 20  # numbers for shared texts a PostgreSQL replica reserves at start
-# PostgreSQL advisory locks (any two numbers of our own): one migration at a time, one ticket batch
+DDL = {d.name: d.ddl for d in (SQLITE, POSTGRESQL)}  # what MIGRATIONS' blanks are on each database
+# PostgreSQL advisory locks (any two numbers of our own): one migration at a time, one ticket batch;
+# on SQLite any lock is BEGIN IMMEDIATE, the one writer's
 MIGRATION_LOCK, TICKET_LOCK = 0x686F746C696E6501, 0x686F746C696E6502
-DatabaseErrors = (sqlite3.Error, psycopg.Error)  # what a query can raise on either
+TEXT_BLOCK = 1 << 20  # numbers for shared texts a PostgreSQL replica reserves at start
 
 
 def migration(step: int, kind: str) -> str:
     """The DDL of MIGRATIONS[step] for a database of `kind` ("sqlite" or "postgresql")."""
     return MIGRATIONS[step].format_map(DDL[kind])
-
-
-class DatabaseError(Exception):
-    """The data folder or its database cannot be used; the message is one line naming the path."""
-
-
-def is_postgres(target: str | Path) -> bool:
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
-class Db:
-    """One connection to the records database, SQLite or PostgreSQL, in autocommit mode (transactions
-    are begun and committed explicitly). `where` names it in messages (a path, or the URL masked)."""
-
-    def __init__(self, conn: sqlite3.Connection | psycopg.Connection[Any], where: str, url: str = "") -> None:
-        self.conn: Any = conn  # the DB-API calls below are the same on both
-        self.where = where
-        self.kind = "sqlite" if isinstance(conn, sqlite3.Connection) else "postgresql"
-        self._url = url  # PostgreSQL: to connect again after the server went away
-        self._session: list[str] = []  # settings of this session, made again on a new connection
-        self._sql: dict[str, str] = {}  # ? marks -> psycopg's %s marks
-
-    def _q(self, sql: str) -> str:
-        if self.kind == "sqlite":
-            return sql
-        out = self._sql.get(sql)
-        if out is None:
-            out = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
-        return out
-
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        """A cursor (DB-API: fetchone, fetchall, iteration, rowcount)."""
-        if self.kind == "sqlite":
-            return self.conn.execute(sql, args)
-        if self.conn.closed:
-            self._reconnect()
-        idle = self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        try:
-            return self.conn.execute(self._q(sql), args)
-        except psycopg.OperationalError:
-            # The server restarted since the last statement (its connection is found closed only
-            # now): outside a transaction nothing was done, so once more on a new connection.
-            if not (idle and self.conn.closed):
-                raise
-            self._reconnect()
-            return self.conn.execute(self._q(sql), args)
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        if self.kind == "sqlite":
-            self.conn.executemany(sql, rows)
-        else:
-            with self.conn.cursor() as cur:
-                cur.executemany(self._q(sql), rows)
-
-    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.execute(sql, args)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur]
-
-    def begin(self, *, lock: int = 0, durable: bool = True) -> None:
-        """Start a transaction. `lock`: as the writer (SQLite: BEGIN IMMEDIATE; PostgreSQL: that
-        advisory lock, held to the commit). `durable`: the commit reaches the disk before it returns."""
-        if self.kind == "sqlite":
-            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            self.conn.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
-            return
-        # one round trip (lock is one of our constants, never outside input)
-        sync = "" if durable else "; SET LOCAL synchronous_commit = off"
-        self.execute(f"BEGIN{sync}" + (f"; SELECT pg_advisory_xact_lock({int(lock)})" if lock else ""))
-
-    def commit(self) -> None:
-        self.conn.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self.kind == "postgresql" and self.conn.closed:
-            return
-        self.conn.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def setting(self, statement: str) -> None:
-        """A session setting (PostgreSQL's SET) that a new connection gets too."""
-        self.execute(statement)
-        self._session.append(statement)
-
-    def _reconnect(self) -> None:
-        self.conn = _pg_connect(self._url, self.where)
-        for statement in self._session:
-            self.conn.execute(statement)
 
 
 def prepare_folder(folder: Path) -> Path:
@@ -251,33 +161,24 @@ def tighten(folder: Path) -> list[str]:
     return done
 
 
-def _create_private(path: Path) -> bool:
-    """Create the empty file `path` with mode 0600 (not 0644 as SQLite would); False when it exists.
-    (SQLite makes a new database 0644 and its -wal, -shm and -journal files with the database's
-    mode, so a database created this way keeps every file of it private. An empty file is an empty
-    database to SQLite.)"""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
-    except FileExistsError:
-        return False
-    return True
-
-
-def connect(target: Path | str, *, create: bool, readonly: bool = False) -> Db:
+def connect(target: Path | str, *, create: bool, readonly: bool = False) -> AnyDb:
     """Open the database at `target` (a SQLite file's path, or a PostgreSQL URL), creating its tables
     only when `create`, check it is a hotline database this version can use, and set it up.
     `readonly` connections (the CLI's listings) never migrate or write."""
     if is_postgres(target):
-        assert isinstance(target, str)
-        where = without_password(target)
-        db = Db(_pg_connect(target, where), where, target)
-    else:
-        db = _open_sqlite(Path(target), create=create, readonly=readonly)
+        return _set_up(POSTGRESQL.open(str(target)), create=create, readonly=readonly)
+    return _set_up(
+        SQLITE.open(Path(target), create=create, readonly=readonly), create=create, readonly=readonly
+    )
+
+
+def _set_up(db: Db[C], *, create: bool, readonly: bool) -> Db[C]:
     try:
-        if db.kind == "sqlite":
-            _set_up_sqlite(db, readonly=readonly)
-        else:
-            _set_up_postgres(db, create=create, readonly=readonly)
+        version, tables = db.dialect.inspect(db, create=create)
+        _check(db, version, tables, readonly)
+        db.dialect.set_up_session(db, readonly=readonly)
+        if not readonly and version < VERSION:
+            _migrate(db)
     except DatabaseErrors as exc:  # the file or the server speaks, but not as a hotline database
         db.close()
         raise DatabaseError(f"{db.where}: not a usable database ({one_line(exc)}); left as it is") from None
@@ -287,39 +188,7 @@ def connect(target: Path | str, *, create: bool, readonly: bool = False) -> Db:
     return db
 
 
-def _open_sqlite(path: Path, *, create: bool, readonly: bool) -> Db:
-    if not path.exists():
-        if not create:
-            raise DatabaseError(f"{path}: no database here (the server creates it on its first start)")
-        try:
-            _create_private(path)
-        except OSError as exc:
-            raise DatabaseError(f"{path}: cannot create the database ({exc.strerror})") from None
-    mode = "ro" if readonly else ("rwc" if create else "rw")
-    try:
-        conn = sqlite3.connect(
-            f"file:{path}?mode={mode}", uri=True, isolation_level=None, check_same_thread=False, timeout=10
-        )
-    except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot open the database ({exc})") from None
-    return Db(conn, str(path))
-
-
-def _set_up_sqlite(db: Db, *, readonly: bool) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        raise DatabaseError(f"{db.where}: not a hotline database (it has tables of its own); left as it is")
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    _check(db, version, tables, readonly)
-    if not readonly:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA cache_size=-512")  # KiB: the writer appends, it needs little cache
-        db.execute("PRAGMA synchronous=FULL")
-        if version < VERSION:
-            _migrate(db, version)
-
-
-def _check(db: Db, version: int, tables: set[str], readonly: bool) -> None:
+def _check(db: AnyDb, version: int, tables: set[str], readonly: bool) -> None:
     """Refuse a database of a newer hotline, one that claims our schema without our tables, and (to a
     reader) one not migrated yet."""
     if version > VERSION:
@@ -338,84 +207,15 @@ def _check(db: Db, version: int, tables: set[str], readonly: bool) -> None:
         )
 
 
-def one_line(exc: BaseException) -> str:
-    """An error's message on one line (psycopg's span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _pg_connect(url: str, where: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(
-            url,
-            autocommit=True,
-            connect_timeout=10,
-            application_name="hotline",
-            options="-c statement_timeout=15000",  # ms: a stuck server fails a write, never hangs the writer
-        )
-    except psycopg.Error as exc:
-        raise DatabaseError(f"{where}: cannot connect ({one_line(exc)})") from None
-
-
-def _set_up_postgres(db: Db, *, create: bool, readonly: bool) -> None:
-    version = _pg_version(db)
-    tables = _pg_tables(db)
-    if version == 0 and tables:
-        raise DatabaseError(f"{db.where}: not a hotline database (it has tables of its own); left as it is")
-    if version == 0 and not create:
-        raise DatabaseError(
-            f"{db.where}: no hotline tables here (the server creates them on its first start)"
-        )
-    _check(db, version, tables, readonly)
-    if readonly:
-        db.setting("SET default_transaction_read_only = on")
-    elif version < VERSION:
-        _migrate(db, version)
-
-
-def _pg_version(db: Db) -> int:
-    if db.execute("SELECT to_regclass('hotline_schema')").fetchone()[0] is None:
-        return 0
-    row = db.execute("SELECT version FROM hotline_schema").fetchone()
-    return int(row[0]) if row else 0
-
-
-def _pg_tables(db: Db) -> set[str]:
-    return {
-        row[0]
-        for row in db.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-        )
-    } - {"hotline_schema"}
-
-
-def _migrate(db: Db, version: int) -> None:
-    if db.kind == "postgresql":
-        # Held by the session, taken before the transaction: a transaction begun after it sees the
-        # tables another replica made while we waited (a lock taken inside one would not: PostgreSQL
-        # reads the catalog afresh only on a table's lock).
-        db.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
-    try:
-        db.begin(lock=MIGRATION_LOCK if db.kind == "sqlite" else 0)
-        try:
-            if db.kind == "postgresql":
-                version = _pg_version(db)  # another replica may have migrated while we waited
-            for step in range(version, VERSION):
-                for statement in migration(step, db.kind).split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            if db.kind == "sqlite":
-                db.execute(f"PRAGMA user_version={VERSION}")
-            elif version < VERSION:
-                db.execute("CREATE TABLE IF NOT EXISTS hotline_schema (version INTEGER NOT NULL)")
-                db.execute("DELETE FROM hotline_schema")
-                db.execute("INSERT INTO hotline_schema (version) VALUES (?)", (VERSION,))
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
-    finally:
-        if db.kind == "postgresql" and not db.conn.closed:
-            db.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
+def _migrate(db: Db[C]) -> None:
+    with db.dialect.migrating(db, MIGRATION_LOCK):
+        version = db.dialect.version(db)  # another replica may have migrated while we waited
+        for step in range(version, VERSION):
+            for statement in migration(step, db.kind).split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        if version < VERSION:
+            db.dialect.set_version(db, VERSION)
 
 
 # ---- writing (the recorder's thread) ------------------------------------------------------------
@@ -436,7 +236,7 @@ def ticket_day(created: float) -> str:
     return time.strftime("%Y%m%d", time.localtime(created))
 
 
-def insert_tickets(db: Db, tickets: Sequence[NewTicket]) -> list[str]:
+def insert_tickets(db: AnyDb, tickets: Sequence[NewTicket]) -> list[str]:
     """Number and insert `tickets` (inside the caller's transaction, begun with TICKET_LOCK); their
     ids, in order. Ids are T<day>-<n>: n counts up from 1 each day, at least four digits."""
     ids, rows = [], []
@@ -476,7 +276,7 @@ Line = tuple[str, float, str, str | None, str | None, str]  # session_id, time, 
 Chunks = dict[str, list[Any]]  # session id -> [ms, direction, node, agent, text, ms, ...] (ms: epoch ms)
 
 
-def insert_texts(db: Db, texts: Sequence[tuple[int, str | None, str]]) -> None:
+def insert_texts(db: AnyDb, texts: Sequence[tuple[int, str | None, str]]) -> None:
     db.executemany(
         "INSERT INTO texts (id, node, text) VALUES (?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET node = excluded.node, text = excluded.text",
@@ -484,7 +284,7 @@ def insert_texts(db: Db, texts: Sequence[tuple[int, str | None, str]]) -> None:
     )
 
 
-def shared_texts(db: Db, limit: int) -> dict[str | None, dict[str, int]]:
+def shared_texts(db: AnyDb, limit: int) -> dict[str | None, dict[str, int]]:
     """The texts chunks refer to by number, by node, to go on using their numbers after a restart."""
     out: dict[str | None, dict[str, int]] = {}
     for tid, node, text in db.execute("SELECT id, node, text FROM texts ORDER BY id LIMIT ?", (limit,)):
@@ -492,17 +292,13 @@ def shared_texts(db: Db, limit: int) -> dict[str | None, dict[str, int]]:
     return out
 
 
-def text_numbers(db: Db) -> range:
+def text_numbers(db: AnyDb) -> range:
     """The numbers this process may give new shared texts: after the last one (SQLite: this process
-    is the file's one writer), or a block no other replica has (PostgreSQL)."""
-    if db.kind == "sqlite":
-        last = db.execute("SELECT coalesce(max(id), 0) FROM texts").fetchone()[0]
-        return range(last + 1, 1 << 62)
-    block = db.execute("SELECT nextval('text_blocks')").fetchone()[0]
-    return range(block * TEXT_BLOCK, (block + 1) * TEXT_BLOCK)
+    is the file's one writer), or a block of TEXT_BLOCK no other replica has (PostgreSQL)."""
+    return db.text_numbers(TEXT_BLOCK)
 
 
-def insert_chunks(db: Db, chunks: Chunks) -> None:
+def insert_chunks(db: AnyDb, chunks: Chunks) -> None:
     """Each call's lines since the last batch as one row (a chunk): a batch of thousands of lines
     costs a row per call. A chunk is flat: ms, direction, node, agent, text, ms, ... (ms: the time
     in epoch milliseconds; text: the text, or the number of a row of `texts`). A keypress and the
@@ -515,7 +311,7 @@ def insert_chunks(db: Db, chunks: Chunks) -> None:
     )
 
 
-def insert_lines(db: Db, lines: Iterable[Line]) -> None:
+def insert_lines(db: AnyDb, lines: Iterable[Line]) -> None:
     """Lines of any calls, in order (tests and tools; the server writes chunks it gathered)."""
     chunks: Chunks = {}
     for session_id, t, *rest in lines:
@@ -523,7 +319,7 @@ def insert_lines(db: Db, lines: Iterable[Line]) -> None:
     insert_chunks(db, chunks)
 
 
-def _split(db: Db, chunk: str) -> list[list[Any]]:
+def _split(db: AnyDb, chunk: str) -> list[list[Any]]:
     """[[time (seconds), direction, node, agent, text], ...] from a chunk, its shared texts filled in
     and each keypress entry made two lines (the key, then the screen)."""
     flat = json.loads(chunk)
@@ -546,27 +342,27 @@ def _split(db: Db, chunk: str) -> list[list[Any]]:
     return lines
 
 
-def _lines_of(db: Db, session_id: str) -> list[list[Any]]:
+def _lines_of(db: AnyDb, session_id: str) -> list[list[Any]]:
     out: list[list[Any]] = []
     for (chunk,) in db.execute("SELECT lines FROM chunks WHERE session_id = ? ORDER BY rowid", (session_id,)):
         out += _split(db, chunk)
     return out
 
 
-def call_started(db: Db, session_id: str, started: float, caller: str) -> None:
+def call_started(db: AnyDb, session_id: str, started: float, caller: str) -> None:
     db.execute(
         "INSERT INTO calls (session_id, started, caller) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         (session_id, started, caller),
     )
 
 
-def call_ended(db: Db, session_id: str, ended: float, dropped: int) -> None:
+def call_ended(db: AnyDb, session_id: str, ended: float, dropped: int) -> None:
     db.execute(
         "UPDATE calls SET ended = ?, dropped = dropped + ? WHERE session_id = ?", (ended, dropped, session_id)
     )
 
 
-def purge_lines(db: Db, before: float) -> int:
+def purge_lines(db: AnyDb, before: float) -> int:
     """Delete the transcripts of calls that started before `before`; tickets stay. Chunks deleted."""
     deleted = db.execute(
         "DELETE FROM chunks WHERE session_id IN (SELECT session_id FROM calls WHERE started < ?)", (before,)
@@ -575,26 +371,11 @@ def purge_lines(db: Db, before: float) -> int:
     return int(deleted)
 
 
-def backup(db: Db, dest: Path) -> None:
+def backup(db: AnyDb, dest: Path) -> None:
     """A consistent copy of the database at `dest`, taken while the server writes (SQLite's online
     backup), mode 0600 like the database. `dest` must not exist yet; a copy that failed half way
     is removed. (PostgreSQL has its own tools for that.)"""
-    if db.kind != "sqlite":
-        raise DatabaseError(f"{db.where}: the records are in PostgreSQL: back them up with pg_dump")
-    try:
-        if not _create_private(dest):
-            raise DatabaseError(f"{dest}: already exists; give a new file name")
-        target = sqlite3.connect(dest)
-    except (OSError, sqlite3.Error) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else exc
-        raise DatabaseError(f"{dest}: cannot create the backup ({reason})") from None
-    try:
-        db.conn.backup(target)
-    except BaseException:
-        target.close()
-        dest.unlink(missing_ok=True)
-        raise
-    target.close()
+    db.backup(dest)
 
 
 # ---- reading (the CLI, /history) -----------------------------------------------------------------
@@ -637,7 +418,7 @@ def _ticket(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_tickets(
-    db: Db,
+    db: AnyDb,
     status: str | None = None,
     limit: int = 50,
     queues: Sequence[str] | None = None,
@@ -655,12 +436,12 @@ def list_tickets(
     return [_ticket(r) for r in db.rows(sql + " ORDER BY created DESC, seq DESC LIMIT ?", (*args, limit))]
 
 
-def get_ticket(db: Db, ticket_id: str) -> dict[str, Any] | None:
+def get_ticket(db: AnyDb, ticket_id: str) -> dict[str, Any] | None:
     rows = db.rows("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
     return _ticket(rows[0]) if rows else None
 
 
-def close_ticket(db: Db, ticket_id: str, note: str | None, now: float) -> bool:
+def close_ticket(db: AnyDb, ticket_id: str, note: str | None, now: float) -> bool:
     """Close a ticket (again: the note is replaced); False when there is no such ticket."""
     cur = db.execute(
         "UPDATE tickets SET status = 'closed', closed = ?, note = coalesce(?, note) WHERE id = ?",
@@ -679,11 +460,11 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def list_calls(db: Db, limit: int = 50) -> list[dict[str, Any]]:
+def list_calls(db: AnyDb, limit: int = 50) -> list[dict[str, Any]]:
     return [_call(r) for r in db.rows("SELECT * FROM calls ORDER BY started DESC LIMIT ?", (limit,))]
 
 
-def get_call(db: Db, session_id: str) -> dict[str, Any] | None:
+def get_call(db: AnyDb, session_id: str) -> dict[str, Any] | None:
     rows = db.rows("SELECT * FROM calls WHERE session_id = ?", (session_id,))
     if not rows:
         return None
@@ -696,7 +477,7 @@ def get_call(db: Db, session_id: str) -> dict[str, Any] | None:
     return call
 
 
-def last_lines(db: Db, session_id: str, count: int) -> list[tuple[str, str | None, str]]:
+def last_lines(db: AnyDb, session_id: str, count: int) -> list[tuple[str, str | None, str]]:
     """The last `count` lines of a call, oldest first: (direction, agent, text)."""
     out: list[list[Any]] = []
     for (chunk,) in db.execute(

@@ -32,7 +32,8 @@ from typing import Any, Protocol
 import structlog
 
 from app.records import database as dbm
-from app.records.database import Chunks, DatabaseError, NewTicket
+from app.records.database import Chunks, NewTicket
+from app.records.dialects import DatabaseError, is_postgres
 
 log = structlog.get_logger("hotline.records")
 
@@ -115,7 +116,7 @@ class Recorder:
     or in the PostgreSQL database at the URL `target`."""
 
     def __init__(self, target: Path | str, retention_days: float) -> None:
-        where = target if dbm.is_postgres(target) else dbm.prepare_folder(Path(target))
+        where = target if is_postgres(target) else dbm.prepare_folder(Path(target))
         self.db = dbm.connect(where, create=True)  # here, not in the thread: errors stop the start
         self.retention = retention_days * 86400.0
         self.counters = Counters()
@@ -342,13 +343,13 @@ class Recorder:
             # In the database's log before COMMIT returns, so a killed process loses nothing; without
             # an fsync per batch only a machine crash could take the last batches.
             self.db.begin(durable=False)
-            for kind, args in calls:
-                if kind == "start":
+            for what, args in calls:
+                if what == "start":
                     dbm.call_started(self.db, *args)
             dbm.insert_texts(self.db, texts)
             dbm.insert_chunks(self.db, chunks)
-            for kind, args in calls:
-                if kind == "end":
+            for what, args in calls:
+                if what == "end":
                     dbm.call_ended(self.db, *args)
             self.db.commit()
             self.counters.lines += count
