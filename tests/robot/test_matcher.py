@@ -25,20 +25,24 @@ def robot() -> Matcher:
 
 
 @pytest.mark.parametrize("name", ["heldout.yaml", "heldout_fresh.yaml"])
-def test_held_out_accuracy_is_at_least_90_percent(robot: Matcher, name: str) -> None:
+def test_held_out_questions_are_rarely_answered_wrongly(robot: Matcher, name: str) -> None:
+    """Held-out paraphrases the matcher was not tuned on (heldout_fresh.yaml never at all). Since issue 27
+    the robot would rather say it did not understand than answer the wrong intent: the floor is on
+    confident-wrong answers (at most one in 40), and accuracy must stay at least 70 %. Issue 27 measured
+    84.6 % and 73.2 %, every other miss a fallback (the matcher before it: 90 % or more, with wrong
+    answers to out-of-scope look-alikes)."""
     items = yaml.safe_load((HERE / name).read_text(encoding="utf-8"))
     assert len(items) >= 40
     examples = {normalize(q) for i in robot.kb.intents for q in i.questions}
     assert not [it["q"] for it in items if normalize(str(it["q"])) in examples], (
         "held-out must not copy examples"
     )
-    wrong = [
-        (it["q"], it["intent"], robot.answer(str(it["q"])).intent)
-        for it in items
-        if robot.answer(str(it["q"])).intent != it["intent"]
-    ]
-    accuracy = 1 - len(wrong) / len(items)
-    assert accuracy >= 0.9, f"accuracy {accuracy:.1%}; wrong: {wrong}"
+    said = [(it["q"], it["intent"], robot.answer(str(it["q"])).intent) for it in items]
+    wrong = [s for s in said if s[2] is not None and s[2] != s[1]]
+    missed = [s for s in said if s[2] != s[1]]
+    assert len(wrong) / len(items) <= 0.025, f"confidently wrong: {wrong}"
+    accuracy = 1 - len(missed) / len(items)
+    assert accuracy >= 0.7, f"accuracy {accuracy:.1%}; missed: {missed}"
 
 
 def test_the_shipped_knowledge_base_is_big_enough(robot: Matcher) -> None:
