@@ -153,11 +153,29 @@ def _row(name: str, t: Tally) -> str:
     )
 
 
+def _calibration(report: Report) -> list[str]:
+    """How often an answered intent was right, by confidence: a calibrated robot is right in about as
+    many cases as its confidence says, or more."""
+    bands: dict[float, list[bool]] = {}
+    for o in report.outcomes:
+        if o.answer.intent is not None:
+            low = min(0.9, int(o.answer.confidence * 10) / 10)
+            bands.setdefault(low, []).append(o.correct)
+    if not bands:
+        return []
+    lines = ["", "answered intents by confidence:"]
+    for low in sorted(bands):
+        right = bands[low]
+        lines.append(f"  {low:.1f}-{low + 0.1:.1f}  {len(right):>4}  {sum(right) / len(right):>6.1%} right")
+    return lines
+
+
 def format_report(report: Report, source: str) -> str:
     """The report as `hotline robot eval` prints it: the figures, per kind, then every miss."""
     lines = [f"{'kind':<12} {'cases':>5} {'accuracy':>9} {'clarify':>8} {'confident-wrong':>15}"]
     lines += [_row(kind, tally) for kind, tally in report.kinds.items()]
     lines.append(_row("all", report.overall))
+    lines += _calibration(report)
     misses = report.misses
     if misses:
         lines.append("")
