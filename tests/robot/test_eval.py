@@ -1,5 +1,5 @@
 """`hotline robot eval` and the floors issue 27 set: on the shipped knowledge base's evaluation set,
-at least 90 % answered as expected and at most 2.5 % answered with a wrong intent; on a knowledge base
+at least 95 % answered as expected and at most 2 % answered with a wrong intent; on a knowledge base
 the matcher was never tuned on (tests/robot/unseen), far fewer wrong answers than before issue 27."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ UNSEEN = Path(__file__).parent / "unseen"
 
 def test_the_shipped_evaluation_set_meets_its_floors(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
-        ["robot", "eval", "--config", str(CONFIG), "--min-accuracy", "0.9", "--max-confident-wrong", "0.025"]
+        ["robot", "eval", "--config", str(CONFIG), "--min-accuracy", "0.95", "--max-confident-wrong", "0.02"]
     )
     out = capsys.readouterr().out
     assert code == 0, out
@@ -28,13 +28,14 @@ def test_the_shipped_evaluation_set_meets_its_floors(capsys: pytest.CaptureFixtu
 
 
 def test_a_knowledge_base_never_tuned_on() -> None:
-    """Before issue 27: 65.6 % accurate, 31.1 % confidently wrong (19 of 61)."""
+    """Before issue 27: 65.6 % accurate, 31.1 % confidently wrong (19 of 61); then 75.4 % and 9.8 %
+    (the floors); now 80.3 % and 6.6 %."""
     loaded = load_robot(UNSEEN)
     assert loaded.matcher is not None, loaded.problems
     report = evaluate.evaluate(loaded.matcher, evaluate.load(UNSEEN / "questions.tsv"))
     assert report.overall.total == 61
-    assert report.overall.accuracy >= 0.7, evaluate.format_report(report, "unseen")
-    assert report.overall.confident_wrong_rate <= 0.12, evaluate.format_report(report, "unseen")
+    assert report.overall.accuracy >= 0.754, evaluate.format_report(report, "unseen")
+    assert report.overall.confident_wrong_rate <= 0.099, evaluate.format_report(report, "unseen")
 
 
 def test_a_missed_floor_exits_1_and_says_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
