@@ -1,4 +1,4 @@
-"""The `hotline` command: serve, check, ask, chat, graph and test."""
+"""The `hotline` command: serve, check, ask, chat, graph, test, robot eval and the records."""
 
 from __future__ import annotations
 
@@ -168,6 +168,66 @@ def _test(files: list[str], config: str | None, server: str | None, coverage: bo
     return code
 
 
+def _robot_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`hotline robot eval`: the knowledge base measured on questions with known answers."""
+    robot = sub.add_parser(
+        "robot",
+        help="measure the robot's knowledge base (eval)",
+        description="Tools for the robot's knowledge base (docs/robot-format.md).",
+    )
+    actions = robot.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ev = actions.add_parser(
+        "eval",
+        help="accuracy, clarify rate and confident-wrong rate on questions with expected intents",
+        description="Ask the robot every question of FILE (question TAB expected intent, or - for "
+        "none, optionally TAB kind) and print accuracy, clarify rate and confident-wrong rate, "
+        "per kind, then every miss. Exits 1 when a floor given is missed.",
+    )
+    ev.add_argument("file", nargs="?", metavar="FILE", help="default: robot-eval.tsv in the config folder")
+    ev.add_argument("--config", metavar="DIR", help="config folder (default: HOTLINE_CONFIG or config)")
+    ev.add_argument("--min-accuracy", type=float, metavar="X", help="exit 1 when accuracy is below X (0-1)")
+    ev.add_argument(
+        "--max-confident-wrong",
+        type=float,
+        metavar="X",
+        help="exit 1 when the confident-wrong rate is above X",
+    )
+
+
+def _robot_eval(args: argparse.Namespace) -> int:
+    from app.robot import evaluate, load_robot  # noqa: PLC0415
+
+    folder = Path(args.config) if args.config else load_settings().config
+    loaded = load_robot(folder)
+    for problem in loaded.problems:
+        print(problem, file=sys.stderr)
+    if loaded.matcher is None:
+        return 1
+    path = Path(args.file) if args.file else (folder if folder.is_dir() else folder.parent) / "robot-eval.tsv"
+    try:
+        cases = evaluate.load(path)
+    except OSError as exc:
+        print(f"hotline robot eval: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except (evaluate.EvalFileError, UnicodeDecodeError) as exc:
+        print(f"hotline robot eval: {exc}", file=sys.stderr)
+        return 2
+    report = evaluate.evaluate(loaded.matcher, cases)
+    sys.stdout.write(evaluate.format_report(report, str(path)))
+    code = 0
+    overall = report.overall
+    if args.min_accuracy is not None and overall.accuracy < args.min_accuracy:
+        print(f"accuracy {overall.accuracy:.1%} is below {args.min_accuracy:.1%}", file=sys.stderr)
+        code = 1
+    if args.max_confident_wrong is not None and overall.confident_wrong_rate > args.max_confident_wrong:
+        print(
+            f"confident-wrong {overall.confident_wrong_rate:.1%} is above {args.max_confident_wrong:.1%}",
+            file=sys.stderr,
+        )
+        code = 1
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description="A 10086-style customer-service bot server.")
     parser.add_argument("--version", action="version", version=f"hotline {__version__}")
@@ -224,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--coverage", action="store_true", help="list the menu nodes no conversation visits")
     _records_parsers(sub)
+    _robot_parser(sub)
     sub.add_parser(
         "passwd",
         help="read an agent password from stdin, print its hash for desk.yaml",
@@ -351,6 +412,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "passwd":
         return _passwd()
+    if args.command == "robot":
+        try:
+            return _robot_eval(args)
+        except SettingsError as exc:
+            print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
+            return 2
     if args.command in ("tickets", "calls", "backup"):
         try:
             return _records(args)
