@@ -1,5 +1,5 @@
 """Text from outside, made safe to show a person: the one table of characters that never reach an
-agent's terminal or console, a transcript or the CLI (PRODUCT.md, "The doors").
+agent's terminal or console, a transcript or the CLI (README.md, "The doors").
 
 A caller can type any code point. Some of them act on the terminal or page that shows them rather
 than being shown: C0 controls (ESC starts a terminal sequence), DEL, C1 controls (U+009B is CSI on

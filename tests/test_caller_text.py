@@ -1,4 +1,4 @@
-"""What a caller types reaches people clean (PRODUCT.md, "The doors"): C1 controls and bidirectional
+"""What a caller types reaches people clean (README.md, "The doors"): C1 controls and bidirectional
 overrides typed over TCP, in UTF-8 and on a GB18030 listener, never reach an agent's terminal
 (CALLER, CONTEXT asked, /history), the database, or what `hotline calls show` and `hotline tickets
 show` print. A real server process, a real agent on its port, real callers, the real CLI."""

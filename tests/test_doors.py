@@ -1,5 +1,5 @@
 """Both doors flooded at once, against a real server started with a low `ulimit -n`: the agent port and
-the admin port hold their caps, and a new caller is still greeted (PRODUCT.md, "The doors")."""
+the admin port hold their caps, and a new caller is still greeted (README.md, "The doors")."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from app.desk.commands import as_json, clean, lines
 from app.desk.events import HistoryLine, Offer
 from app.text import UNSAFE, strip_unsafe, strip_unsafe_lines
 
-# The contract (PRODUCT.md, "The doors"), written out again rather than read from app.text
+# The contract (README.md, "The doors"), written out again rather than read from app.text
 BIDI = [0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E, 0x200F, 0x061C]
 
 

@@ -26,6 +26,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.desk import commands
+from app.desk.call import CallerCall
 from app.desk.desk import Desk
 from app.desk.events import AgentEvent, Error, Ok
 from app.desk.loader import DeskConfig
@@ -200,7 +201,7 @@ def answer_offline(session: Session, events: list[Event], now: float) -> list[Ev
 
 class _Call:
     """One scripted caller and the agents of one conversation, on a real Desk with a simulated clock.
-    Mirrors what the TCP layer does with the engine's desk events (app.net.tcp)."""
+    The engine and the desk are joined by the same CallerCall as on the TCP port (app/desk/call.py)."""
 
     def __init__(self, graph: Graph, desk_config: DeskConfig, agent_ids: list[str], now: float) -> None:
         self.now = now
@@ -208,8 +209,7 @@ class _Call:
         self.desk = Desk(desk_config)
         self.peer = "127.0.0.1:50000"
         self.inbox: list[object] = []  # desk events for the caller, in order
-        self.joined = False
-        self.left = False
+        self.call = CallerCall(self.desk, CALL_ID, self)
         self.seen: dict[str, list[str]] = {}  # agent id -> lines shown during the current step
         self.agents = {}
         for agent_id in agent_ids:
@@ -238,19 +238,18 @@ class _Call:
             for ev in events:
                 out.append(ev)
                 if type(ev) is Transfer:
-                    self.joined, self.left = True, False
-                    self.desk.join(ev.queue, CALL_ID, self, self.now)
+                    self.call.transfer(ev.queue, self.now)
                 elif type(ev) is ToAgent:
-                    self.desk.caller_line(CALL_ID, ev.text)
+                    self.call.say(ev.text)
                 elif type(ev) is SaveTicket:  # stored at once, nowhere: see offline_ticket_id
                     self.inbox.append(TicketSaved(offline_ticket_id(self.session, self.now)))
-            if self.joined and not self.left and (self.session.desk is None or self.session.ended):
-                self.left = True
-                self.desk.leave(CALL_ID, self.now)
+            if self.session.desk is None or self.session.ended:
+                self.call.done(self.now)
             if not self.inbox:
                 return out
             event = self.inbox.pop(0)
             if type(event) in DESK_EVENTS:
+                self.call.heard(event, self.now)
                 events = self.session.desk_event(event, self.now)
             elif type(event) in (TicketSaved, TicketFailed):
                 events = self.session.ticket_result(event, self.now)

@@ -1,4 +1,4 @@
-"""An agent's side of the desk, without I/O, in one model with two encodings (AGENT_DESK.md):
+"""An agent's side of the desk, without I/O, in one model with two encodings (docs/agent-desk.md):
 
 - commands are values (`Login`, `Ready`, `Say`, ...): `parse_line` reads a terminal agent's line,
   `parse_json` a console page's JSON message, into the same `Command` (or an `Invalid` with the

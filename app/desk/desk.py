@@ -1,4 +1,4 @@
-"""The agent desk: queues, agents, offers and calls of this process, over one store (AGENT_DESK.md).
+"""The agent desk: queues, agents, offers and calls of this process, over one store (docs/agent-desk.md).
 
 How this works: callers `join` a queue and agents `login`; when something changes the desk asks its
 store to `claim`: the store pairs the first waiting callers (first come, first served) with free

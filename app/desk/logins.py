@@ -1,7 +1,7 @@
 """Agent logins, once for both doors (the terminal port and the browser console): who may have a
 password checked now, the check itself off the event loop, and what each outcome costs the address.
 
-The rules (PRODUCT.md "The doors", AGENT_DESK.md):
+The rules (README.md "The doors", docs/agent-desk.md):
 
 - Failures are counted per address over the last minute (a success does not reset them). The lock-out
   is decided **before** the check: an address with 5 failures is refused without a check, and an

@@ -4,7 +4,7 @@ these rules: the in-process one (app/desk/queue.py) applies them to its own obje
 (app/desk/redis/) reads the shared queue, asks `pairs` and claims exactly the pairs it returns in one
 script (compare-and-set), so a rule is changed here and nowhere else.
 
-First come, first served (AGENT_DESK.md): callers are considered in join order. A caller whose offer
+First come, first served (docs/agent-desk.md): callers are considered in join order. A caller whose offer
 an agent missed is offered to another free agent at once, or to that same agent only after
 MISS_COOLDOWN; meanwhile that agent is *held* for them: no caller behind them is offered to it. An
 agent who rejected a caller is never offered that caller again, and is not held for them.

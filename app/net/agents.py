@@ -1,4 +1,4 @@
-"""Terminal agents on HOTLINE_AGENT_PORT (10087): the line protocol of AGENT_DESK.md, over TCP.
+"""Terminal agents on HOTLINE_AGENT_PORT (10087): the line protocol of docs/agent-desk.md, over TCP.
 
 Every line the server sends starts with an upper-case word (HELLO, OK, ERR, OFFER, CONTEXT, MISSED,
 CONNECTED, ENDED, CALLER, QUEUE, INFO). Commands start with `/`; any other line is chat to the
@@ -12,7 +12,7 @@ connection, and the address is refused until the minute has passed), one check i
 a bounded queue of checks (`ERR busy` past it). Two connections cannot log in as one agent: the
 second is refused (`ERR already logged in elsewhere`) and the first keeps working.
 
-The door itself (PRODUCT.md, "The doors"): at most `max_agent_connections` connections in all (past
+The door itself (README.md, "The doors"): at most `max_agent_connections` connections in all (past
 it a new one is closed at once), at most UNAUTHENTICATED_PER_ADDRESS not yet logged in from one
 address (`ERR busy`, closed), and LOGIN_DEADLINE seconds to log in. Behind a load balancer
 (HOTLINE_PROXY_PROTOCOL) the PROXY header comes first and the limits count the agent's own address.

@@ -2,11 +2,11 @@
 
 How this works: the session is one generator-based coroutine (`_run`, a `types.coroutine`) that loops
 "take the next input, feed the engine, write the events". It is not wrapped in a Task:
-`data_received` resumes it directly with `coro.send(line)` and it receives the line from a plain
-`yield`, so a line costs no Task step, no Future and no awaitable object. When it must wait on
-something asynchronous (a Future or a coroutine: a timer, the agent queue) it can `yield from` it;
-`_resume` sees the Future that comes out and resumes the coroutine from the Future's done-callback,
-as a Task would; input arriving meanwhile waits in `_pending`.
+`data_received` resumes it directly with `coro.send(line)` (`_deliver`) and it receives the line
+from a plain `yield`, so a line costs no Task step, no Future and no awaitable object. It waits on
+nothing but its next input: everything asynchronous (the silence timer, the agent desk, a ticket
+being stored) comes back to it as input, through `_deliver`, in order with the caller's lines; what
+arrives while it is busy waits in `_pending`.
 
 The common keypress is the fast path: a read such as b"1\r\n" is found in the line discipline's
 table of short reads (`hub.keys`), checked against the caller's line rate (GCRA: one due time), sent into the
@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import structlog
 
+from app.desk.call import CallerCall
 from app.menu.engine import Session, mask
 from app.menu.events import (
     DESK_EVENTS,
-    AgentConnected,
     AgentLine,
     Hangup,
     Notice,
@@ -91,18 +91,6 @@ _RUN_PREFIX: Final = f"{int(time.time()):x}{os.urandom(2).hex()}"
 _COUNTER = itertools.count(1)
 
 _clock = time.time  # one global lookup per read instead of two
-
-
-class Handoff:
-    """A caller's time with the agent desk, for session_ended: joined, connected (to `agent`), left."""
-
-    __slots__ = ("agent", "connected", "joined", "left")
-
-    def __init__(self, joined: float) -> None:
-        self.joined = joined
-        self.connected = 0.0
-        self.agent = ""
-        self.left = 0.0
 
 
 class ProxyWait:
@@ -180,7 +168,7 @@ class CallerSession(asyncio.Protocol):
         self._ended_logged = False
         self._address: str | None = None
         self._port = 0
-        self._call: Handoff | None = None  # set once the caller reaches a transfer node
+        self._call: CallerCall | None = None  # made once the caller reaches a transfer node
         self._rec: Recorder | None = None  # where this call's transcript goes (None: not kept)
         self._kept = 0  # characters of transcript kept for this call
         self._cut = 0  # transcript lines not kept: past MAX_CALL_BYTES
@@ -275,19 +263,7 @@ class CallerSession(asyncio.Protocol):
                 self._too_fast(now)
                 continue
             self._line_due = (due if due > now else now) + rate.interval  # not max(): cheaper
-            if self._waiting:  # _deliver and _resume, inlined for the common case
-                self._waiting = False
-                try:
-                    yielded = self._coro.send(item)
-                except BaseException as exc:  # handled exactly as _resume does
-                    self._stopped(exc)
-                    return
-                if yielded is _WAIT:
-                    self._waiting = True
-                else:
-                    self._awaiting(yielded)
-            else:
-                self._deliver(item)
+            self._deliver(item)
 
     def eof_received(self) -> bool:
         if self._coro is None:
@@ -317,7 +293,8 @@ class CallerSession(asyncio.Protocol):
             self._timer_due = 0.0
             hub.timers.forget()
         coro, self._coro = self._coro, None
-        self._left_desk(time.time())  # hung up while waiting or talking
+        if self._call is not None:
+            self._call.done(time.time())  # hung up while waiting or talking
         if coro is not None:
             coro.close()
             self._log_end("disconnected")
@@ -424,8 +401,8 @@ class CallerSession(asyncio.Protocol):
             elif item is TIMEOUT:
                 self._emit(engine.timeout(self._now))
             elif kind in DESK_EVENTS:
-                if kind is AgentConnected and self._call is not None:
-                    self._call.connected, self._call.agent = self._now, item.agent_id
+                if self._call is not None:
+                    self._call.heard(item, self._now)
                 if kind is AgentLine and rec is not None:  # kept as the agent's line, not as shown
                     self._note("agent", item.text, self._call.agent if self._call is not None else None)
                     self._emit(engine.desk_event(item, self._now), record=False)
@@ -441,18 +418,16 @@ class CallerSession(asyncio.Protocol):
                 self._emit(engine.hangup(_HANGUP_REASONS[item], self._now))
 
     def _resume(self, value: Any) -> None:
+        """Run the coroutine until it waits for its next input again (or ends)."""
         coro = self._coro
         if coro is None:
             return
         try:
-            yielded = coro.send(value)
+            coro.send(value)
         except BaseException as exc:  # sorted out in _stopped
             self._stopped(exc)
             return
-        if yielded is _WAIT:
-            self._waiting = True
-        else:
-            self._awaiting(yielded)
+        self._waiting = True  # it only ever yields to wait for input
 
     def _stopped(self, exc: BaseException) -> None:
         """The coroutine ended: normally (StopIteration), or by a bug, which costs only this caller."""
@@ -466,17 +441,6 @@ class CallerSession(asyncio.Protocol):
         self._log_end("crashed")
         self._write(self._encode(self.engine.graph.error.template.source))
         self._close()
-
-    def _awaiting(self, yielded: Any) -> None:
-        if asyncio.isfuture(yielded):  # awaiting a Future: resume when it is done, as a Task would
-            yielded._asyncio_future_blocking = False
-            yielded.add_done_callback(self._future_done)
-        else:  # pragma: no cover - a programming error in the session body
-            raise RuntimeError(f"session coroutine yielded {yielded!r}")
-
-    def _future_done(self, _future: asyncio.Future[Any]) -> None:
-        self._now = time.time()
-        self._resume(None)
 
     def _deliver(self, item: str) -> None:
         """Hand `item` to the coroutine now if it waits for input, else queue it. (It only waits
@@ -562,32 +526,23 @@ class CallerSession(asyncio.Protocol):
                 hangup = ev
             elif kind is Notice:
                 self._log(ev.level, ev.event, **ev.fields)
-            elif kind is ToAgent:
-                self.hub.desk.caller_line(self.session_id, ev.text)
+            elif kind is ToAgent and self._call is not None:
+                self._call.say(ev.text)
             elif kind is Transfer:
-                self._join(ev)
+                if self._call is None:
+                    self._call = CallerCall(self.hub.desk, self.session_id, self)
+                self._call.transfer(ev.queue, self._now)
             elif kind is SaveTicket:
                 self._save_ticket(ev)
         if chunks:
             self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if self._call is not None and self.engine.desk is None:
-            self._left_desk(self._now)  # by a key, the agent, the desk (busy, closed), or hanging up
+            self._call.done(self._now)  # by a key, the agent, the desk (busy, closed), or hanging up
         if hangup is not None:
             self._log_end(hangup.reason)
             self._close()
 
     # -- the agent desk ---------------------------------------------------------------------------
-
-    def _join(self, ev: Transfer) -> None:
-        self._call = Handoff(self._now)
-        self.hub.desk.join(ev.queue, self.session_id, self, self._now)
-
-    def _left_desk(self, now: float) -> None:
-        """The caller is done with the desk: tell it once (it ignores a call it no longer holds)."""
-        call = self._call
-        if call is not None and not call.left:
-            call.left = now
-            self.hub.desk.leave(self.session_id, now)
 
     def handoff_context(self) -> tuple[tuple[str, str], ...]:
         """For the desk (a CallerLink), when it offers this caller to an agent: the engine's context,
@@ -713,17 +668,7 @@ class CallerSession(asyncio.Protocol):
 
     def _transfer_fields(self) -> dict[str, Any]:
         """waited / talked / agent for a call that went to an agent queue."""
-        call = self._call
-        if call is None:
-            return {}
-        end = call.left or time.time()
-        if not call.connected:
-            return {"waited": round(end - call.joined, 1)}
-        return {
-            "waited": round(call.connected - call.joined, 1),
-            "talked": round(end - call.connected, 1),
-            "agent": call.agent,
-        }
+        return self._call.times(time.time()) if self._call is not None else {}
 
     def _log(self, level: str, event: str, **fields: Any) -> None:
         getattr(log, level)(event, session_id=self.session_id, peer=self.peer, **fields)

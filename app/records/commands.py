@@ -1,7 +1,7 @@
 """`hotline tickets …` and `hotline calls …`: the records, read while the server runs (SQLite's WAL
 readers, or PostgreSQL).
 
-Readable tables by default, `--json` for programs (AGENT_DESK.md, "Tickets and transcripts"). An
+Readable tables by default, `--json` for programs (README.md, "Tickets and call transcripts"). An
 unknown id exits 1 with one line.
 """
 

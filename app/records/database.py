@@ -50,7 +50,7 @@ from app.text import strip_unsafe, strip_unsafe_lines
 log = structlog.get_logger("hotline.records")
 
 FILE = "hotline.db"
-# The data folder and every file hotline keeps in it are private to the server's user (PRODUCT.md,
+# The data folder and every file hotline keeps in it are private to the server's user (README.md,
 # "The doors"): the database with its SQLite companions, and the console's secret (app/web/auth.py).
 FOLDER_MODE = 0o700  # and FILE_MODE (0600) for the files: dialects.py creates SQLite's
 PRIVATE_FILES = (FILE, f"{FILE}-wal", f"{FILE}-shm", f"{FILE}-journal", "web-secret")

@@ -35,8 +35,8 @@ best's alone), or the two are within `ambiguity` of each other, a short "您是�
 (or the fallback answered, when the second is below the threshold). Everything is indexed once, when
 the knowledge base is loaded; a question takes tens of microseconds.
 
-Why not rapidfuzz, which PRODUCT.md names: its order-aware similarity (fuzz.ratio of the question's
-content to each example's, best per intent) was measured for issue 27 as a factor of the score
+Why not rapidfuzz, the usual choice for fuzzy matching: its order-aware similarity (fuzz.ratio of
+the question's content to each example's, best per intent) was measured for issue 27 as a factor of the score
 (weights 0.2 and 0.4) and as "a close enough example answers on its own". On the evaluation set and
 heldout.yaml it answered no question the coverage above misses and lost some it answers: the
 paraphrases still missed differ from every example in their words (手机费 for 话费, 推销 for 骚扰),

@@ -1,4 +1,4 @@
-"""The admin port's door (PRODUCT.md, "The doors"): what a connection must do to be served, before
+"""The admin port's door (README.md, "The doors"): what a connection must do to be served, before
 aiohttp sees it, and who the client really is.
 
 - **Connections** (`DoorSite`, `Guarded`): at most `max_http_connections` in all and PER_ADDRESS from

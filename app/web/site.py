@@ -7,7 +7,7 @@ already have (AppRunner + TCPSite, no second event loop, no signal handlers of i
 dependencies beyond small C-accelerated helpers. Starlette would need uvicorn and a WebSocket
 library besides, and uvicorn's `Server.serve()` brings its own lifecycle.
 
-Security (AGENT_DESK.md, "Agents in a browser"; PRODUCT.md, "The doors"): connections are bounded,
+Security (docs/agent-desk.md, "Agents in a browser"; README.md, "The doors"): connections are bounded,
 slow headers cut off, the client behind a trusted proxy found and any `Host` this port does not serve
 refused before a handler runs (app/web/doors.py); logins go through the same gate as the terminal
 desk's (app/desk/logins.py); the session cookie is HttpOnly, SameSite=Strict, signed, expiring, and

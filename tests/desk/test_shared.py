@@ -1,6 +1,6 @@
 """Replicas sharing the desk through a real Redis and their records through a real PostgreSQL, as in
 the compose cluster: `hotline serve` processes, callers and agents as line clients on different
-replicas (AGENT_DESK.md, "Scale-out")."""
+replicas (docs/agent-desk.md, "Replicas: the desk shared through Redis")."""
 
 from __future__ import annotations
 

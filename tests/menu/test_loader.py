@@ -296,7 +296,7 @@ def test_unquoted_numeric_option_keys_work(tmp_path: Path) -> None:
 
 
 def test_menu_format_example_runs_as_written(tmp_path: Path) -> None:
-    """The example in MENU_FORMAT.md, unchanged, with an accounts file beside it."""
+    """The example in docs/menu-format.md, unchanged, with an accounts file beside it."""
     shutil.copy(Path(__file__).parent / "format_example.yaml", tmp_path / "menu.yaml")
     (tmp_path / "accounts.yaml").write_text(
         '"13800138000": {name: 张三, balance: "50.00"}\n', encoding="utf-8"

@@ -1,4 +1,4 @@
-"""The agent port as a door (PRODUCT.md, "The doors"), tried as an attacker on the network would, each
+"""The agent port as a door (README.md, "The doors"), tried as an attacker on the network would, each
 client from its own address in 127.0.0.0/8: connection caps, the login deadline, parallel guesses,
 PROXY headers from a balancer; and a real agent still gets in."""
 

@@ -126,7 +126,7 @@ def desk_server(
     request: pytest.FixtureRequest, tmp_path: Path, shared_redis: list[RedisServer]
 ) -> Iterator[ServerProcess]:
     """The scenario's server: once with the desk in process, once with it in a real Redis (the same
-    scenarios pass either way: AGENT_DESK.md, "Scale-out")."""
+    scenarios pass either way: docs/agent-desk.md, "Replicas: the desk shared through Redis")."""
     env = {"HOTLINE_LOG_FORMAT": "json"}
     if request.param == "redis":
         if not shared_redis:

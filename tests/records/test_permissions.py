@@ -1,4 +1,4 @@
-"""The records are private (PRODUCT.md, "The doors": tickets hold full call-back numbers): the data
+"""The records are private (README.md, "The doors": tickets hold full call-back numbers): the data
 folder is 0700 and every file the server or `hotline backup` writes in or from it is 0600, whatever
 the umask; a folder an older hotline left readable is tightened at start, once, and the log says so.
 Real server processes, a real caller leaving a ticket, the real CLI."""

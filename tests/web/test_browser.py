@@ -1,6 +1,6 @@
 """The agent console and the board in a real browser: Playwright driving Debian's chromium against a
 real server process, with callers dialling in through real `nc`. Controls are found by the accessible
-names AGENT_DESK.md lists. Screenshots land in .artifacts/ for a person to look at."""
+names docs/agent-desk.md lists. Screenshots land in .artifacts/ for a person to look at."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The admin port as a door (PRODUCT.md, "The doors"), tried as an attacker on the network would, each
+"""The admin port as a door (README.md, "The doors"), tried as an attacker on the network would, each
 client from its own address in 127.0.0.0/8: slow headers, idle keep-alives, connection caps, names it
 does not serve (DNS rebinding), forwarded headers from trusted and untrusted peers, sessions after a
 password change, malformed requests in the log."""

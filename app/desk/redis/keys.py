@@ -1,7 +1,7 @@
 """The names of the shared desk's keys in Redis.
 
-Keys (AGENT_DESK.md, "Scale-out"). Every key of a queue carries the hash tag `{q:NAME}`, so Redis
-Cluster keeps a queue in one slot and each script touches one slot:
+Keys (docs/agent-desk.md, "Replicas: the desk shared through Redis"). Every key of a queue carries
+the hash tag `{q:NAME}`, so Redis Cluster keeps a queue in one slot and each script touches one slot:
 
     hotline:{q:NAME}:waiting    sorted set: call id -> join time (µs, Redis's clock); rank = position
     hotline:{q:NAME}:calls      hash: call id -> JSON of the call (below), waiting or connected

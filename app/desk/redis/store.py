@@ -1,5 +1,6 @@
 """The Redis store: the desk's queues shared by replicas through one Redis (HOTLINE_REDIS_URL;
-AGENT_DESK.md, "Scale-out"). The same interface as the in-process store (app/desk/store.py).
+docs/agent-desk.md, "Replicas: the desk shared through Redis"). The same interface as the
+in-process store (app/desk/store.py).
 
 How this works: each queue's waiting callers (by join time), logged-in and free agents, offers and
 connections live in Redis (keys: keys.py). Every change is a command on one ordered pipeline
@@ -78,7 +79,7 @@ from app.logs import without_password
 
 log = structlog.get_logger("hotline.desk")
 
-LEASE_MS = 3000  # a replica's lease lives this long unless renewed (AGENT_DESK.md: at most 3 s)
+LEASE_MS = 3000  # a replica's lease lives this long unless renewed (docs/agent-desk.md: at most 3 s)
 RENEW_EVERY = 1.0  # seconds between renewals, janitor rounds and queue summaries
 CLAIM_SCAN = 64  # callers from the head of a queue one claim looks at
 STALE_OFFER = 5.0  # an offer older than ring_timeout + this was never delivered (its claimer died)
