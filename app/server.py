@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from app import logs
+from app import logs, zone
 from app.configdir import Config, load_config
 from app.desk.desk import Desk
 from app.desk.loader import DeskConfig
@@ -138,7 +138,7 @@ class Hub:
         self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
         desk = desk or DeskConfig.default()
         store = RedisStore(settings.redis_url, settings.replica or "") if settings.redis_url else None
-        self.desk = Desk(desk, _desk_log, store)
+        self.desk = Desk(desk, _desk_log, store, records)
         self.agent_connections: set[AgentConnection] = set()
         self.agents_unauthenticated: dict[str, int] = {}  # address -> agent connections not logged in
         self.live: Live | None = None  # the browser side (app.web), once it runs
@@ -192,6 +192,7 @@ class Server:
         """Opens the records database (DatabaseError when it cannot be used)."""
         assert config.graph is not None and config.robot is not None
         self.settings = settings
+        zone.configure(settings.timezone)  # the server's day, for everything that shows or numbers one
         prepare_folder(settings.data)  # the console's secret is kept there, with or without SQLite
         records = Recorder(settings.database_url or settings.data, settings.transcript_days)
         self.hub = Hub(settings, config.graph, config.robot, config.desk, records)
@@ -364,7 +365,7 @@ class Server:
         for srv in (self.tcp, self.agents):
             if srv is not None:
                 srv.close()
-        self.hub.desk.shutdown()  # agents in a call hear ENDED by=server
+        self.hub.desk.shutdown(time.time())  # agents in a call hear ENDED by=server
         for conn in list(self.hub.agent_connections):
             conn.send("INFO the server is shutting down")
             conn.close("shutdown")

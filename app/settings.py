@@ -57,6 +57,13 @@ def _database_url(url: str | None) -> str | None:
     return url
 
 
+def _timezone(name: str) -> str:
+    from app.zone import parse  # noqa: PLC0415
+
+    parse(name)
+    return name
+
+
 def _encoding(name: str) -> str:
     try:
         codec = codecs.lookup(name).name
@@ -128,6 +135,11 @@ class Settings(BaseSettings):
         None,
         description="host names the admin port answers to besides localhost, loopback and the bound "
         "address (comma-separated; others get 421)",
+    )
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field(
+        "Asia/Shanghai",
+        description="the server's day: ticket ids, the board's 今日, reports, times the CLI prints, "
+        "{now.date}, and queue hours that name no zone",
     )
     reload_watch: bool = Field(True, description="reload when a file in the config folder changes")
     data: Path = Field(Path("data"), description="folder of the tickets and transcripts database (created)")

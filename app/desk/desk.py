@@ -36,7 +36,9 @@ from app.desk.model import (
     AgentLink,
     Call,
     CallerLink,
+    CallRecords,
     Counts,
+    DeskCallEnd,
     DeskError,
     Log,
     QueueState,
@@ -106,9 +108,16 @@ def _remote(link: object) -> bool:
 class Desk:
     """Every queue and logged-in agent of this process, over one store."""
 
-    def __init__(self, config: DeskConfig, log: Log = no_log, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        config: DeskConfig,
+        log: Log = no_log,
+        store: Store | None = None,
+        records: CallRecords | None = None,
+    ) -> None:
         self.config = config
         self.log = log
+        self.records = records  # every desk call on record (None: not kept)
         self.queues: dict[str, QueueState] = {name: QueueState(q) for name, q in config.queues.items()}
         self.agents: dict[str, Agent] = {}
         self.calls: dict[str, Call] = {}  # this process's callers, waiting or connected, by call id
@@ -167,7 +176,7 @@ class Desk:
     def join(self, queue: str, call_id: str, link: CallerLink, now: float) -> bool:
         """A caller arrives at a transfer node. The link hears QueueClosed, QueueBusy or the first
         QueuePosition (at once in process, after the store's answer with Redis)."""
-        q = self._open_queue(queue, link, now)
+        q = self._open_queue(queue, call_id, link, now)
         if q is None:
             return False
         call = Call(call_id, queue, 0, now, link)
@@ -176,7 +185,7 @@ class Desk:
         self.store.join(q, call, lambda joined: self._joined(q, call, joined, now))
         return self.calls.get(call_id) is call
 
-    def _open_queue(self, queue: str, link: CallerLink, now: float) -> QueueState | None:
+    def _open_queue(self, queue: str, call_id: str, link: CallerLink, now: float) -> QueueState | None:
         """The queue a caller may join now, or None once they were told why not (the server is
         stopping, no such queue, or outside its hours)."""
         q = self.queues.get(queue)
@@ -186,10 +195,38 @@ class Desk:
         if q is None or not q.config.is_open(now):
             if q is not None:
                 q.count("closed")
-            self.log("queue_closed", queue=queue)
+            self.log("queue_closed", queue=queue, call_id=call_id)
+            self._refused_record(call_id, queue, "closed", now)
             link.desk_event(QueueClosed())
             return None
         return q
+
+    def _refused_record(self, call_id: str, queue: str, outcome: str, now: float) -> None:
+        """A caller turned away at the door (closed, busy) is a desk call too."""
+        if self.records is not None:
+            self.records.desk_joined(call_id, queue, now)
+            self.records.desk_ended(
+                DeskCallEnd(call_id, queue, now, None, None, now, "server", outcome, 0, 0)
+            )
+
+    def _record_end(self, call: Call, outcome: str, by: str, now: float, agent: Agent | None = None) -> None:
+        """The end of one of this process's callers' desk calls, on record."""
+        if self.records is not None:
+            answered = call.connected_at if agent is not None else None
+            self.records.desk_ended(
+                DeskCallEnd(
+                    call.id,
+                    call.queue,
+                    call.joined,
+                    answered,
+                    agent.id if agent is not None else None,
+                    now,
+                    by,
+                    outcome,
+                    call.offers,
+                    call.missed,
+                )
+            )
 
     def _joined(self, q: QueueState, call: Call, joined: Joined | str, now: float) -> None:
         if self.calls.get(call.id) is not call:
@@ -198,9 +235,12 @@ class Desk:
             self.calls.pop(call.id, None)
             q.waiting.pop(call.id, None)
             q.count("busy")
-            self.log("queue_busy", queue=q.config.name, reason=joined)
+            self.log("queue_busy", queue=q.config.name, call_id=call.id, reason=joined)
+            self._refused_record(call.id, call.queue, "busy", now)
             call.link.desk_event(QueueBusy(joined))
             return
+        if self.records is not None:
+            self.records.desk_joined(call.id, call.queue, call.joined)
         q.timeline.sample(now, joined.waiting)
         self.log("queue_entered", queue=q.config.name, call_id=call.id, position=joined.position)
         self._announce(q, call, joined.position, joined.agents, joined.waiting)
@@ -230,6 +270,7 @@ class Desk:
         if _remote(agent.link):
             call.agent = None
             self.store.forget(call)
+            self._record_end(call, "answered", "caller", now, agent)
         else:
             self._completed(q, call, agent, "caller", now)
 
@@ -244,6 +285,9 @@ class Desk:
     def _left(self, q: QueueState, call: Call, left: Left | None, now: float, by: str) -> None:
         if left is not None and left.answered_elsewhere:
             return  # answered on another replica before we heard of it: not abandoned
+        if left is not None and left.offers is not None:  # counted by the shared store
+            call.offers, call.missed = left.offers, left.missed
+        self._record_end(call, "abandoned" if by == "caller" else "timeout", by, now)
         waited = round(now - call.joined)
         if by == "caller":
             q.count("abandoned")
@@ -373,6 +417,8 @@ class Desk:
         self.calls.pop(call.id, None)
         call.link.desk_event(CallEnded("agent"))
         self._completed(self.queues[call.queue], call, agent, "agent", now, disposition)
+        if disposition and self.records is not None:  # by the agent's side, wherever the caller is
+            self.records.desk_disposition(call.id, disposition)
         return call
 
     def agent_line(self, agent: Agent, text: str) -> None:
@@ -447,7 +493,7 @@ class Desk:
 
         self.store.positions(list(q.waiting.values()), heard)
 
-    def shutdown(self) -> None:
+    def shutdown(self, now: float) -> None:
         """The server stops: every agent in a call or offered hears ENDED by=server (through the relay
         when on another replica); callers get the server's goodbye on their own."""
         self.closed = True
@@ -459,6 +505,9 @@ class Desk:
             held = agent.call or agent.offer
             if held is not None:
                 agent.link.agent_event(Ended(held.id, "server"))
+        for call in self.calls.values():  # on record as the server ended them
+            stub = call.agent
+            self._record_end(call, "answered" if stub is not None else "abandoned", "server", now, stub)
         self.calls.clear()
 
     # ---- offers ---------------------------------------------------------------------------------
@@ -503,6 +552,7 @@ class Desk:
     def _offer(self, q: QueueState, call: Call, agent: Agent, now: float) -> None:
         assert call.offered_to is None and agent.offer is None  # the compare-and-set's invariant
         call.offered_to = agent
+        call.offers += 1
         agent.offer = call
         agent.ring_until = now + q.config.model.ring_timeout
         self._set_state(agent, "offer", now)
@@ -517,6 +567,7 @@ class Desk:
 
     def _missed(self, agent: Agent, call: Call, now: float) -> None:
         call.cooldown = (agent.id, now + policy.MISS_COOLDOWN)
+        call.missed += 1
         self._withdraw(call, now)
         agent.missed += 1
         on_break = agent.missed >= self.queues[call.queue].config.model.max_missed
@@ -555,7 +606,8 @@ class Desk:
         q.talks.observe(talked)
         agent.call = None
         call.agent = None
-        self.remote.pop(call.id, None)
+        if self.remote.pop(call.id, None) is None and type(call.link) is not RemoteCaller:
+            self._record_end(call, "answered", by, now, agent)  # the caller's side keeps the record
         self.store.end(q, call, agent)
         self.log(
             "call_completed",
@@ -628,13 +680,17 @@ class Desk:
         self.dispatch(now)
         return True
 
-    def connected(self, name: str, call_id: str, agent_id: str, agent_name: str, now: float) -> bool:
-        """An agent on another replica answered our caller; False when the caller is gone."""
+    def connected(
+        self, name: str, call_id: str, agent_id: str, agent_name: str, counts: tuple[int, int], now: float
+    ) -> bool:
+        """An agent on another replica answered our caller (`counts`: the offers made and missed, as
+        the shared store counted them); False when the caller is gone."""
         call = self.calls.get(call_id)
         q = self.queues.get(name)
         if call is None or q is None or call.agent is not None:
             return False
         q.waiting.pop(call.id, None)
+        call.offers, call.missed = counts
         stub = Agent(agent_id, agent_name, (), "agent", RemoteAgent(self.store, name, call_id), now)
         stub.call = call
         call.agent = stub
@@ -664,8 +720,10 @@ class Desk:
         if line is not None:
             call.link.desk_event(AgentLine(line))
         else:
+            stub = call.agent
             self.calls.pop(call_id, None)
             call.agent = None
+            self._record_end(call, "answered", end or "agent", now, stub)
             call.link.desk_event(CallEnded("agent"))
 
     def resync(self, now: float) -> None:
@@ -678,6 +736,7 @@ class Desk:
                 self.store.forget(call)
                 self.calls.pop(call.id, None)
                 call.agent = None
+                self._record_end(call, "answered", "server", now, agent)
                 call.link.desk_event(CallEnded("agent"))
             elif agent is None and call.seq:
                 self.store.rejoin(self.queues[call.queue], call)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 
+from app import zone
 from app.desk.passwords import well_formed
 from app.desk.schema import (
     DEFAULT_DISPOSITIONS,
@@ -34,7 +35,7 @@ DEFAULT_QUEUE = "default"
 class OpenHours:
     """When a queue takes calls: per weekday (0 = Monday) a span in minutes, closed dates, a zone."""
 
-    zone: ZoneInfo
+    zone: ZoneInfo | None  # None: the server's (HOTLINE_TIMEZONE), as it is when asked
     spans: dict[int, tuple[int, int]]
     closed: frozenset[dt.date]
     text: str
@@ -45,10 +46,11 @@ class OpenHours:
         if not hours.open:  # only closed dates: open all day on the others
             spans = dict.fromkeys(range(7), (0, 24 * 60))
         text = ", ".join(f"{days} {span}" for days, span in hours.open.items()) or "all day"
-        return cls(ZoneInfo(hours.timezone), spans, frozenset(hours.closed_dates), text)
+        where = ZoneInfo(hours.timezone) if hours.timezone is not None else None
+        return cls(where, spans, frozenset(hours.closed_dates), text)
 
     def is_open(self, now: float) -> bool:
-        local = dt.datetime.fromtimestamp(now, self.zone)
+        local = dt.datetime.fromtimestamp(now, self.zone or zone.server_zone())
         if local.date() in self.closed:
             return False
         span = self.spans.get(local.weekday())

@@ -57,7 +57,9 @@ class Call:
         "id",
         "joined",
         "link",
+        "missed",
         "offered_to",
+        "offers",
         "queue",
         "rejected",
         "seq",
@@ -75,6 +77,8 @@ class Call:
         self.rejected = NO_ONE  # agents who rejected this call; rarely any
         self.cooldown: tuple[str, float] | None = None  # (agent id, until) after a missed offer
         self.announced: tuple[int, int] = (0, 0)  # (position, minutes) last said
+        self.offers = 0  # offers made to agents (for the record; with Redis as the store counted)
+        self.missed = 0  # of those, not answered in time
 
 
 class Agent:
@@ -150,6 +154,33 @@ class Counts:
     available: int
     busy: int
     logged_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeskCallEnd:
+    """How one desk call ended, for the records (docs/agent-desk.md, "Every call on record")."""
+
+    call_id: str
+    queue: str
+    joined: float
+    answered: float | None
+    agent: str | None
+    ended: float
+    ended_by: str  # caller | agent | server
+    outcome: str  # answered | abandoned | timeout | busy | closed | callback
+    offers: int
+    missed: int
+
+
+class CallRecords(Protocol):
+    """Where desk calls are recorded (app/records' Recorder): a row when the caller joins, its end,
+    and what the agent or the caller adds after (a disposition, a satisfaction score)."""
+
+    def desk_joined(self, call_id: str, queue: str, joined: float) -> None: ...
+
+    def desk_ended(self, end: DeskCallEnd) -> None: ...
+
+    def desk_disposition(self, call_id: str, disposition: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app import zone
 from app.menu.schema import Duration, DurationOrZero
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -49,19 +50,15 @@ def parse_span(text: str) -> tuple[int, int]:
 
 
 class Hours(_Model):
-    timezone: str = "UTC"
+    timezone: str | None = None  # None: the server's (HOTLINE_TIMEZONE)
     open: dict[str, str] = {}
     closed_dates: list[dt.date] = []
 
     @field_validator("timezone")
     @classmethod
-    def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415 - only when hours are set
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{value}' is not a time zone (e.g. Asia/Shanghai, UTC)") from None
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone.parse(value)
         return value
 
     @field_validator("open")

@@ -34,6 +34,8 @@ class Left:
 
     position: int
     answered_elsewhere: bool = False
+    offers: int | None = None  # offers made and missed, when the store counts them (Redis)
+    missed: int = 0
 
 
 class Owner(Protocol):
@@ -52,7 +54,9 @@ class Owner(Protocol):
 
     def withdrawn(self, call_id: str, agent_id: str, by: str, now: float) -> bool: ...
 
-    def connected(self, name: str, call_id: str, agent_id: str, agent_name: str, now: float) -> bool: ...
+    def connected(
+        self, name: str, call_id: str, agent_id: str, agent_name: str, counts: tuple[int, int], now: float
+    ) -> bool: ...
 
     def relayed(
         self, name: str, call_id: str, direction: str, line: str | None, end: str | None, now: float

@@ -2,16 +2,17 @@
 counts per queue and the last hour minute by minute (the board). Nothing here imports the desk, so
 the desk, the board, the metrics and the reports can all use it.
 
-Today is the server's local day (TZ): counts start again at local midnight. Service level is the
-share of today's callers answered within SERVICE_SECONDS of all answered, abandoned or timed out
-today (callers still waiting do not count yet), in whole percent; None before the first such caller.
+Today is the server's day (HOTLINE_TIMEZONE, app/zone.py): counts start again at its midnight.
+Service level is the share of today's callers answered within SERVICE_SECONDS of all answered,
+abandoned or timed out today (callers still waiting do not count yet), in whole percent; None
+before the first such caller.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from typing import Final
+
+from app import zone
 
 DURATION_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 SERVICE_SECONDS: Final = 20.0
@@ -63,8 +64,7 @@ class Today:
     def _roll(self, now: float) -> None:
         if now >= self.ends:
             self.answered = self.abandoned = self.timed_out = self.within = 0
-            day = dt.datetime.fromtimestamp(now).date() + dt.timedelta(days=1)
-            self.ends = time.mktime(day.timetuple())
+            self.ends = zone.next_midnight(now)
 
     def answer(self, now: float, waited: float) -> None:
         self._roll(now)

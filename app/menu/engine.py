@@ -13,11 +13,11 @@ nodes without waiting ends the call: a `message` cycle must not spin forever.
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from collections import defaultdict
 from typing import Any
 
+from app import zone
 from app.menu.events import (
     AgentConnected,
     AgentLine,
@@ -616,6 +616,6 @@ class Session:
             return self.caller
         if name == "now" and field in ("date", "time"):
             fmt = "%Y-%m-%d" if field == "date" else "%H:%M:%S"
-            return time.strftime(fmt, time.localtime(self._now))
+            return zone.local(self._now).strftime(fmt)
         self._out.append(Notice("warning", "template_variable_unset", {"variable": ref.text}))
         return ""

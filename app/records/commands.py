@@ -133,8 +133,13 @@ def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
         if as_json:
             _dump(out, calls)
         else:
-            rows = [[c["session_id"], _short(c["started"]), _short(c["ended"]), c["caller"]] for c in calls]
-            table(["SESSION_ID", "STARTED", "ENDED", "CALLER"], rows, out)
+            rows = [
+                [c["session_id"], _short(c["started"]), _short(c["ended"]), c["caller"]]
+                + [c[k] or "" for k in ("queue", "agent", "outcome", "disposition")]
+                for c in calls
+            ]
+            headers = ["SESSION_ID", "STARTED", "ENDED", "CALLER", "QUEUE", "AGENT", "OUTCOME", "DISPOSITION"]
+            table(headers, rows, out)
         return 0
     if command == "calls" and action == "show":
         call = dbm.get_call(db, args.session_id)
@@ -152,5 +157,16 @@ def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
                 out.write(f"{lead} {text}\n")
         if call["dropped"]:
             out.write(f"({call['dropped']} lines not kept)\n")
+        for d in call["desk_calls"]:
+            out.write(
+                f"desk call: queue {d['queue']}, joined {_short(d['joined'])}, {d['outcome'] or 'going on'}"
+                + (f" by {d['ended_by']}" if d["ended_by"] else "")
+                + (f", agent {d['agent']}" if d["agent"] else "")
+                + (f", waited {d['waited']} s" if d["waited"] is not None else "")
+                + (f", talked {d['talked']} s" if d["talked"] is not None else "")
+                + (f", disposition {d['disposition']}" if d["disposition"] else "")
+                + (f", satisfaction {d['csat']}" if d["csat"] is not None else "")
+                + "\n"
+            )
         return 0
     raise AssertionError(f"{command} {action}")  # pragma: no cover - argparse allows no other

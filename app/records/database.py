@@ -21,11 +21,9 @@ none; only a crash of the machine (of the database server) can take the last bat
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import stat
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 
 import structlog
 
+from app import zone
 from app.records.dialects import (
     FILE_MODE,
     POSTGRESQL,
@@ -100,11 +99,35 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tickets_by_created ON tickets (created);
     {text_blocks}
     """,
+    # 3: every desk call on record (docs/agent-desk.md, "Every call on record"): a row when a caller
+    # enters a queue, its end, and what the agent or the caller adds (disposition, satisfaction)
+    """
+    CREATE TABLE desk_calls (
+        {rowid}                         -- the order they were made in (SQLite's own rowid)
+        call_id TEXT NOT NULL,          -- the CALL_ID agents see (the caller's session id)
+        queue TEXT NOT NULL,
+        joined {real} NOT NULL,
+        answered {real},
+        agent TEXT,
+        ended {real},                   -- NULL while waiting or talking
+        ended_by TEXT,                  -- caller | agent | server
+        outcome TEXT,                   -- answered | abandoned | timeout | busy | closed | callback
+        waited {real},                  -- seconds, joined to answered (or to ended)
+        talked {real},                  -- seconds, answered to ended
+        offers INTEGER NOT NULL DEFAULT 0,
+        missed INTEGER NOT NULL DEFAULT 0,
+        disposition TEXT,
+        csat INTEGER                    -- 1..5, from the survey
+    );
+    CREATE INDEX desk_calls_by_call ON desk_calls (call_id);
+    CREATE INDEX desk_calls_by_joined ON desk_calls (joined, queue);
+    """,
 )
 VERSION = len(MIGRATIONS)
 TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
     frozenset({"tickets", "calls", "chunks"}),
     frozenset({"texts"}),
+    frozenset({"desk_calls"}),
 )
 assert len(TABLES) == len(MIGRATIONS)
 DDL = {d.name: d.ddl for d in (SQLITE, POSTGRESQL)}  # what MIGRATIONS' blanks are on each database
@@ -233,7 +256,8 @@ class NewTicket:
 
 
 def ticket_day(created: float) -> str:
-    return time.strftime("%Y%m%d", time.localtime(created))
+    """The day part of a ticket id, in the server's zone (HOTLINE_TIMEZONE)."""
+    return zone.day(created).strftime("%Y%m%d")
 
 
 def insert_tickets(db: AnyDb, tickets: Sequence[NewTicket]) -> list[str]:
@@ -362,6 +386,84 @@ def call_ended(db: AnyDb, session_id: str, ended: float, dropped: int) -> None:
     )
 
 
+# A desk call's later facts go to its latest row: a session that went to the desk twice has two.
+_NOTE_SQL = {
+    "disposition": "UPDATE desk_calls SET disposition = ? "
+    "WHERE rowid = (SELECT MAX(rowid) FROM desk_calls WHERE call_id = ?)",
+    "csat": "UPDATE desk_calls SET csat = ? "
+    "WHERE rowid = (SELECT MAX(rowid) FROM desk_calls WHERE call_id = ?)",
+}
+
+
+@dataclass(frozen=True)
+class DeskCallEnded:
+    """How a desk call ended (the desk's DeskCallEnd, as the records take it)."""
+
+    call_id: str
+    queue: str
+    joined: float
+    answered: float | None
+    agent: str | None
+    ended: float
+    ended_by: str
+    outcome: str
+    offers: int
+    missed: int
+
+
+def desk_joined(db: AnyDb, call_id: str, queue: str, joined: float) -> None:
+    db.execute("INSERT INTO desk_calls (call_id, queue, joined) VALUES (?, ?, ?)", (call_id, queue, joined))
+
+
+def desk_ended(db: AnyDb, e: DeskCallEnded) -> None:
+    waited = (e.answered if e.answered is not None else e.ended) - e.joined
+    talked = e.ended - e.answered if e.answered is not None else None
+    db.execute(
+        "UPDATE desk_calls SET answered = ?, agent = ?, ended = ?, ended_by = ?, outcome = ?, waited = ?, "
+        "talked = ?, offers = ?, missed = ? "
+        "WHERE rowid = (SELECT MAX(rowid) FROM desk_calls WHERE call_id = ?)",
+        (e.answered, e.agent, e.ended, e.ended_by, e.outcome, max(0.0, waited), talked, e.offers, e.missed,
+         e.call_id),
+    )  # fmt: skip
+
+
+def desk_note(db: AnyDb, call_id: str, column: str, value: object) -> None:
+    """A disposition or a satisfaction score on the call's latest desk call."""
+    db.execute(_NOTE_SQL[column], (value, call_id))
+
+
+def desk_calls_of(db: AnyDb, call_id: str) -> list[dict[str, Any]]:
+    """A session's desk calls, oldest first, as `hotline calls show --json` has them."""
+    return [
+        _desk_call(row)
+        for row in db.rows("SELECT * FROM desk_calls WHERE call_id = ? ORDER BY joined, rowid", (call_id,))
+    ]
+
+
+def _desk_call(row: Any) -> dict[str, Any]:
+    return {
+        "call_id": row["call_id"],
+        "session_id": row["call_id"],
+        "queue": row["queue"],
+        "joined": _iso(row["joined"]),
+        "answered": _iso(row["answered"]),
+        "agent": row["agent"],
+        "ended": _iso(row["ended"]),
+        "ended_by": row["ended_by"],
+        "outcome": row["outcome"],
+        "waited": _seconds(row["waited"]),
+        "talked": _seconds(row["talked"]),
+        "offers": row["offers"],
+        "missed": row["missed"],
+        "disposition": strip_unsafe(row["disposition"]) if row["disposition"] is not None else None,
+        "csat": row["csat"],
+    }
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
 def purge_lines(db: AnyDb, before: float) -> int:
     """Delete the transcripts of calls that started before `before`; tickets stay. Chunks deleted."""
     deleted = db.execute(
@@ -382,7 +484,7 @@ def backup(db: AnyDb, dest: Path) -> None:
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+    return None if t is None else zone.iso(t)
 
 
 # What is read back is cleaned of what no person should be shown (app.text.UNSAFE) on its way to the
@@ -461,7 +563,19 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_calls(db: AnyDb, limit: int = 50) -> list[dict[str, Any]]:
-    return [_call(r) for r in db.rows("SELECT * FROM calls ORDER BY started DESC LIMIT ?", (limit,))]
+    """Newest first, each with its latest desk call's queue, agent, outcome and disposition."""
+    calls = [_call(r) for r in db.rows("SELECT * FROM calls ORDER BY started DESC LIMIT ?", (limit,))]
+    for call in calls:
+        desk = db.rows(
+            "SELECT queue, agent, outcome, disposition FROM desk_calls WHERE rowid = "
+            "(SELECT MAX(rowid) FROM desk_calls WHERE call_id = ?)",
+            (call["session_id"],),
+        )
+        last = desk[0] if desk else {}
+        for key in ("queue", "agent", "outcome", "disposition"):
+            value = last.get(key)
+            call[key] = strip_unsafe(value) if isinstance(value, str) else value
+    return calls
 
 
 def get_call(db: AnyDb, session_id: str) -> dict[str, Any] | None:
@@ -474,6 +588,7 @@ def get_call(db: AnyDb, session_id: str) -> dict[str, Any] | None:
         | ({"agent": agent} if agent is not None else {})
         for t, direction, node, agent, text in _lines_of(db, session_id)
     ]
+    call["desk_calls"] = desk_calls_of(db, session_id)
     return call
 
 

@@ -220,6 +220,23 @@ class Recorder:
     def call_ended(self, session_id: str, ended: float, dropped: int) -> None:
         self._calls.append(("end", (session_id, ended, dropped)))
 
+    # desk calls: written with the next batch of lines (within FLUSH_EVERY), in the order they came:
+    # on disk within a second of the end, across kill -9 (the batch's commit is in the database's log)
+    def desk_joined(self, call_id: str, queue: str, joined: float) -> None:
+        self._calls.append(("desk", (dbm.desk_joined, (call_id, queue, joined))))
+
+    def desk_ended(self, end: Any) -> None:
+        """`end`: the desk's DeskCallEnd (any object with DeskCallEnded's fields)."""
+        fields = {f: getattr(end, f) for f in dbm.DeskCallEnded.__dataclass_fields__}
+        self._calls.append(("desk", (dbm.desk_ended, (dbm.DeskCallEnded(**fields),))))
+
+    def desk_disposition(self, call_id: str, disposition: str) -> None:
+        self._calls.append(("desk", (dbm.desk_note, (call_id, "disposition", disposition))))
+
+    def desk_score(self, call_id: str, csat: int) -> None:
+        """A satisfaction score (1-5) for the session's latest desk call."""
+        self._calls.append(("desk", (dbm.desk_note, (call_id, "csat", csat))))
+
     async def last_lines(self, session_id: str, count: int) -> list[tuple[str, str | None, str]]:
         """The call's last lines as stored, after everything recorded so far is written."""
         self.flush()
@@ -351,6 +368,9 @@ class Recorder:
             for what, args in calls:
                 if what == "end":
                     dbm.call_ended(self.db, *args)
+                elif what == "desk":
+                    write, values = args
+                    write(self.db, *values)
             self.db.commit()
             self.counters.lines += count
             self.counters.commits += 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
+from app import zone
 from app.desk.board import snapshot
 from app.desk.commands import as_json, lines
 from app.desk.events import Ok, QueueInfo
@@ -24,13 +24,19 @@ def test_service_level_counts_answers_within_20_seconds_of_all_answered_abandone
     assert today.counts(T0) == (3, 1, 40)
 
 
-def test_counts_start_again_at_local_midnight() -> None:
+def test_counts_start_again_at_the_servers_midnight_not_the_processs() -> None:
+    """The container runs in UTC; 今日 follows HOTLINE_TIMEZONE (Asia/Shanghai by default): it starts
+    again at 16:00 UTC, and not at 00:00 UTC (08:00 in Beijing)."""
+    zone.configure("Asia/Shanghai")
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    midnight = dt.datetime(2027, 1, 15, tzinfo=shanghai).timestamp()
     today = Today()
-    day = dt.datetime.fromtimestamp(T0).date()
-    before = time.mktime((day + dt.timedelta(days=1)).timetuple()) - 1
-    today.answer(before, 1.0)
-    assert today.counts(before) == (1, 0, 100)
-    assert today.counts(before + 2) == (0, 0, None)
+    today.answer(midnight - 1, 1.0)
+    assert today.counts(midnight - 1) == (1, 0, 100)
+    assert today.counts(midnight + 1) == (0, 0, None)
+    today.answer(midnight + 1, 1.0)
+    utc_midnight = dt.datetime(2027, 1, 15, tzinfo=dt.UTC).timestamp()  # 08:00 in Beijing, same day
+    assert today.counts(utc_midnight + 1) == (1, 0, 100)
 
 
 def test_timeline_keeps_the_peak_and_answers_of_the_last_hour() -> None:

@@ -127,7 +127,7 @@ class Harness:
 
     def close(self) -> None:
         if self.loop is not None:
-            self.desk.shutdown()
+            self.desk.shutdown(self.now)
             self.loop.run_until_complete(self.desk.close())
             self.loop.close()
 

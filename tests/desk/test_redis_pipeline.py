@@ -57,7 +57,7 @@ async def test_a_script_redis_does_not_know_yet_keeps_its_place_in_the_batch(
             ("HDEL", calls, "c1"),  # what came next, e.g. the end of that call
         ],
     )
-    assert answers == [1, "a", 1]  # accepted (the answer names the caller's replica), then gone
+    assert answers == [1, ["a", 0, 0], 1]  # accepted (the caller's replica, offers, missed), then gone
     assert redis_server.command("HEXISTS", calls, "c1") == b":0\r\n"
 
 

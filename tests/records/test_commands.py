@@ -103,7 +103,8 @@ def test_an_unknown_id_exits_1_with_one_line(data: list[str], args: list[str], l
 
 def test_calls_list_and_show(data: list[str]) -> None:
     listed = hotline("calls", "list", *data).stdout.splitlines()
-    assert listed[0].split() == ["SESSION_ID", "STARTED", "ENDED", "CALLER"] and listed[1].startswith("s1 ")
+    headers = ["SESSION_ID", "STARTED", "ENDED", "CALLER", "QUEUE", "AGENT", "OUTCOME", "DISPOSITION"]
+    assert listed[0].split() == headers and listed[1].startswith("s1 ")
     shown = hotline("calls", "show", "s1", *data).stdout.splitlines()
     assert shown[0].startswith("call s1 from 10.0.0.7, ")
     assert shown[1].split()[1:] == ["system", "main", "欢迎致电中国移动", "10086!"]

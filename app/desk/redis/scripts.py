@@ -36,7 +36,7 @@ local c = cjson.decode(raw)
 local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-return {c.oa or '', c.orr or '', rank and rank + 1 or 0, c.ca or ''}
+return {c.oa or '', c.orr or '', rank and rank + 1 or 0, c.ca or '', c.n or 0, c.m or 0}
 """
 
 # KEYS: waiting, calls, free, rr, agents. ARGV: how many callers from the head to look at.
@@ -76,6 +76,7 @@ for i = 3, #ARGV, 4 do
       and redis.call('ZSCORE', KEYS[3], a) and redis.call('HGET', KEYS[5], a) == agent_seen then
     local c = cjson.decode(seen)
     c.oa = a
+    c.n = (c.n or 0) + 1
     c.orr = cjson.decode(agent_seen).r
     c.ot = tonumber(ARGV[1])
     local raw = cjson.encode(c)
@@ -93,7 +94,8 @@ return out
 """
 
 # KEYS: waiting, calls. ARGV: id, agent, agent's replica. The agent answers: compare-and-set on `oa`.
-# Returns the caller's replica, or nil when the offer is no longer this agent's.
+# Returns {the caller's replica, offers made, offers missed}, or nil when the offer is no longer this
+# agent's.
 ACCEPT = """
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw then return false end
@@ -104,7 +106,7 @@ c.oa = ''
 c.ca = ARGV[2]
 c.car = ARGV[3]
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(c))
-return c.r
+return {c.r, c.n or 0, c.m or 0}
 """
 
 # KEYS: calls. ARGV: id, agent. The agent's call is over: gone from the queue's calls, if it is still
@@ -127,6 +129,7 @@ if ARGV[3] == '1' then c.x = c.x .. ARGV[2] .. ',' end
 if tonumber(ARGV[4]) > 0 then
   c.cd = ARGV[2]
   c.cu = tonumber(ARGV[4])
+  c.m = (c.m or 0) + 1
 end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(c))
 return 1

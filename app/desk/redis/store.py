@@ -224,11 +224,12 @@ class RedisStore:
             done(None)
             return
         agent, replica, position, connected = result[0], result[1], int(result[2]), result[3]
+        offers, missed = int(result[4]), int(result[5])
         if agent and replica != self.replica:
             self._tell(replica, t="withdrawn", q=call.queue, c=call.id, a=agent, by=by)
         if connected:  # answered elsewhere before we heard of it: that call is over too
             self.relay(call.queue, call.id, "up", "e", "caller")
-        done(Left(position, bool(connected)))
+        done(Left(position, bool(connected), offers, missed))
 
     def positions(self, calls: list[Call], done: Callable[[Call, int], None]) -> None:
         """One ZRANK each, in the next pipeline."""
@@ -357,11 +358,21 @@ class RedisStore:
     def _accepted(
         self, agent: Agent, call: Call, replica: Any, remote: bool, done: Callable[[bool], None]
     ) -> None:
-        if isinstance(replica, str):
+        if isinstance(replica, list):  # accepted: [caller's replica, offers, missed]
+            replica, offers, missed = str(replica[0]), int(replica[1]), int(replica[2])
             if remote:  # tell the caller's replica (even if the agent has ended already: it reads that)
                 if agent.call is call:
                     self._read_relay(call.queue, call.id, "up")
-                self._tell(replica, t="connected", q=call.queue, c=call.id, a=agent.id, n=agent.name)
+                self._tell(
+                    replica,
+                    t="connected",
+                    q=call.queue,
+                    c=call.id,
+                    a=agent.id,
+                    n=agent.name,
+                    k=str(offers),
+                    m=str(missed),
+                )
             done(True)
             return
         if remote:
@@ -523,7 +534,8 @@ class RedisStore:
                 self.gone[fields["c"]] = now + GONE_FOR  # the offer may still be on its way
         elif kind == "connected":
             name, call_id = fields["q"], fields["c"]
-            if desk.connected(name, call_id, fields["a"], fields["n"], now):
+            counts = (int(fields.get("k", 0)), int(fields.get("m", 0)))
+            if desk.connected(name, call_id, fields["a"], fields["n"], counts, now):
                 self._read_relay(name, call_id, "down")
             else:
                 self.relay(name, call_id, "up", "e", "caller")  # gone meanwhile: that call is over
