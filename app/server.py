@@ -364,7 +364,7 @@ class Server:
         for srv in (self.tcp, self.agents):
             if srv is not None:
                 srv.close()
-        self.hub.desk.shutdown()  # agents in a call hear ENDED by=server
+        self.hub.desk.shutdown(time.time())  # agents in a call hear ENDED by=server, callers `ended`
         for conn in list(self.hub.agent_connections):
             conn.send("INFO the server is shutting down")
             conn.close("shutdown")

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from app.desk import commands
 from app.desk.board import snapshot
-from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message
+from app.desk.events import AgentEvent, LoggedOut, Message
 from app.desk.model import Agent
 
 if TYPE_CHECKING:
@@ -100,12 +100,9 @@ class WebAgent:
         self.grace: asyncio.TimerHandle | None = None
         self.queues_sent = ""
 
-    # the desk's AgentLink
+    # the desk's AgentLink: every event as JSON, a change of status or state as a `status` message
     def agent_event(self, event: AgentEvent) -> None:
         self.emit(event)
-        if type(event) is CallerSaid:  # the relay's every line: no state changed
-            return
-        self.status()
         if type(event) is LoggedOut:  # removed from desk.yaml: the desk logged them out already
             self.agent = None
             self.live.forget(self)
@@ -176,12 +173,6 @@ class WebAgent:
         if text != self.queues_sent:
             self.queues_sent = text
             self._broadcast(text)
-
-    def status(self) -> None:
-        """The agent's status and state after a command (the page's 状态)."""
-        agent = self.agent
-        if agent is not None:
-            self._broadcast(dumps({"type": "status", "status": agent.status, "state": agent.state}))
 
 
 class LiveHub(Protocol):

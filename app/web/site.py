@@ -367,7 +367,6 @@ class WebSite:
             send_history(transcripts, agent, HISTORY_LINES, sock.tell, hub.tasks)
         elif isinstance(command, commands.DESK_COMMANDS):
             commands.run(self.hub.desk, agent, command, now, web_agent.emit)
-        web_agent.status()
 
     # ---- tickets (the JSON of `hotline tickets ... --json`) ------------------------------------
 
