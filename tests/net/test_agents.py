@@ -413,8 +413,37 @@ def test_sigterm_with_a_call_connected_tells_both_sides(desk_server: ServerProce
     caller, call_id = _connected(desk_server, agent)
     desk_server.proc.send_signal(signal.SIGTERM)
     agent.expect(f"ENDED {call_id} by=server\r\n")
-    caller.expect("感谢您致电中国移动 10086,再见!")
+    heard = caller.wait_closed()
+    # `ended`, then the goodbye: nothing between (not the main menu)
+    assert heard.strip() == "本次服务已结束,感谢您的耐心。\r\n感谢您致电中国移动 10086,再见!", heard
     assert desk_server.wait_exit() == 0
+    done = desk_server.wait_for("call_completed", session_id=call_id)
+    assert done["by"] == "server"  # what the agent saw
+
+
+def test_a_disposition_after_the_caller_hung_up(desk_server: ServerProcess) -> None:
+    agent = _agent(desk_server)
+    agent.send("/disposition 已解决")
+    agent.expect("ERR no call to give a disposition\r\n")
+    caller, call_id = _connected(desk_server, agent)
+    agent.send("/disposition 已解决")
+    agent.expect("ERR in a call: /end DISPOSITION\r\n")
+    caller.send("exit")
+    agent.expect(f"ENDED {call_id} by=caller\r\n")
+    agent.send("/disposition 需回访", "/disposition 已解决", "/disposition")
+    agent.expect("OK disposition\r\nOK disposition\r\nERR usage: /disposition TEXT\r\n")
+    first = desk_server.wait_for("call_disposition", session_id=call_id, disposition="需回访")
+    assert first["agent"] == "1001" and first["queue"] == "default"
+    desk_server.wait_for("call_disposition", session_id=call_id, disposition="已解决")  # replaces it
+    deadline = time.monotonic() + 8
+    while True:  # until wrap-up (0.5 s) is over: it ends in silence, no line comes unasked
+        agent.send("/queue")
+        answer = agent.expect("\r\n")
+        assert answer.startswith("QUEUE default waiting=0 "), answer
+        if "available=1" in answer or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)  # within the agent's line rate; the loop's condition is the answer itself
+    assert "available=1" in answer
 
 
 def test_closed_queue_and_max_wait(tmp_path: Path) -> None:
