@@ -116,6 +116,16 @@ def fold(line: str) -> tuple[str, str]:
     return text, text.casefold()
 
 
+def _flat(name: str, value: Any, depth: int = 0) -> list[tuple[str, Any]]:
+    """A saved value as (dotted name, plain value) items: a record's fields one by one, nested ones
+    too (account.plan.fee), so nobody is shown a mapping's repr."""
+    if isinstance(value, dict) and depth < 4:
+        return [item for k, v in value.items() for item in _flat(f"{name}.{k}", v, depth + 1)]
+    if isinstance(value, list) and depth < 4:
+        return [(name, "、".join(value_text(v) for v in value))]
+    return [(name, value)]
+
+
 def mask(value: str) -> str:
     """A sensitive value for an agent's eyes: its last 4 characters at most (none of a short one)."""
     keep = 4 if len(value) >= 8 else 0
@@ -496,15 +506,9 @@ class Session:
         out: list[tuple[str, str]] = [("path", ">".join(self.path))]
         secret = self.graph.sensitive_vars
         for name, value in self.vars.items():
-            items = value.items() if isinstance(value, dict) else [("", value)]
-            for field, v in items:
+            for key, v in _flat(name, value):
                 text = value_text(v)
-                out.append(
-                    (
-                        f"var:{name}.{field}" if field else f"var:{name}",
-                        mask(text) if name in secret else text,
-                    )
-                )
+                out.append((f"var:{key}", mask(text) if name in secret else text))
         out += [("asked", q) for q in self.asked]
         return tuple(out)
 
