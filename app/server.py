@@ -276,6 +276,8 @@ class Server:
         hub.graph = result.graph
         hub.robot = result.robot
         hub.desk.configure(result.desk, time.time())
+        if hub.live is not None:
+            hub.live.titles_changed()  # consoles show the new menu's and queues' titles
         log.info(
             "menu_reloaded",
             trigger=trigger,
