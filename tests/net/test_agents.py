@@ -163,7 +163,9 @@ def _connected(server: ServerProcess, agent: Line, agent_id: str = "1001") -> tu
     call_id = _offered(agent)
     agent.send("/accept")
     agent.expect(f"CONNECTED {call_id}\r\n")
-    caller.expect(f"工号 {agent_id} 为您服务。")
+    heard = caller.expect(f"工号 {agent_id} 为您服务。")
+    # the offer rang at once: no position or estimate, but the keys a waiting caller may press
+    assert "预计等待" not in heard and "等待期间,留言请按 1,返回上一级菜单请按 *。" in heard, heard
     return caller, call_id
 
 
