@@ -215,6 +215,7 @@ const handlers = {
     setStatus(m.status, m.state);
     if (m.offer) showOffer(m.offer);
     if (m.call) {
+      $("call-over").hidden = true;
       note(`通话中：${m.call}（页面已恢复）`);
       send({ cmd: "history" });
     }
@@ -264,6 +265,7 @@ function connect() {
     if (handle) handle(m);
   });
   ws.addEventListener("close", () => {
+    state = ""; // not a change of the desk's: the page only waits for the next hello
     setStatus("", "");
     $("disposition").disabled = true;
     $("status").textContent = "连接已断开，正在重连…";
