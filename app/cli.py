@@ -20,8 +20,10 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser(
         "serve",
         help="run the server until SIGTERM or SIGINT",
-        description="Run the hotline server. Every flag can also be set with its HOTLINE_* "
-        "environment variable; flags win.",
+        description="Run the hotline server on the config folder's menu.yaml (with its data files), "
+        "robot.yaml (the robot's knowledge base) and desk.yaml (agent queues and agents); each file is "
+        "reloaded when it changes. Every flag can also be set with its HOTLINE_* environment "
+        "variable; flags win.",
     )
     fields = Settings.model_fields
     for name, info in fields.items():
@@ -46,13 +48,12 @@ def _check(config: str | None) -> int:
     for problem in result.problems:
         print(problem)
     if result.graph is None or result.desk is None:
-        print(f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)", file=sys.stderr)
+        print(f"{len(result.errors)} error(s), {len(result.warnings)} warning(s)")
         return 1
     g, desk = result.graph, result.desk
-    print(
+    print(  # the summary is the command's answer: on stdout, after the problems
         f"{g.source}: ok, menu '{g.name}' with {len(g.nodes)} nodes, {len(desk.queues)} queue(s), "
-        f"{len(desk.agents)} agent(s), {len(result.warnings)} warning(s)",
-        file=sys.stderr,
+        f"{len(desk.agents)} agent(s), {len(result.warnings)} warning(s)"
     )
     return 0
 
@@ -235,12 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     check = sub.add_parser(
         "check",
-        help="load and lint the menu; print problems as path:line:col",
-        description="Check config/menu.yaml (and the data files it names). Prints every "
-        "problem as path:line:col: error|warning: message; exits 1 on any error.",
+        help="load and lint menu.yaml, robot.yaml and desk.yaml; print problems as path:line:col",
+        description="Check the config folder: menu.yaml (and the data files it names), robot.yaml "
+        "(the robot's knowledge base) and desk.yaml (agent queues and agents), together, as the "
+        "server loads them. Prints every problem as path:line:col: error|warning: message, then a "
+        "summary line; exits 1 on any error.",
     )
     check.add_argument(
-        "--config", metavar="DIR", help="config folder or menu file (default: HOTLINE_CONFIG or config)"
+        "--config",
+        metavar="DIR",
+        help="config folder (menu.yaml, robot.yaml, desk.yaml) or a menu file with the others beside "
+        "it (default: HOTLINE_CONFIG or config)",
     )
     ask = sub.add_parser(
         "ask",

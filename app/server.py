@@ -277,6 +277,8 @@ class Server:
         hub.graph = result.graph
         hub.robot = result.robot
         hub.desk.configure(result.desk, time.time())
+        if hub.live is not None:
+            hub.live.titles_changed()  # consoles show the new menu's and queues' titles
         log.info(
             "menu_reloaded",
             trigger=trigger,
@@ -365,7 +367,7 @@ class Server:
         for srv in (self.tcp, self.agents):
             if srv is not None:
                 srv.close()
-        self.hub.desk.shutdown(time.time())  # agents in a call hear ENDED by=server
+        self.hub.desk.shutdown(time.time())  # agents in a call hear ENDED by=server, callers `ended`
         for conn in list(self.hub.agent_connections):
             conn.send("INFO the server is shutting down")
             conn.close("shutdown")

@@ -79,7 +79,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HOTLINE_", extra="forbid", frozen=True)
 
-    config: Path = Field(Path("config"), description="folder holding menu.yaml, robot.yaml and data files")
+    config: Path = Field(
+        Path("config"),
+        description="folder holding menu.yaml, robot.yaml, desk.yaml and the data files the menu names",
+    )
     host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 for every interface)")
     tcp_port: Port = Field(10086, description="the caller menu (telnet / nc); 0 picks a free port")
     udp_port: Port = Field(10086, description="the UDP robot; 0 picks a free port")

@@ -36,7 +36,16 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_check_passes_on_the_shipped_config() -> None:
     out = run("check", "--config", str(CONFIG))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "ok, menu 'china-mobile-10086'" in out.stderr
+    assert "ok, menu 'china-mobile-10086'" in out.stdout  # the answer, on stdout (a script reads it)
+    assert out.stderr == ""
+
+
+def test_check_and_serve_help_name_every_file_of_the_config_folder() -> None:
+    for command in ("check", "serve"):
+        out = run(command, "--help")
+        assert out.returncode == 0
+        text = " ".join(out.stdout.split())
+        assert all(name in text for name in ("menu.yaml", "robot.yaml", "desk.yaml")), (command, text)
 
 
 def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
@@ -60,6 +69,7 @@ def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert lines == [
         f"{tmp_path}/menu.yaml:7:20: error: node 'main' option \"1\" goes to 'nowhere', which is not a node",
         f"{tmp_path}/menu.yaml:9:3: warning: node 'orphan' cannot be reached from start 'main'",
+        "1 error(s), 1 warning(s)",
     ]
 
 

@@ -182,7 +182,7 @@ def test_an_edit_on_disk_reaches_the_next_caller_within_a_second(tmp_path: Path)
 
         menu.write_text(text.replace('"2": data_usage', '"2": data_usag'), encoding="utf-8")
         rejected = proc.wait_for("menu_rejected", trigger="file")
-        assert ":36:12: error: node 'main' option \"2\" goes to 'data_usag'" in rejected["errors"][0]
+        assert ":38:12: error: node 'main' option \"2\" goes to 'data_usag'" in rejected["errors"][0]
         assert "您好,欢迎致电中国移动" in _greeting(proc.tcp_port)  # the old menu stays
 
         robot = folder / "robot.yaml"

@@ -47,7 +47,7 @@ async def test_reload_pins_sessions_and_refuses_broken_menus(tmp_path: Path) -> 
             assert not srv.reload()
         assert logs[0]["event"] == "menu_rejected"
         assert any(
-            ":36:12: error: node 'main' option \"2\" goes to 'data_usag'" in e for e in logs[0]["errors"]
+            ":38:12: error: node 'main' option \"2\" goes to 'data_usag'" in e for e in logs[0]["errors"]
         )
 
         third = await Caller.dial(srv.tcp_port)

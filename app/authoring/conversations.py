@@ -7,7 +7,9 @@ be, in process only), `hangup` (true: the call must end here), `agent_sees` (tex
 must have shown). A call that ends where no step said `hangup` fails.
 
 By default the tests run in process on the real engine and the real agent desk (the config's
-desk.yaml) with a simulated clock, so silences of minutes take no time. A conversation's `agents`
+desk.yaml) with a simulated clock, so silences of minutes take no time; a caller who has sent
+nothing is cut off after the server's first-input timeout (FIRST_INPUT, HOTLINE_FIRST_INPUT_TIMEOUT's
+default) as on a real server, so a test that passes here passes against one too. A conversation's `agents`
 are logged in and ready before the call; nobody else is, so without agents a transfer finds the
 queue without agents (busy). With `--server HOST:PORT` they dial a running server over TCP instead
 (silences then really wait, and conversations that script agents are skipped).
@@ -42,9 +44,11 @@ from app.menu.events import (
     Transfer,
 )
 from app.menu.schema import Duration
+from app.settings import Settings
 from app.yamlfile import Problem, Reporter, read_yaml
 
 TCP_WAIT = 3.0  # seconds to wait for expected text over TCP
+FIRST_INPUT: float = Settings.model_fields["first_input_timeout"].default  # a silent caller is cut off
 DESK_TICK = 0.5  # simulated seconds between the desk's clock ticks during a silence
 CALL_ID = "test"
 AgentId = Annotated[str, Field(min_length=1, max_length=32)]
@@ -211,6 +215,7 @@ class _Call:
         self.inbox: list[object] = []  # desk events for the caller, in order
         self.call = CallerCall(self.desk, CALL_ID, self)
         self.seen: dict[str, list[str]] = {}  # agent id -> lines shown during the current step
+        self.first_due = now + FIRST_INPUT  # the server's first-input timeout, until the caller sends
         self.agents = {}
         for agent_id in agent_ids:
             self.seen[agent_id] = []
@@ -272,11 +277,16 @@ class _Call:
             out(Error(f"not in a conversation test: {line.strip()[:40]}"))
 
     def wait(self, seconds: float) -> list[Event]:
-        """Let `seconds` pass: the menu's timeouts and the desk's clock, in order."""
+        """Let `seconds` pass: the menu's timeouts, the desk's clock and, for a caller who has sent
+        nothing yet, the server's first-input timeout, in order."""
         target = self.now + seconds
         events: list[Event] = []
         while self.now < target and not self.session.ended:
             step = min(target, self.now + DESK_TICK)
+            if self.first_due and self.first_due <= step:  # as the TCP session: goodbye, hang up
+                self.now = self.first_due
+                events += self.settle(self.session.hangup("first_input_timeout", self.now))
+                continue
             deadline = self.session.deadline
             if deadline is not None and deadline <= step:
                 self.now = deadline
@@ -321,6 +331,7 @@ def run_in_process(
             if i == 0:
                 call.settle(session.start(call.now))
             if step.send is not None:
+                call.first_due = 0.0
                 events = call.settle(session.feed(step.send, call.now))
             elif step.agent is not None:
                 call.type_as_agent(step.by or conv.agents[0], step.agent)

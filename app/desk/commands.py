@@ -35,6 +35,7 @@ from app.desk.events import (
     Offer,
     Ok,
     QueueInfo,
+    Status,
 )
 from app.desk.model import Agent, Counts, DeskError
 from app.text import strip_unsafe
@@ -94,6 +95,13 @@ class End:
 
 
 @dataclass(frozen=True, slots=True)
+class Dispose:
+    """The disposition of the agent's last call (during wrap-up, or after it until the next call)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Queue:
     pass
 
@@ -112,9 +120,14 @@ class Invalid:
     error: str
 
 
-Command = Login | Logout | Help | History | Ready | Break | Accept | Reject | End | Queue | Say
-DeskCommand = Ready | Break | Accept | Reject | End | Queue | Say  # what `run` carries out
-DESK_COMMANDS: Final = (Ready, Break, Accept, Reject, End, Queue, Say)
+Command = Login | Logout | Help | History | Ready | Break | Accept | Reject | End | Dispose | Queue | Say
+DeskCommand = Ready | Break | Accept | Reject | End | Dispose | Queue | Say  # what `run` carries out
+DESK_COMMANDS: Final = (Ready, Break, Accept, Reject, End, Dispose, Queue, Say)
+
+
+def _dispose(rest: str) -> Dispose | Invalid:
+    text = rest[:MAX_NOTE].strip()
+    return Dispose(text) if text else Invalid("usage: /disposition TEXT")
 
 
 def _login(rest: str) -> Login | Invalid:
@@ -134,9 +147,11 @@ _WORDS: Final[dict[str, Callable[[str], Command | Invalid]]] = {
     "accept": lambda rest: Accept(),
     "reject": lambda rest: Reject(),
     "end": lambda rest: End(rest[:MAX_NOTE]),
+    "disposition": _dispose,
     "queue": lambda rest: Queue(),
 }
-_JSON: Final = ("ready", "break", "accept", "reject", "end", "queue", "history")  # and "say"
+_JSON: Final = ("ready", "break", "accept", "reject", "end", "disposition", "queue", "history")  # and "say"
+_JSON_TEXT: Final = {"break": "reason", "end": "disposition", "disposition": "text"}  # the field of each
 
 
 def parse_line(line: str) -> Command | Invalid | None:
@@ -154,8 +169,9 @@ def parse_line(line: str) -> Command | Invalid | None:
 
 
 def parse_json(data: str) -> Command | Invalid | None:
-    """A console page's message: {"cmd": ready|break|accept|reject|end|queue|history|say, ...}
-    (`reason` of a break, `disposition` of an end, `text` of a say; None: a say with no text).
+    """A console page's message: {"cmd": ready|break|accept|reject|end|disposition|queue|history|say,
+    ...} (`reason` of a break, `disposition` of an end, `text` of a disposition or a say; None: a say
+    with no text).
     Logging in and out are the page's form and button, not messages."""
     try:
         msg = json.loads(data)
@@ -169,7 +185,8 @@ def parse_json(data: str) -> Command | Invalid | None:
         return Say(text) if text else None
     if cmd not in _JSON:
         return Invalid(f"unknown command: {clean(cmd)[:40]}")
-    rest = page_text(msg.get("reason") if cmd == "break" else msg.get("disposition"))
+    field = _JSON_TEXT.get(cmd)
+    rest = page_text(msg.get(field)) if field is not None else ""
     return _WORDS[cmd](rest)
 
 
@@ -186,6 +203,7 @@ TYPES: Final[dict[type, str]] = {
     Missed: "missed",
     Ended: "ended",
     CallerSaid: "caller",
+    Status: "status",
     LoggedOut: "logged_out",
     Ok: "ok",
     Connected: "connected",
@@ -220,6 +238,8 @@ def lines(message: Message) -> list[str]:
     if kind is Ended:
         e = cast(Ended, message)
         return [f"ENDED {e.call_id} by={e.by}"]
+    if kind is Status:  # no line: OK ready, OFFER, ENDED, MISSED ... say it in the protocol's words
+        return []
     if kind is LoggedOut:
         if cast(LoggedOut, message).reason == "elsewhere":
             return ["ERR already logged in elsewhere"]
@@ -278,6 +298,9 @@ def run(desk: Desk, agent: Agent, command: DeskCommand, now: float, out: Out) ->
                 raise DeskError("not in a call")
             out(Ended(agent.call.id, "agent"))  # before what ending brings: a removed agent's logout
             desk.end(agent, now, cast(End, command).disposition)
+        elif kind is Dispose:
+            desk.dispose(agent, cast(Dispose, command).text, now)
+            out(Ok("disposition"))
         elif kind is Queue:  # read exactly now, on every replica (answered when the store has)
             names = [name for name in agent.queues if name in desk.queues]
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from app.desk import policy
-from app.desk.events import AgentEvent, CallerSaid, Ended, LoggedOut, Missed, Offer
+from app.desk.events import AgentEvent, CallerSaid, Ended, LoggedOut, Missed, Offer, Status
 from app.desk.loader import DeskConfig
 from app.desk.model import (
     Agent,
@@ -243,10 +243,12 @@ class Desk:
             self.records.desk_joined(call.id, call.queue, call.joined)
         q.timeline.sample(now, joined.waiting)
         self.log("queue_entered", queue=q.config.name, call_id=call.id, position=joined.position)
-        self._announce(q, call, joined.position, joined.agents, joined.waiting)
         if not q.next_announce:
             q.next_announce = now + q.config.model.announce_every
-        self.dispatch(now)
+        self.dispatch(now)  # first: a caller offered at once hears no estimate
+        if q.waiting.get(call.id) is call:
+            ringing = call.offered_to is not None or joined.position <= joined.free
+            self._announce(q, call, joined.position, joined.agents, joined.waiting, ringing)
 
     def position(self, call: Call, done: Callable[[int], None]) -> None:
         """The caller's place in the whole queue (1: next), through `done`."""
@@ -354,6 +356,7 @@ class Desk:
                 agent.missed = 0
             self.store.agent_changed(agent)
             self.log("agent_status", agent=agent.id, status=status, **({"reason": reason} if reason else {}))
+            agent.link.agent_event(Status(status, agent.state))
         self.dispatch(now)
 
     def accept(self, agent: Agent, now: float) -> Call:
@@ -417,9 +420,30 @@ class Desk:
         self.calls.pop(call.id, None)
         call.link.desk_event(CallEnded("agent"))
         self._completed(self.queues[call.queue], call, agent, "agent", now, disposition)
-        if disposition and self.records is not None:  # by the agent's side, wherever the caller is
-            self.records.desk_disposition(call.id, disposition)
+        if disposition:
+            self._disposed(call, agent, disposition, now)
         return call
+
+    def dispose(self, agent: Agent, text: str, now: float) -> Call:
+        """`/disposition TEXT` (the console's 处理结果 after a call): the disposition of the agent's
+        last call, however it ended (by the agent, the caller or the server), during wrap-up or after
+        it until their next call; a second one replaces the first."""
+        if agent.call is not None:
+            raise DeskError("in a call: /end DISPOSITION")
+        call = agent.last_call
+        if call is None:
+            raise DeskError("no call to give a disposition")
+        self._disposed(call, agent, text, now)
+        return call
+
+    def _disposed(self, call: Call, agent: Agent, text: str, now: float) -> None:
+        """Every disposition is recorded here, whichever command gave it (`/end DISPOSITION` or
+        `/disposition`): on the call, in the log (`call_disposition`) and on the call's record (the
+        agent's side writes it, wherever the caller is)."""
+        call.disposition = text
+        self.log("call_disposition", queue=call.queue, call_id=call.id, agent=agent.id, disposition=text)
+        if self.records is not None:
+            self.records.desk_disposition(call.id, text)
 
     def agent_line(self, agent: Agent, text: str) -> None:
         if agent.call is None:
@@ -456,7 +480,15 @@ class Desk:
         mine = list(self.agents_of(name))
         available = sum(1 for a in mine if policy.may_take(a.status, a.state))
         busy = sum(1 for a in mine if a.state in ("offered", "in_call"))
-        return Counts(len(q.waiting), longest, available, busy, len(mine))
+        on_break = sum(1 for a in mine if a.status == "on_break")
+        return Counts(len(q.waiting), longest, available, busy, len(mine), on_break)
+
+    def agents_away(self, q: QueueState) -> bool:
+        """Every agent logged in to `q` is on break (with replicas: as of the store's last look)."""
+        shared = self.store.summary(q.config.name)
+        if shared is not None:
+            return shared.logged_in > 0 and shared.on_break >= shared.logged_in
+        return bool(q.agents) and all(a.status == "on_break" for a in q.agents.values())
 
     # ---- time -----------------------------------------------------------------------------------
 
@@ -481,33 +513,47 @@ class Desk:
         self.dispatch(now)
 
     def _announce_all(self, q: QueueState) -> None:
-        """Every waiting caller of `q` here hears their position and estimate, if either changed."""
+        """Every waiting caller of `q` here hears their position and estimate, if either changed
+        (not while an offer of theirs rings: they are about to be answered)."""
         if not q.waiting:
             return
         agents = self.logged_in(q.config.name)
         waiting = self.store.waiting(q)
+        away = self.agents_away(q)
 
         def heard(call: Call, position: int) -> None:
-            if q.waiting.get(call.id) is call:  # still waiting when the answer came
-                self._announce(q, call, position, agents, waiting)
+            if q.waiting.get(call.id) is call and call.offered_to is None:  # still waiting, not ringing
+                self._announce(q, call, position, agents, waiting, away=away)
 
         self.store.positions(list(q.waiting.values()), heard)
 
     def shutdown(self, now: float) -> None:
         """The server stops: every agent in a call or offered hears ENDED by=server (through the relay
-        when on another replica); callers get the server's goodbye on their own."""
+        when on another replica) and a call is completed by=server; a connected caller here hears
+        CallEnded by=server (`ended`, then the server's goodbye); waiting callers get the goodbye on
+        their own. A caller of ours on another replica hears the call end as when an agent drops."""
         self.closed = True
-        for call in self.calls.values():
+        for call in list(self.calls.values()):
             stub = call.agent
             if stub is not None and type(stub.link) is RemoteAgent:
                 stub.link.agent_event(Ended(call.id, "server"))
-        for agent in self.agents.values():
-            held = agent.call or agent.offer
-            if held is not None:
-                agent.link.agent_event(Ended(held.id, "server"))
-        for call in self.calls.values():  # on record as the server ended them
-            stub = call.agent
-            self._record_end(call, "answered" if stub is not None else "abandoned", "server", now, stub)
+                call.agent = None
+                self.calls.pop(call.id, None)
+                self._record_end(call, "answered", "server", now, stub)
+                call.link.desk_event(CallEnded("server"))
+        for agent in list(self.agents.values()):
+            if agent.offer is not None:
+                agent.link.agent_event(Ended(agent.offer.id, "server"))
+            talking = agent.call
+            if talking is not None:
+                agent.link.agent_event(Ended(talking.id, "server"))
+                remote = type(talking.link) is RemoteCaller
+                if not remote:
+                    self.calls.pop(talking.id, None)
+                talking.link.desk_event(CallEnded("agent" if remote else "server"))
+                self._completed(self.queues[talking.queue], talking, agent, "server", now)
+        for call in self.calls.values():  # still waiting: on record as the server ended them
+            self._record_end(call, "abandoned", "server", now)
         self.calls.clear()
 
     # ---- offers ---------------------------------------------------------------------------------
@@ -572,11 +618,12 @@ class Desk:
         agent.missed += 1
         on_break = agent.missed >= self.queues[call.queue].config.model.max_missed
         self.log("offer_missed", queue=call.queue, call_id=call.id, agent=agent.id, in_a_row=agent.missed)
+        agent.link.agent_event(Missed(call.id, on_break))
         if on_break:
             agent.status = "on_break"
             self.store.agent_changed(agent)
             self.log("agent_status", agent=agent.id, status="on_break", reason="max_missed")
-        agent.link.agent_event(Missed(call.id, on_break))
+            agent.link.agent_event(Status(agent.status, agent.state))
 
     def _timed_out(self, q: QueueState, call: Call, now: float) -> None:
         self.calls.pop(call.id, None)
@@ -605,6 +652,7 @@ class Desk:
         q.handle_time = policy.handle_time(q.handle_time, talked)
         q.talks.observe(talked)
         agent.call = None
+        agent.last_call = call
         call.agent = None
         if self.remote.pop(call.id, None) is None and type(call.link) is not RemoteCaller:
             self._record_end(call, "answered", by, now, agent)  # the caller's side keeps the record
@@ -639,6 +687,7 @@ class Desk:
         if agent.state == "idle" and event != "withdraw":
             agent.idle_since = now
         self.store.agent_changed(agent)
+        agent.link.agent_event(Status(agent.status, agent.state))
 
     def _enrol(self, agent: Agent, member: bool) -> None:
         """Add `agent` to (or take them out of) their queues' members here."""
@@ -655,15 +704,27 @@ class Desk:
         self.store.agent_changed(agent)
 
     def _announce(
-        self, q: QueueState, call: Call, position: int, agents: int, waiting: int | None = None
+        self,
+        q: QueueState,
+        call: Call,
+        position: int,
+        agents: int,
+        waiting: int | None = None,
+        ringing: bool = False,
+        away: bool | None = None,
     ) -> None:
-        """The caller hears their position and estimate if either changed (`waiting`: the whole
-        queue's length)."""
+        """The caller hears their position and estimate if either changed, or whether every agent
+        logged in is on break did (`waiting`: the whole queue's length). `ringing`: an offer of
+        theirs is ringing (or about to), so no estimate; they hear the position when one is said."""
+        total = len(q.waiting) if waiting is None else max(waiting, position)
         minutes = self.estimate_minutes(q, position, agents)
-        if (position, minutes) != call.announced:
-            call.announced = (position, minutes)
-            total = len(q.waiting) if waiting is None else max(waiting, position)
-            call.link.desk_event(QueuePosition(position, total, minutes))
+        if ringing:
+            call.link.desk_event(QueuePosition(position, total, minutes, ringing=True))
+            return
+        now_away = self.agents_away(q) if away is None else away
+        if (position, minutes, now_away) != call.announced:
+            call.announced = (position, minutes, now_away)
+            call.link.desk_event(QueuePosition(position, total, minutes, away=now_away))
 
     # ---- what other replicas said (through the Redis store) ---------------------------------------
 

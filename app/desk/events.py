@@ -34,6 +34,16 @@ class CallerSaid:
 
 
 @dataclass(slots=True, unsafe_hash=True)
+class Status:
+    """The agent's status or state changed (by a command, or by the desk on its own: an offer, the
+    caller hanging up, wrap-up ending, a missed offer). Pages show it; terminal agents get no line
+    for it (the protocol's own lines, OK ready, MISSED, ENDED ..., already say what happened)."""
+
+    status: str  # on_break | available
+    state: str  # idle | offered | in_call | wrap_up
+
+
+@dataclass(slots=True, unsafe_hash=True)
 class LoggedOut:
     """The desk logged the agent out: removed from desk.yaml (at the end of their call), or, with
     replicas, already logged in on another one."""
@@ -41,7 +51,7 @@ class LoggedOut:
     reason: str  # removed | elsewhere
 
 
-AgentEvent = Offer | Missed | Ended | CallerSaid | LoggedOut
+AgentEvent = Offer | Missed | Ended | CallerSaid | Status | LoggedOut
 
 
 # -- answers to an agent's commands (the same model for the TCP lines and the browser's JSON) ----
@@ -49,7 +59,8 @@ AgentEvent = Offer | Missed | Ended | CallerSaid | LoggedOut
 
 @dataclass(slots=True, unsafe_hash=True)
 class Ok:
-    """A command done: ready, break, reject (detail: the call id), login (detail: id and name), logout."""
+    """A command done: ready, break, reject (detail: the call id), disposition, login (detail: id and
+    name), logout."""
 
     what: str
     detail: str = ""

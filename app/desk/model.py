@@ -54,6 +54,7 @@ class Call:
         "announced",
         "connected_at",
         "cooldown",
+        "disposition",
         "id",
         "joined",
         "link",
@@ -76,7 +77,8 @@ class Call:
         self.connected_at = 0.0
         self.rejected = NO_ONE  # agents who rejected this call; rarely any
         self.cooldown: tuple[str, float] | None = None  # (agent id, until) after a missed offer
-        self.announced: tuple[int, int] = (0, 0)  # (position, minutes) last said
+        self.announced: tuple[int, int, bool] = (0, 0, False)  # (position, minutes, agents away) last said
+        self.disposition = ""  # what the agent recorded for the call (Desk.dispose)
         self.offers = 0  # offers made to agents (for the record; with Redis as the store counted)
         self.missed = 0  # of those, not answered in time
 
@@ -89,6 +91,7 @@ class Agent:
         "calls",
         "id",
         "idle_since",
+        "last_call",
         "link",
         "missed",
         "name",
@@ -121,6 +124,7 @@ class Agent:
         self.ring_until = 0.0
         self.call: Call | None = None
         self.wrap_until = 0.0
+        self.last_call: Call | None = None  # the call ended last: its disposition may still be given
         self.removed = False  # gone from desk.yaml: logged out when the current call ends
 
 
@@ -147,13 +151,14 @@ class QueueState:
 @dataclass(frozen=True, slots=True)
 class Counts:
     """A queue's numbers now: callers waiting and the longest wait, agents available, busy
-    (offered or in a call) and logged in (on break counts, supervisors do not)."""
+    (offered or in a call), logged in (on break counts, supervisors do not) and of those on break."""
 
     waiting: int
     longest: int  # seconds
     available: int
     busy: int
     logged_in: int
+    on_break: int = 0
 
 
 @dataclass(frozen=True, slots=True)

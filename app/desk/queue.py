@@ -63,7 +63,7 @@ class LocalStore:
             self.seq += 1
             call.seq = self.seq
             order.add(call.seq)
-            done(Joined(len(order), len(order), agents))
+            done(Joined(len(order), len(order), agents, len(self.free.get(name, ()))))
 
     def rejoin(self, q: QueueState, call: Call) -> None:
         return None  # nothing is ever lost in process

@@ -20,11 +20,14 @@ from app.desk.model import Agent, Call, Counts, QueueState, SharedHealth
 
 @dataclass(frozen=True, slots=True)
 class Joined:
-    """A caller is in the queue: their place (1: next), the queue's length, agents logged in."""
+    """A caller is in the queue: their place (1: next), the queue's length, agents logged in, and
+    agents free (available and idle) at that moment: a caller whose place is within them is about to
+    be offered, so no estimate is said to them."""
 
     position: int
     waiting: int
     agents: int
+    free: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,16 @@ def fold(line: str) -> tuple[str, str]:
     return text, text.casefold()
 
 
+def _flat(name: str, value: Any, depth: int = 0) -> list[tuple[str, Any]]:
+    """A saved value as (dotted name, plain value) items: a record's fields one by one, nested ones
+    too (account.plan.fee), so nobody is shown a mapping's repr."""
+    if isinstance(value, dict) and depth < 4:
+        return [item for k, v in value.items() for item in _flat(f"{name}.{k}", v, depth + 1)]
+    if isinstance(value, list) and depth < 4:
+        return [(name, "、".join(value_text(v) for v in value))]
+    return [(name, value)]
+
+
 def mask(value: str) -> str:
     """A sensitive value for an agent's eyes: its last 4 characters at most (none of a short one)."""
     keep = 4 if len(value) >= 8 else 0
@@ -133,11 +143,13 @@ def normalize(line: str) -> str:
 class InQueue:
     """A session's hand-off to an agent: waiting in the queue, then connected."""
 
-    __slots__ = ("agent", "connected", "node")
+    __slots__ = ("agent", "away", "connected", "keys_told", "node")
 
     def __init__(self, node: TransferNode) -> None:
         self.node = node
         self.connected = False
+        self.keys_told = False  # the node's keys_prompt is said once, with the first position
+        self.away = False  # the caller was told every agent is on break
         self.agent: dict[str, str] = {}  # {"id": ..., "name": ...} once connected, for the templates
 
 
@@ -343,14 +355,7 @@ class Session:
         if kind is AgentLine:  # the common one: a line of the conversation
             self.say_text(self._render(node.agent_says, {"agent": q.agent, "text": event.text}))  # type: ignore[attr-defined]
         elif kind is QueuePosition:
-            p: QueuePosition = event  # type: ignore[assignment]
-            queue = {
-                "position": str(p.position),
-                "ahead": str(p.position - 1),
-                "waiting": str(p.waiting),
-                "wait_minutes": str(p.wait_minutes),
-            }
-            self.say_text(self._render(node.position, {"queue": queue}))
+            self._queue_position(q, event)  # type: ignore[arg-type]
         elif kind is AgentConnected:
             c: AgentConnected = event  # type: ignore[assignment]
             q.connected, q.agent = True, {"id": c.agent_id, "name": c.agent_name}
@@ -360,8 +365,34 @@ class Session:
         elif kind is QueueBusy:
             self._leave_queue(node.busy, node.on_busy or node.next)
         elif kind is CallEnded:
-            self._leave_queue(node.ended, node.next)
+            if event.by == "server":  # type: ignore[attr-defined]  # the server stops: `ended`, then goodbye
+                self.desk = None
+                self.say(node.ended)
+                self.say(node.wait.goodbye)
+                self.end("shutdown")
+            else:
+                self._leave_queue(node.ended, node.next)
         return self._done(out)
+
+    def _queue_position(self, q: InQueue, p: QueuePosition) -> None:
+        """Where the caller stands: the position and estimate (none while an offer rings), a line
+        when every agent logged in is on break, and, with the first, the keys they may press."""
+        node = q.node
+        if not p.ringing:
+            queue = {
+                "position": str(p.position),
+                "ahead": str(p.position - 1),
+                "waiting": str(p.waiting),
+                "wait_minutes": str(p.wait_minutes),
+            }
+            self.say_text(self._render(node.position, {"queue": queue}))
+            if p.away and not q.away:
+                self.say(node.away)
+            q.away = p.away
+        if not q.keys_told:
+            q.keys_told = True
+            if node.keys_prompt is not None:
+                self.say(node.keys_prompt)
 
     def join_queue(self, node: TransferNode) -> None:
         """Wait at a transfer node for the desk (no silence timeouts)."""
@@ -475,15 +506,9 @@ class Session:
         out: list[tuple[str, str]] = [("path", ">".join(self.path))]
         secret = self.graph.sensitive_vars
         for name, value in self.vars.items():
-            items = value.items() if isinstance(value, dict) else [("", value)]
-            for field, v in items:
+            for key, v in _flat(name, value):
                 text = value_text(v)
-                out.append(
-                    (
-                        f"var:{name}.{field}" if field else f"var:{name}",
-                        mask(text) if name in secret else text,
-                    )
-                )
+                out.append((f"var:{key}", mask(text) if name in secret else text))
         out += [("asked", q) for q in self.asked]
         return tuple(out)
 

@@ -74,6 +74,8 @@ class QueuePosition:
     position: int  # 1 = next
     waiting: int
     wait_minutes: int
+    ringing: bool = False  # an offer to an agent rings (or is about to): no position or estimate said
+    away: bool = False  # every agent logged in to the queue is on break
 
 
 @dataclass(slots=True, unsafe_hash=True)

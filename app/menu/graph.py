@@ -26,6 +26,16 @@ class NoRobot:
 
 
 @dataclass(frozen=True)
+class Titles:
+    """What agents see instead of internal names (docs/menu-format.md, "Titles"): a node's `title`,
+    a saved variable's (the title of the input or lookup that saves it), a lookup field's
+    (`fields:`, keyed `variable.field`)."""
+
+    nodes: Mapping[str, str] = field(default_factory=dict)
+    vars: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Graph:
     """A loaded, validated menu. Sessions keep the graph they started with across reloads."""
 
@@ -38,6 +48,7 @@ class Graph:
     source: str = ""
     robot: Answerer = field(default_factory=NoRobot)
     sensitive_vars: frozenset[str] = frozenset()  # saved by `sensitive: true` inputs: masked for agents
+    titles: Titles = field(default_factory=Titles)
     table: dict[str, Node] = field(init=False, repr=False, compare=False)
     # nodes that only say a fixed prompt and wait: a global key leading to one needs no handler
     direct: dict[str, WaitNode] = field(init=False, repr=False, compare=False)

@@ -22,7 +22,7 @@ from app.menu import lint, schema, templates
 from app.menu import nodes as handlers
 from app.menu.engine import fold
 from app.menu.events import Say
-from app.menu.graph import Graph, says_and_waits
+from app.menu.graph import Graph, Titles, says_and_waits
 from app.yamlfile import HasProblems, Problem, Reporter, YPath, read_yaml, suggest
 
 MAX_FILE_BYTES = 1 << 20
@@ -363,6 +363,18 @@ class _Loader(Reporter):
                         f"node '{name}' reads table '{table}', which is not "
                         "in 'data'" + suggest(table, tables),
                     )
+            if isinstance(model, schema.LookupNode) and model.fields and model.table in tables:
+                columns = {
+                    k for record in tables[model.table].values() if isinstance(record, dict) for k in record
+                }
+                for column in model.fields:
+                    if column not in columns:
+                        self.error(
+                            ("nodes", name, "fields", column),
+                            f"node '{name}' gives a title to field '{column}', which no record of "
+                            f"table '{model.table}' has" + suggest(column, columns),
+                            key=True,
+                        )
 
     def _reachability(
         self,
@@ -435,7 +447,8 @@ class _Loader(Reporter):
             return handlers.Text.of(templates.parse(source.rstrip()))
 
         hangup_nodes = frozenset(n for n, m in models.items() if m.type == "hangup")
-        ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__, hangup_nodes)
+        titles = _titles(models)
+        ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__, hangup_nodes, titles.nodes)
         compiled = {name: handlers.HANDLERS[m.type](name, m, ctx) for name, m in models.items()}
         for node in compiled.values():  # the engine's shortcuts (see Waiting.moves, fast_keys, refused)
             if isinstance(node, handlers.WaitNode):
@@ -451,7 +464,29 @@ class _Loader(Reporter):
             sensitive_vars=frozenset(
                 m.save_as for m in models.values() if isinstance(m, schema.InputNode) and m.sensitive
             ),
+            titles=titles,
         )
+
+
+def _titles(models: Mapping[str, schema.Node]) -> Titles:
+    """The menu's titles: each node's; a variable's is its input's or lookup's (the first that saves
+    it) or, for a pattern's capture, the title of the node the pattern goes to; a lookup field's its
+    `fields:` title (keyed `variable.field`)."""
+    nodes = {name: m.title for name, m in models.items() if m.title}
+    variables: dict[str, str] = {}
+    for m in models.values():
+        if isinstance(m, schema.MenuNode):  # a pattern's capture: titled as the node it leads to
+            for p in m.patterns:
+                for var in p.save:
+                    if p.go in nodes:
+                        variables.setdefault(var, nodes[p.go])
+        if isinstance(m, schema.InputNode | schema.LookupNode):
+            if m.title:
+                variables.setdefault(m.save_as, m.title)
+            if isinstance(m, schema.LookupNode):
+                for column, title in m.fields.items():
+                    variables.setdefault(f"{m.save_as}.{column}", title)
+    return Titles(nodes, variables)
 
 
 _SINGLE_KEYS = [chr(c) for c in range(0x21, 0x7F) if not chr(c).isupper()]  # printable ASCII, no space

@@ -22,6 +22,13 @@ from app.menu import schema
 from app.menu.events import Event, Notice, Say, Transfer
 from app.menu.templates import Template
 
+KEY_WORDS: Mapping[str, str] = {
+    "back": "返回上一级",
+    "top": "返回主菜单",
+    "repeat": "重听",
+    "hangup": "结束通话",
+}
+
 
 class Reply(Protocol):
     """What a robot answers: the text said to the caller, the intent and the confidence."""
@@ -280,6 +287,8 @@ class TransferNode(WaitNode):
     queue: str
     say_prompt: Text
     position: Text
+    keys_prompt: Text | None  # said with the first position (None: the node has no keys)
+    away: Text  # while every agent logged in is on break
     hold: Text
     connected: Text
     agent_says: Text
@@ -327,6 +336,7 @@ class CompileContext:
     text: Callable[[str], Text]
     regex: Callable[[str], re.Pattern[str]]
     hangup_nodes: frozenset[str] = frozenset()
+    titles: Mapping[str, str] = field(default_factory=dict)  # node name -> its title, where it has one
 
     def waiting(self, m: schema.WaitingNode) -> Waiting:
         st = self.settings
@@ -387,12 +397,19 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
         on_max_failures=None,
         keys=keys,
     )
+    if m.keys_prompt is not None:
+        keys_prompt = c.text(m.keys_prompt) if m.keys_prompt.strip() else None
+    else:
+        said = default_keys_prompt(m.keys, c.titles)
+        keys_prompt = Text.of(Template(said, (said,))) if said else None
     return TransferNode(
         name,
         wait,
         m.queue,
         c.text(m.prompt),
         c.text(m.position),
+        keys_prompt,
+        c.text(m.away),
         hold,
         c.text(m.connected),
         c.text(m.agent_says),
@@ -405,6 +422,16 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
         hangups,
         max(map(len, hangups), default=0) if all(k.isascii() for k in hangups) else 1 << 30,
     )
+
+
+def default_keys_prompt(keys: Mapping[str, str], titles: Mapping[str, str]) -> str:
+    """What a waiting caller may press, said once with their first position, from a transfer node's
+    `keys` when it has no `keys_prompt`: 等待期间,留言请按 1,返回上一级请按 *。 (a node by its title)."""
+    said = [
+        f"{KEY_WORDS.get(action) or titles.get(action) or '其他服务'}请按 {key}"
+        for key, action in keys.items()
+    ]
+    return "等待期间," + ",".join(said) + "。" if said else ""
 
 
 @dataclass(frozen=True, slots=True)

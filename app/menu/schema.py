@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -35,6 +35,10 @@ DurationOrZero = Annotated[float, BeforeValidator(_duration), Field(ge=0, le=864
 Count = Annotated[int, Field(ge=1, le=1000)]
 Text = Annotated[str, Field(max_length=8000)]
 NodeName = Annotated[str, Field(min_length=1, max_length=200)]
+# what people see instead of an internal name (the console shows a node's or a field's title)
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60, pattern=r"^[^\r\n]*$")
+]
 
 
 class _Model(BaseModel):
@@ -72,6 +76,7 @@ class Node(_Model):
 
     type: str
     description: str | None = None
+    title: Title | None = None  # the console shows it for the node (the menu path, saved variables)
 
     def targets(self) -> list[tuple[Path, str]]:
         """Node names this node can go to."""
@@ -190,6 +195,7 @@ class LookupNode(Node):
     save_as: NodeName
     found: NodeName
     missing: NodeName
+    fields: dict[NodeName, Title] = {}  # a column of the table -> its title for agents (账户余额)
 
     def targets(self) -> list[tuple[Path, str]]:
         return [(("found",), self.found), (("missing",), self.missing)]
@@ -230,6 +236,7 @@ DEFAULT_CONNECTED = "工号 {agent.id} 为您服务。"
 DEFAULT_AGENT_SAYS = "客服 {agent.id}:{text}"
 DEFAULT_ENDED = "本次服务已结束,感谢您的耐心。"
 DEFAULT_CLOSED = "抱歉,现在不是人工服务时间,请在服务时间内来电。"
+DEFAULT_AWAY = "目前坐席暂时离开,接通可能需要较长时间,感谢您的耐心等待。"
 
 QUEUE_REFS = frozenset({"position", "ahead", "waiting", "wait_minutes"})
 AGENT_REFS = frozenset({"id", "name"})
@@ -243,6 +250,8 @@ class TransferNode(Node):
     prompt: Text = DEFAULT_TRANSFER_PROMPT
     position: Text = DEFAULT_POSITION
     keys: dict[str, NodeName] = {}  # what a waiting caller may press: a node or back/top/repeat/hangup
+    keys_prompt: Text | None = None  # said with the first position; default: built from `keys`
+    away: Text = DEFAULT_AWAY  # said while every agent logged in to the queue is on break
     hold: Text = DEFAULT_HOLD
     connected: Text = DEFAULT_CONNECTED
     agent_says: Text = DEFAULT_AGENT_SAYS
@@ -262,8 +271,9 @@ class TransferNode(Node):
         return out
 
     def templates(self) -> list[tuple[Path, str]]:
-        names = ("prompt", "position", "hold", "connected", "agent_says", "ended", "closed", "busy")
-        return [((n,), getattr(self, n)) for n in names]
+        names = ("prompt", "position", "hold", "connected", "agent_says", "ended", "closed", "busy", "away")
+        out: list[tuple[Path, str]] = [((n,), getattr(self, n)) for n in names]
+        return [*out, (("keys_prompt",), self.keys_prompt)] if self.keys_prompt is not None else out
 
     def local_refs(self, path: Path) -> Mapping[str, frozenset[str] | None]:
         if path == ("position",):

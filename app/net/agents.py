@@ -30,7 +30,7 @@ import structlog
 
 from app.desk import commands
 from app.desk.commands import clean
-from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message
+from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message, Status
 from app.desk.history import send_history
 from app.desk.logins import Verdict
 from app.desk.model import Agent, DeskError
@@ -62,6 +62,7 @@ HELP: Final = (
     "INFO /break [reason]      no new calls",
     "INFO /accept  /reject     answer or pass on the offered caller",
     "INFO /end [disposition]   end the call (wrap-up follows)",
+    "INFO /disposition TEXT    after a call: record (or replace) its disposition",
     "INFO /queue               your queues: waiting, longest wait, agents",
     "INFO /history             the last lines of the offered or connected call",
     "INFO /logout              log out and close",
@@ -251,6 +252,8 @@ class AgentConnection(asyncio.Protocol):
     def agent_event(self, event: AgentEvent) -> None:
         if type(event) is CallerSaid:  # the relay's every line, without building a list
             self.send(f"CALLER {event.text}")
+            return
+        if type(event) is Status:  # for pages: the protocol's own lines say it to a terminal
             return
         self.send(*commands.lines(event))
         if type(event) is LoggedOut:

@@ -26,11 +26,12 @@ from aiohttp import web
 
 from app.desk import commands
 from app.desk.board import snapshot
-from app.desk.events import AgentEvent, CallerSaid, LoggedOut, Message
+from app.desk.events import AgentEvent, LoggedOut, Message
 from app.desk.model import Agent
 
 if TYPE_CHECKING:
     from app.desk.desk import Desk
+    from app.menu import Graph
     from app.settings import Settings
 
 log = structlog.get_logger("hotline.web")
@@ -100,12 +101,9 @@ class WebAgent:
         self.grace: asyncio.TimerHandle | None = None
         self.queues_sent = ""
 
-    # the desk's AgentLink
+    # the desk's AgentLink: every event as JSON, a change of status or state as a `status` message
     def agent_event(self, event: AgentEvent) -> None:
         self.emit(event)
-        if type(event) is CallerSaid:  # the relay's every line: no state changed
-            return
-        self.status()
         if type(event) is LoggedOut:  # removed from desk.yaml: the desk logged them out already
             self.agent = None
             self.live.forget(self)
@@ -162,8 +160,10 @@ class WebAgent:
             "state": agent.state,
             "offer": commands.as_json(offer) if offer is not None else None,
             "call": agent.call.id if agent.call is not None else None,
+            "last_call": agent.last_call.id if agent.last_call is not None else None,
             "canned": desk.config.canned,
             "dispositions": list(desk.config.dispositions),
+            "titles": self.live.titles(agent),
         }
 
     def queue_update(self, now: float) -> None:
@@ -177,18 +177,13 @@ class WebAgent:
             self.queues_sent = text
             self._broadcast(text)
 
-    def status(self) -> None:
-        """The agent's status and state after a command (the page's 状态)."""
-        agent = self.agent
-        if agent is not None:
-            self._broadcast(dumps({"type": "status", "status": agent.status, "state": agent.state}))
-
 
 class LiveHub(Protocol):
     """What the live side uses of the server (app/server.py's Hub provides it)."""
 
     settings: Settings
     desk: Desk
+    graph: Graph  # the current menu: its titles are what agents see
 
 
 class Live:
@@ -216,6 +211,23 @@ class Live:
             web_agent.log_out("shutdown")
         for sock in list(self.boards):
             sock.close()
+
+    def titles(self, agent: Agent) -> dict[str, Any]:
+        """What agents see instead of internal names: the menu's titles (nodes, saved variables
+        and lookup fields, docs/menu-format.md) and the titles of the agent's queues."""
+        graph_titles = self.hub.graph.titles
+        queues = self.hub.desk.queues
+        return {
+            "nodes": dict(graph_titles.nodes),
+            "vars": dict(graph_titles.vars),
+            "queues": {n: queues[n].config.title for n in agent.queues if n in queues},
+        }
+
+    def titles_changed(self) -> None:
+        """The menu or desk.yaml was reloaded: every page gets the titles again."""
+        for web_agent in self.agents.values():
+            if web_agent.agent is not None and web_agent.sockets:
+                web_agent._broadcast(dumps({"type": "titles", **self.titles(web_agent.agent)}))
 
     def page_counts(self) -> tuple[int, int]:
         """(console pages, boards) open now, for the metrics."""

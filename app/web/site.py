@@ -40,6 +40,7 @@ from app.web.live import Live, Socket, WebAgent, dumps
 if TYPE_CHECKING:
     from app.desk.desk import Desk
     from app.desk.logins import LoginGate
+    from app.menu import Graph
     from app.records import Recorder
     from app.settings import Settings
 
@@ -80,6 +81,7 @@ class WebHub(Protocol):
 
     settings: Settings
     desk: Desk
+    graph: Graph  # the current menu (its titles, for the console)
     logins: LoginGate
     records: Recorder | None
     proxy_from: frozenset[str]
@@ -367,7 +369,6 @@ class WebSite:
             send_history(transcripts, agent, HISTORY_LINES, sock.tell, hub.tasks)
         elif isinstance(command, commands.DESK_COMMANDS):
             commands.run(self.hub.desk, agent, command, now, web_agent.emit)
-        web_agent.status()
 
     # ---- tickets (the JSON of `hotline tickets ... --json`) ------------------------------------
 

@@ -206,7 +206,7 @@ def test_over_tcp_conversations_that_script_agents_are_skipped(server_process: S
     )
     assert out.returncode == 0, out.stdout
     assert "SKIPPED (it scripts agents: in process only)" in out.stdout
-    assert "===== 0 passed, 0 failed, 3 skipped" in out.stdout
+    assert "===== 0 passed, 0 failed, 4 skipped" in out.stdout
 
 
 @pytest.mark.parametrize("args", [["--server", "nonsense"], ["--server", "127.0.0.1:1"]])
@@ -214,3 +214,25 @@ def test_bad_server_address(args: list[str]) -> None:
     out = hotline("test", str(CONVERSATIONS / "balance.yaml"), *args)
     assert out.returncode in (1, 2)
     assert out.stderr
+
+
+def test_in_process_a_silent_caller_is_cut_off_as_the_server_does(tmp_path: Path) -> None:
+    """The server hangs up on a caller who has typed nothing for HOTLINE_FIRST_INPUT_TIMEOUT (60 s):
+    in process too, so a test that passes in process does not fail against `make run`."""
+    conv = tmp_path / "silent.yaml"
+    conv.write_text(
+        "conversations:\n"
+        "  - name: 不输入\n"
+        "    steps:\n"
+        "      - silence: 30s\n"
+        "        expect: 请按 1、2、3、8 或 0\n"
+        "      - silence: 30s\n"
+        "        expect: 请按 1、2、3、8 或 0\n",
+        encoding="utf-8",
+    )
+    out = hotline("test", "--config", str(CONFIG), str(conv))
+    assert out.returncode == 1, out.stdout
+    assert "got:      感谢您致电中国移动 10086,再见!" in out.stdout  # the goodbye at 60 s
+    typed = conv.read_text(encoding="utf-8").replace("    steps:\n", '    steps:\n      - send: "9"\n')
+    conv.write_text(typed, encoding="utf-8")  # a caller who typed once is only re-prompted
+    assert hotline("test", "--config", str(CONFIG), str(conv)).returncode == 0

@@ -127,7 +127,7 @@ class Harness:
 
     def close(self) -> None:
         if self.loop is not None:
-            self.desk.shutdown(self.now)
+            self.step(lambda: self.desk.shutdown(self.now))  # in the loop, as the server does
             self.loop.run_until_complete(self.desk.close())
             self.loop.close()
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.desk.desk import Desk
-from app.desk.events import CallerSaid, Ended, LoggedOut, Missed, Offer
+from app.desk.events import CallerSaid, Ended, LoggedOut, Missed, Offer, Status
 from app.desk.loader import DeskConfig, OpenHours, QueueConfig
 from app.desk.model import DeskError
 from app.desk.policy import DEFAULT_HANDLE, MISS_COOLDOWN
@@ -87,16 +87,17 @@ def test_first_come_first_served_with_positions_and_estimate() -> None:
     callers = [Link() for _ in range(3)]
     for i, c in enumerate(callers):
         assert d.join("default", f"c{i}", c, T0 + i)
-    # one agent logged in, 3 minutes per call before any call: position n waits 3n minutes
+    # one agent logged in, 3 minutes per call before any call: position n waits 3n minutes; that
+    # agent is on break, and the callers hear so
     assert [c.events[0] for c in callers] == [
-        QueuePosition(1, 1, 3),
-        QueuePosition(2, 2, 6),
-        QueuePosition(3, 3, 9),
+        QueuePosition(1, 1, 3, away=True),
+        QueuePosition(2, 2, 6, away=True),
+        QueuePosition(3, 3, 9, away=True),
     ]
     d.leave("c0", T0 + 5)  # abandons; the others move up at the next announcement
     d.tick(T0 + 30)
-    assert callers[1].events[-1] == QueuePosition(1, 2, 3)
-    assert callers[2].events[-1] == QueuePosition(2, 2, 6)
+    assert callers[1].events[-1] == QueuePosition(1, 2, 3, away=True)
+    assert callers[2].events[-1] == QueuePosition(2, 2, 6, away=True)
     n = len(callers[2].events)
     d.tick(T0 + 60)  # nothing changed: nothing said again
     assert len(callers[2].events) == n
@@ -249,3 +250,104 @@ def test_without_wrap_up_the_next_caller_is_offered_at_once() -> None:
     d.accept(agent, T0 + 3)
     d.leave("c2", T0 + 4)  # the caller hangs up: the agent is free again at once as well
     assert agent.state == "idle"
+
+
+def test_the_agent_hears_every_change_of_status_and_state() -> None:
+    """Status after each change, also those the agent did not ask for: an offer, the caller hanging
+    up, wrap-up ending, a missed offer, the break max_missed brings."""
+    d = desk(wrap_up=10, ring_timeout=15, max_missed=1)
+    agent, link = ready(d, "1001")
+    assert link.of(Status) == [Status("available", "idle")]
+    d.join("default", "c1", Link(), T0)
+    assert link.events[-2:] == [Status("available", "offered"), link.last(Offer)]
+    d.accept(agent, T0 + 1)
+    assert link.events[-1] == Status("available", "in_call")
+    d.caller_line("c1", "你好")
+    assert link.events[-1] == CallerSaid("c1", "你好")  # a chat line changes nothing: no status
+    d.leave("c1", T0 + 5)  # the caller hangs up
+    assert link.events[-2:] == [Ended("c1", "caller"), Status("available", "wrap_up")]
+    d.tick(T0 + 14)
+    assert link.events[-1] == Status("available", "wrap_up")  # not yet over
+    d.tick(T0 + 15)
+    assert link.events[-1] == Status("available", "idle")  # wrap-up ended, no command
+    d.join("default", "c2", Link(), T0 + 16)
+    d.tick(T0 + 31)
+    assert link.events[-3:] == [Status("available", "idle"), Missed("c2", True), Status("on_break", "idle")]
+
+
+def test_a_disposition_after_the_call_however_it_ended() -> None:
+    logged: list[tuple[str, dict[str, Any]]] = []
+    d = desk(wrap_up=10)
+    d.log = lambda event, **fields: logged.append((event, fields))
+    agent, _link = ready(d, "1001")
+    with pytest.raises(DeskError, match="no call"):
+        d.dispose(agent, "已解决", T0)
+    d.join("default", "c1", Link(), T0)
+    d.accept(agent, T0 + 1)
+    with pytest.raises(DeskError, match="in a call"):
+        d.dispose(agent, "已解决", T0 + 2)
+    d.leave("c1", T0 + 3)  # the caller hung up: the agent may still give the call its disposition
+    call = d.dispose(agent, "需回访", T0 + 4)
+    assert (call.id, call.disposition) == ("c1", "需回访")
+    d.dispose(agent, "已解决", T0 + 5)  # replaces it
+    assert call.disposition == "已解决"
+    d.tick(T0 + 20)  # after wrap-up, until the next call, still
+    d.dispose(agent, "其他", T0 + 21)
+    d.join("default", "c2", Link(), T0 + 22)
+    d.accept(agent, T0 + 23)
+    d.end(agent, T0 + 24, "转其他部门")  # /end DISPOSITION goes the same way
+    assert [f["disposition"] for e, f in logged if e == "call_disposition"] == [
+        "需回访",
+        "已解决",
+        "其他",
+        "转其他部门",
+    ]
+    assert [f["call_id"] for e, f in logged if e == "call_disposition"] == ["c1", "c1", "c1", "c2"]
+    assert d.calls == {} and agent.last_call is not None and agent.last_call.disposition == "转其他部门"
+
+
+def test_a_caller_offered_at_once_hears_no_estimate() -> None:
+    d = desk(ring_timeout=15)
+    agent, _link = ready(d, "1001")
+    c1 = Link()
+    d.join("default", "c1", c1, T0)  # an agent is free: the offer rings at once
+    assert c1.events == [QueuePosition(1, 1, 3, ringing=True)]
+    d.tick(T0 + 10)
+    assert len(c1.events) == 1  # not while it rings
+    d.reject(agent, T0 + 11)
+    d.tick(T0 + 30)  # waiting again: now the position and the estimate
+    assert c1.events[-1] == QueuePosition(1, 1, 3, away=False)
+
+
+def test_callers_hear_when_every_agent_is_on_break_and_when_one_is_back() -> None:
+    d = desk(wrap_up=0)
+    agent = d.login("1001", Link(), T0)
+    d.login("1002", Link(), T0)
+    c1, c2 = Link(), Link()
+    d.join("default", "c1", c1, T0)
+    assert c1.events == [QueuePosition(1, 1, 2, away=True)]
+    second = d.agents["1002"]
+    d.set_status(second, "available", T0 + 1)
+    d.set_status(second, "on_break", T0 + 1)
+    d.join("default", "c2", c2, T0 + 2)
+    d.set_status(agent, "available", T0 + 3)
+    d.reject(agent, T0 + 4)  # c1 not for this agent: c2 is offered to them
+    d.tick(T0 + 40)
+    assert c1.events[-1] == QueuePosition(1, 2, 2, away=False)  # one agent is back
+
+
+def test_shutdown_completes_calls_by_the_server() -> None:
+    logged: list[tuple[str, dict[str, Any]]] = []
+    d = desk()
+    d.log = lambda event, **fields: logged.append((event, fields))
+    agent, link = ready(d, "1001")
+    c1 = Link()
+    d.join("default", "c1", c1, T0)
+    d.accept(agent, T0 + 1)
+    d.shutdown(T0 + 5)
+    assert c1.events[-1] == CallEnded("server")
+    assert Ended("c1", "server") in link.events
+    assert [f["by"] for e, f in logged if e == "call_completed"] == ["server"]
+    d.logout(agent, T0 + 6)  # the connection closes after: nothing more for the caller
+    assert c1.events[-1] == CallEnded("server")
+    assert [f["by"] for e, f in logged if e == "call_completed"] == ["server"]

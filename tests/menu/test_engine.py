@@ -456,3 +456,18 @@ def _shipped() -> Any:
 
         _SHIPPED.append(load_config(CONFIG).graph)
     return _SHIPPED[0]
+
+
+def test_the_agents_context_flattens_nested_records(tmp_path: Path) -> None:
+    from tests.menu.test_loader import TITLED
+
+    graph = graph_of(tmp_path, TITLED)
+    s = Session(graph)
+    s.start(0.0)
+    s.feed("1", 0.0)
+    s.feed("13800138000", 0.0)
+    context = dict(s.handoff_context())
+    assert context["path"] == "main>ask>find>main"
+    assert context["var:account.balance"] == "86.5"
+    assert (context["var:account.plan.name"], context["var:account.plan.fee"]) == ("5G", "128")
+    assert not any("{" in value for value in context.values())  # never a mapping's repr

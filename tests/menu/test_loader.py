@@ -384,3 +384,111 @@ def test_ticket_node_mistakes_are_errors_with_positions(
     assert (
         len(out) == 1 and out[0].startswith("menu.yaml:1") and ": error: " in out[0] and message in out[0]
     ), out
+
+
+TITLED = """\
+version: 1
+start: main
+nodes:
+  main:
+    type: menu
+    title: 主菜单
+    prompt: 按 1 查询,按 0 转人工
+    options: {"1": ask, "0": agent}
+    patterns:
+      - {match: '^1(\\d{3})$', go: code, save: {code: 1}}
+  ask:
+    type: input
+    title: 手机号码
+    prompt: 请输入号码
+    save_as: phone
+    next: find
+  find:
+    type: lookup
+    title: 账户
+    table: accounts
+    key: "{phone}"
+    save_as: account
+    fields: {balance: 账户余额, name: 姓名}
+    found: main
+    missing: main
+  code:
+    type: message
+    title: 业务代码
+    text: "{code}"
+    next: main
+  agent:
+    type: transfer
+    title: 人工服务
+    keys: {"1": note, "*": back}
+    next: main
+  note:
+    type: ticket
+    title: 留言
+    next: main
+data:
+  accounts: {"13800138000": {name: 张先生, balance: 86.5, plan: {name: 5G, fee: 128}}}
+"""
+
+
+def test_titles_of_nodes_variables_and_lookup_fields(tmp_path: Path) -> None:
+    result = load_menu(write_menu(tmp_path, TITLED))
+    assert result.graph is not None, result.problems
+    titles = result.graph.titles
+    assert titles.nodes == {
+        "main": "主菜单",
+        "ask": "手机号码",
+        "find": "账户",
+        "code": "业务代码",
+        "agent": "人工服务",
+        "note": "留言",
+    }
+    assert titles.vars == {
+        "phone": "手机号码",
+        "account": "账户",
+        "account.balance": "账户余额",
+        "account.name": "姓名",
+        "code": "业务代码",  # a pattern's capture: titled as the node it goes to
+    }
+
+
+def test_title_and_fields_are_checked_where_they_are_written(tmp_path: Path) -> None:
+    text = TITLED.replace("    title: 手机号码\n", "    title: [手机, 号码]\n")
+    text = text.replace("    title: 账户\n", "    title: ''\n")
+    text = text.replace("fields: {balance: 账户余额, name: 姓名}", "fields: {balanse: 账户余额, name: 姓名}")
+    out = problems(tmp_path, text)
+    assert out == [
+        "menu.yaml:13:12: error: node 'ask': title should be text",
+        "menu.yaml:19:12: error: node 'find': title string should have at least 1 character",
+    ]  # a node that did not validate is not checked further: its fields are, once it does
+    text = TITLED.replace(
+        "fields: {balance: 账户余额, name: 姓名}", "fields: {balanse: 账户余额, name: 姓名}"
+    )
+    assert problems(tmp_path, text) == [
+        "menu.yaml:23:14: error: node 'find' gives a title to field 'balanse', which no record of "
+        "table 'accounts' has (did you mean 'balance'?)"
+    ]
+
+
+def test_keys_prompt_default_and_its_checks(tmp_path: Path) -> None:
+    from app.menu.nodes import TransferNode
+
+    graph = load_menu(write_menu(tmp_path, TITLED)).graph
+    assert graph is not None
+    node = graph.nodes["agent"]
+    assert isinstance(node, TransferNode) and node.keys_prompt is not None
+    assert node.keys_prompt.template.source == "等待期间,留言请按 1,返回上一级请按 *。"  # the node's title
+    text = TITLED.replace(
+        '    keys: {"1": note, "*": back}\n', '    keys: {"1": note}\n    keys_prompt: 按 1 {nmae}\n'
+    )
+    out = problems(tmp_path, text)
+    assert out == [
+        "menu.yaml:35:18: error: node 'agent' keys_prompt uses '{nmae}', but no input, lookup or pattern saves 'nmae'"
+    ]
+    silent = TITLED.replace(
+        '    keys: {"1": note, "*": back}\n', '    keys: {"1": note}\n    keys_prompt: ""\n'
+    )
+    graph = load_menu(write_menu(tmp_path, silent)).graph
+    assert graph is not None
+    node = graph.nodes["agent"]
+    assert isinstance(node, TransferNode) and node.keys_prompt is None  # "" says nothing

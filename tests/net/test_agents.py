@@ -156,14 +156,20 @@ def _offered(agent: Line) -> str:
     return offer.split("OFFER ")[1].split()[0]
 
 
-def _connected(server: ServerProcess, agent: Line, agent_id: str = "1001") -> tuple[Line, str]:
+def _connected(
+    server: ServerProcess, agent: Line, agent_id: str = "1001", free: bool = True
+) -> tuple[Line, str]:
     """A new caller who pressed 0, offered to `agent` (logged in as `agent_id`), who accepts: the
-    caller, who heard that agent's number, and the call id."""
+    caller, who heard that agent's number, and the call id. `free`: the agent is idle when the
+    caller joins (not in wrap-up), so the offer rings at once."""
     caller = _caller_in_queue(server)
     call_id = _offered(agent)
     agent.send("/accept")
     agent.expect(f"CONNECTED {call_id}\r\n")
-    caller.expect(f"工号 {agent_id} 为您服务。")
+    heard = caller.expect(f"工号 {agent_id} 为您服务。")
+    assert "等待期间,留言请按 1,返回上一级菜单请按 *。" in heard, heard  # the keys, with the first
+    if free:  # the offer rang at once: no position or estimate was said
+        assert "预计等待" not in heard, heard
     return caller, call_id
 
 
@@ -348,7 +354,7 @@ def test_bad_input_from_an_agent_harms_nobody(desk_server: ServerProcess) -> Non
 def test_caller_and_agent_hang_up_at_the_same_instant(desk_server: ServerProcess) -> None:
     agent = _agent(desk_server)
     for _ in range(5):
-        caller, call_id = _connected(desk_server, agent)
+        caller, call_id = _connected(desk_server, agent, free=False)  # maybe still in wrap-up
         caller.send("exit")  # both at once: whichever the server reads first ends the call
         agent.send("/end")
         caller.wait_closed()
@@ -413,8 +419,37 @@ def test_sigterm_with_a_call_connected_tells_both_sides(desk_server: ServerProce
     caller, call_id = _connected(desk_server, agent)
     desk_server.proc.send_signal(signal.SIGTERM)
     agent.expect(f"ENDED {call_id} by=server\r\n")
-    caller.expect("感谢您致电中国移动 10086,再见!")
+    heard = caller.wait_closed()
+    # `ended`, then the goodbye: nothing between (not the main menu)
+    assert heard.strip() == "本次服务已结束,感谢您的耐心。\r\n感谢您致电中国移动 10086,再见!", heard
     assert desk_server.wait_exit() == 0
+    done = desk_server.wait_for("call_completed", session_id=call_id)
+    assert done["by"] == "server"  # what the agent saw
+
+
+def test_a_disposition_after_the_caller_hung_up(desk_server: ServerProcess) -> None:
+    agent = _agent(desk_server)
+    agent.send("/disposition 已解决")
+    agent.expect("ERR no call to give a disposition\r\n")
+    caller, call_id = _connected(desk_server, agent)
+    agent.send("/disposition 已解决")
+    agent.expect("ERR in a call: /end DISPOSITION\r\n")
+    caller.send("exit")
+    agent.expect(f"ENDED {call_id} by=caller\r\n")
+    agent.send("/disposition 需回访", "/disposition 已解决", "/disposition")
+    agent.expect("OK disposition\r\nOK disposition\r\nERR usage: /disposition TEXT\r\n")
+    first = desk_server.wait_for("call_disposition", session_id=call_id, disposition="需回访")
+    assert first["agent"] == "1001" and first["queue"] == "default"
+    desk_server.wait_for("call_disposition", session_id=call_id, disposition="已解决")  # replaces it
+    deadline = time.monotonic() + 8
+    while True:  # until wrap-up (0.5 s) is over: it ends in silence, no line comes unasked
+        agent.send("/queue")
+        answer = agent.expect("\r\n")
+        assert answer.startswith("QUEUE default waiting=0 "), answer
+        if "available=1" in answer or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)  # within the agent's line rate; the loop's condition is the answer itself
+    assert "available=1" in answer
 
 
 def test_closed_queue_and_max_wait(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ queues:
     title: 人工服务
     announce_every: 1s
     ring_timeout: {ring}
-    wrap_up: 0s
+    wrap_up: {wrap}
+    max_missed: {missed}
   vip:
     title: 贵宾服务
 agents:
@@ -37,10 +38,13 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
-def web_config(folder: Path, password_hash: str, ring: str = "15s") -> Path:
+def web_config(
+    folder: Path, password_hash: str, ring: str = "15s", wrap: str = "0s", missed: int = 3
+) -> Path:
     """The shipped menu and robot with the test desk."""
     shutil.copytree(CONFIG, folder, dirs_exist_ok=True)
-    (folder / "desk.yaml").write_text(DESK.format(hash=password_hash, ring=ring), encoding="utf-8")
+    desk = DESK.format(hash=password_hash, ring=ring, wrap=wrap, missed=missed)
+    (folder / "desk.yaml").write_text(desk, encoding="utf-8")
     return folder
 
 

@@ -253,7 +253,7 @@ async def test_a_session_ends_when_desk_yaml_changes_the_agents_password_role_or
                 return r.status
 
         assert {a: await status(a) for a in cookies} == dict.fromkeys(cookies, 200)
-        desk = DESK.format(hash=password_hash, ring="15s")
+        desk = DESK.format(hash=password_hash, ring="15s", wrap="0s", missed=3)
         old, new = f'id: "1001", name: 小王, password_hash: "{password_hash}"', hash_password("new-pass-456")
         desk = desk.replace(old, f'id: "1001", name: 小王, password_hash: "{new}"')
         desk = desk.replace(

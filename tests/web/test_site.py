@@ -207,6 +207,10 @@ async def test_an_agent_answers_a_real_caller_from_the_browser(site: Server, web
         "已解决",
         "需回访",
     ]
+    titles = hello["titles"]  # what the page shows instead of internal names
+    assert titles["queues"] == {"default": "人工服务"} and titles["nodes"]["main"] == "主菜单"
+    assert (titles["vars"]["phone"], titles["vars"]["account.balance"]) == ("手机号码", "账户余额")
+    assert hello["last_call"] is None
     queues = await recv(ws, "queues")
     assert queues["queues"][0]["queue"] == "default" and queues["queues"][0]["waiting"] == 0
     await ws.send_json({"cmd": "ready"})
@@ -217,11 +221,11 @@ async def test_an_agent_answers_a_real_caller_from_the_browser(site: Server, web
     caller.send("1", "13800138000")  # a phone number the menu keeps as a sensitive variable
     await caller.expect("余额")
     caller.send("0")
+    await recv(ws, "status", state="offered")  # the state first, then what rings
     offer = await recv(ws, "offer")
     context = dict(offer["context"])
     assert offer["queue"] == "default" and context["path"].startswith("main>")
     assert "13800138000" not in json.dumps(offer)  # masked, as on the terminal desk
-    await recv(ws, "status", state="offered")
     await ws.send_json({"cmd": "history"})
     history = await recv(ws, "history", direction="caller")
     assert history["call_id"] == offer["call_id"]
@@ -240,6 +244,10 @@ async def test_an_agent_answers_a_real_caller_from_the_browser(site: Server, web
     await caller.expect("本次服务已结束")
     await caller.expect(WELCOME)  # back in the menu
     await recv(ws, "status", state="idle")
+    await ws.send_json({"cmd": "disposition", "text": "需回访"})  # after the call: replaces 已解决
+    assert (await recv(ws, "ok"))["what"] == "disposition"
+    await ws.send_json({"cmd": "disposition", "text": ""})
+    assert (await recv(ws, "error"))["text"] == "usage: /disposition TEXT"
 
 
 async def test_pages_per_agent_are_limited(site: Server, web: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 
-# KEYS: waiting, calls, agents. ARGV: id, replica, peer, context, max_waiting, score ("" = now: a new
-# caller, checked against the queue; a score = a caller this replica re-adds after Redis lost it).
+# KEYS: waiting, calls, agents, free. ARGV: id, replica, peer, context, max_waiting, score ("" = now: a
+# new caller, checked against the queue; a score = a caller this replica re-adds after Redis lost it).
+# Returns {'ok', score, position, waiting, agents logged in, agents free} or {'busy', reason}.
 JOIN = """
 local agents = redis.call('HLEN', KEYS[3])
+local free = redis.call('ZCARD', KEYS[4])
 local n = redis.call('ZCARD', KEYS[1])
 local score = ARGV[6]
 if score == '' then
@@ -19,11 +21,11 @@ if score == '' then
   local t = redis.call('TIME')
   score = t[1] .. string.format('%06d', tonumber(t[2]))
 elseif redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
-  return {'ok', score, redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, n, agents}
+  return {'ok', score, redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, n, agents, free}
 end
 redis.call('ZADD', KEYS[1], score, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({r=ARGV[2], s=score, p=ARGV[3], c=ARGV[4], x=',', oa=''}))
-return {'ok', score, redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, redis.call('ZCARD', KEYS[1]), agents}
+return {'ok', score, redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, redis.call('ZCARD', KEYS[1]), agents, free}
 """
 
 # KEYS: waiting, calls. ARGV: id. The caller left (hung up, a key, max_wait): gone from the queue.

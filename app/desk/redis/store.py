@@ -193,7 +193,7 @@ class RedisStore:
         context = json.dumps(call.link.handoff_context(), ensure_ascii=False)
         self.commands.script(
             JOIN,
-            queue_keys(call.queue, "waiting", "calls", "agents"),
+            queue_keys(call.queue, "waiting", "calls", "agents", "free"),
             [call.id, self.replica, call.link.peer, context, q.config.model.max_waiting, score],
             done=done,
         )
@@ -205,9 +205,9 @@ class RedisStore:
         elif result[0] != "ok":
             done(str(result[1]))
         else:
-            _, score, position, waiting, agents = result
+            _, score, position, waiting, agents, free = result
             call.seq = int(score)
-            done(Joined(int(position), int(waiting), int(agents)))
+            done(Joined(int(position), int(waiting), int(agents), int(free)))
 
     def leave(self, call: Call, by: str, done: Callable[[Left | None], None]) -> None:
         self.commands.script(
@@ -651,8 +651,9 @@ class RedisStore:
                 everyone.setdefault(agent_id, {**state, "queues": []})["queues"].append(name)
             available = sum(1 for a in states.values() if policy.may_take(a["s"], a["st"]))
             busy = sum(1 for a in states.values() if a["st"] in ("offered", "in_call"))
+            on_break = sum(1 for a in states.values() if a["s"] == "on_break")
             out[name] = self.summaries[name] = Counts(
-                int(count), max(0, longest), available, busy, len(states)
+                int(count), max(0, longest), available, busy, len(states), on_break
             )
             if handle and name in desk.queues:
                 desk.queues[name].handle_time = float(handle)

@@ -41,7 +41,7 @@ function queues(list) {
   }
 }
 
-function agents(list) {
+function agents(list, titles) {
   const body = document.querySelector("#agents tbody");
   body.replaceChildren();
   for (const a of list) {
@@ -52,7 +52,7 @@ function agents(list) {
     cell(row, STATE[a.state] || a.state);
     cell(row, clock(a.since), "num");
     cell(row, a.call || "—");
-    cell(row, a.queues.join(", "));
+    cell(row, a.queues.map((q) => titles[q] || q).join("、"));
     body.appendChild(row);
   }
 }
@@ -101,7 +101,7 @@ function connect() {
     if (m.type !== "board") return;
     $("sl-seconds").textContent = m.service_seconds;
     queues(m.queues);
-    agents(m.agents);
+    agents(m.agents, Object.fromEntries(m.queues.map((q) => [q.queue, q.title])));
     chart(m.queues);
     $("status").textContent = `已更新 ${new Date(m.now * 1000).toLocaleTimeString("zh-CN")}`;
   });
