@@ -1,0 +1,158 @@
+"""HTTP sources of `lookup` nodes, the pure part: the compiled source, its request, its answer.
+
+menu.yaml's `sources:` name backends (url template, method, headers, body, limits); a lookup node
+with `source:` asks one. Here, without any I/O: a source compiled from its model (`${NAME}` taken
+from the environment at load, the url's literal parts percent-encoded once), the request a session
+makes (its url with each saved variable URL-encoded, its body as text fields), and what an answer
+becomes (found with the object to save, missing, or error with a reason). The requests themselves,
+with their timeout, retries, cache, breaker and in-flight bound, are app/net/sources.py's.
+
+Answers are data, never code or markup: JSON numbers are kept as written (`86.50` stays `86.50`),
+every key and value is turned into text once, here, with the characters that act on a terminal
+removed (app/text.py), and only the saved object's own fields reach templates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import quote
+
+from app.menu.templates import Ref, Template
+from app.text import strip_unsafe
+
+MAX_ANSWER: Final = 256 * 1024  # bytes of an answer's body; a longer one is an error
+WAIT_PROMPT_AFTER: Final = 1.0  # seconds without an answer before the node's wait_prompt is said
+ENV_REF: Final = re.compile(r"\$\{([^}]*)\}")  # ${NAME}; the name is checked by env_names
+ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# what a url's literal text may keep as written: reserved characters and existing %-escapes
+_URL_SAFE: Final = ":/?#[]@!$&'()*+,;=%~"
+
+FOUND: Final = "found"
+MISSING: Final = "missing"
+ERROR: Final = "error"
+
+
+def env_names(text: str) -> list[tuple[int, str]]:
+    """Each `${NAME}` in `text`: (offset of the `$`, NAME as written, which may be malformed)."""
+    return [(m.start(), m.group(1)) for m in ENV_REF.finditer(text)]
+
+
+def without_env(text: str) -> str:
+    """`text` with every `${NAME}` removed: what is left is checked as a template."""
+    return ENV_REF.sub("", text)
+
+
+def with_env(text: str, env: Mapping[str, str], *, template: bool) -> str:
+    """`text` with every `${NAME}` replaced by its value (missing: nothing). In a `template`, braces
+    in a value are doubled so that a secret is never read as a variable."""
+
+    def value(m: re.Match[str]) -> str:
+        v = env.get(m.group(1), "")
+        return v.replace("{", "{{").replace("}", "}}") if template else v
+
+    return ENV_REF.sub(value, text)
+
+
+def url_literal(template: Template) -> Template:
+    """The template with its literal parts percent-encoded where they must be (spaces, non-ASCII);
+    reserved characters and existing escapes stay as written."""
+    parts = tuple(quote(p, safe=_URL_SAFE) if type(p) is str else p for p in template.parts)
+    return Template(template.source, parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One compiled entry of `sources:`. Equal sources (a reload that did not change it) share the
+    I/O layer's state: breaker, cache and in-flight count."""
+
+    name: str
+    method: str  # GET or POST
+    url: Template  # literal parts percent-encoded; variables are URL-encoded when rendered
+    body: tuple[tuple[str, Template], ...] | None  # POST: sent as a JSON object of texts
+    timeout: float  # the whole look-up, retries included
+    retries: int  # GET only: after a connect error or 502/503/504
+    cache: float  # seconds an answer (found or missing) is kept per request; 0: none
+    result: tuple[str, ...]  # the dotted path to the object to save; (): the whole body
+    failures: int  # the breaker opens after this many failures in a row ...
+    open_for: float  # ... for this many seconds
+    max_in_flight: int  # requests at once; past it, `error` at once
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # ${NAME} filled: secrets
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # the ${NAME} values, hidden in logged URLs
+    refs: tuple[Ref, ...] = ()  # the variables of url and body, in order: a canned answer's key
+
+    def request(self, value: Callable[[Ref], str]) -> tuple[str, dict[str, str] | None, str]:
+        """(url, body, key) for a session whose variables `value` renders: each variable in the url
+        URL-encoded, the body's fields as text, and the key canned answers are listed by (the
+        variables' values, joined by a space)."""
+        parts = self.url.parts
+        url = "".join([p if type(p) is str else quote(value(p), safe="") for p in parts])  # type: ignore[arg-type]
+        body = None if self.body is None else {k: t.render(value) for k, t in self.body}
+        return url, body, " ".join(value(r) for r in self.refs)
+
+    def shown(self, url: str) -> str:
+        """`url` as logs may show it: no query string, no fragment, no user or password, and no
+        value of the environment in it."""
+        base = url.split("?", 1)[0].split("#", 1)[0]
+        scheme, sep, rest = base.partition("://")
+        host, slash, path = rest.partition("/")
+        host = host.rsplit("@", 1)[-1]
+        base = f"{scheme}{sep}{host}{slash}{path}"
+        for secret in self.secrets:
+            if secret:
+                base = base.replace(secret, "***").replace(quote(secret, safe=_URL_SAFE), "***")
+        return base
+
+
+def text_of(value: Any) -> str:
+    """A value of an answer as a template shows it: text as sent, numbers as written, true/false,
+    null as nothing, a nested object or list as JSON; never a character that acts on a terminal."""
+    if type(value) is str:
+        return strip_unsafe(value)
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return strip_unsafe(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return strip_unsafe(str(value))
+
+
+def record_of(obj: Mapping[Any, Any]) -> dict[str, str]:
+    """The object to save: its keys and values as text."""
+    return {text_of(k) if type(k) is not str else strip_unsafe(k): text_of(v) for k, v in obj.items()}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_answer(body: bytes, result: tuple[str, ...]) -> tuple[str, dict[str, str] | None, str]:
+    """A 2xx answer's body -> (found, the record, "") | (missing, None, why) | (error, None, why).
+
+    Missing: the object at `result` is absent or null. Error: the body is larger than MAX_ANSWER,
+    is not JSON, or what is at `result` is not an object."""
+    if len(body) > MAX_ANSWER:
+        return ERROR, None, "too_large"
+    try:
+        # numbers as their text: shown exactly as the backend wrote them
+        data = json.loads(body, parse_float=str, parse_int=str, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return ERROR, None, "not_json"
+    for step in result:
+        if isinstance(data, dict):
+            data = data.get(step)
+        elif isinstance(data, list) and step.isdigit() and int(step) < len(data):
+            data = data[int(step)]
+        else:
+            data = None
+        if data is None:
+            return MISSING, None, "absent"
+    if data is None:
+        return MISSING, None, "absent"
+    if not isinstance(data, dict):
+        return ERROR, None, "not_object"
+    return FOUND, record_of(data), ""
