@@ -70,9 +70,9 @@ class Lookup:
     of a conversation test are listed by."""
 
     source: Source
-    url: str
-    body: dict[str, str] | None
-    key: str
+    url: str = field(repr=False)  # may hold a secret (${NAME}) and a caller's data
+    body: dict[str, str] | None = field(repr=False)
+    key: str = field(repr=False)
     node: str
 
 

@@ -256,6 +256,7 @@ class _Loader(Reporter):
             for offset, env_name in sources.env_names(text):
                 at = self.doc.char_at(path, text, offset)
                 if sources.ENV_NAME.fullmatch(env_name) is None:
+                    complete = complete and path[-1] != "url"
                     self.report(
                         path,
                         "error",

@@ -71,8 +71,9 @@ class Source:
 
     name: str
     method: str  # GET or POST
-    url: Template  # literal parts percent-encoded; variables are URL-encoded when rendered
-    body: tuple[tuple[str, Template], ...] | None  # POST: sent as a JSON object of texts
+    # literal parts percent-encoded, variables URL-encoded when rendered; not in repr: ${NAME} values
+    url: Template = field(repr=False)
+    body: tuple[tuple[str, Template], ...] | None = field(repr=False)  # POST: sent as a JSON object
     timeout: float  # the whole look-up, retries included
     retries: int  # GET only: after a connect error or 502/503/504
     cache: float  # seconds an answer (found or missing) is kept per request; 0: none
@@ -107,23 +108,41 @@ class Source:
         return base
 
 
+class _Number(str):
+    """A JSON number as the backend wrote it (86.50 stays 86.50, not 86.5)."""
+
+    __slots__ = ()
+
+
+def _json_text(value: Any) -> str:
+    """A nested object or list as compact JSON, its numbers as written."""
+    if isinstance(value, _Number):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        items = (json.dumps(str(k), ensure_ascii=False) + ":" + _json_text(v) for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(map(_json_text, value)) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def text_of(value: Any) -> str:
     """A value of an answer as a template shows it: text as sent, numbers as written, true/false,
     null as nothing, a nested object or list as JSON; never a character that acts on a terminal."""
-    if type(value) is str:
-        return strip_unsafe(value)
+    if isinstance(value, str):  # _Number too
+        return strip_unsafe(str.__str__(value))
     if value is None:
         return ""
     if value is True or value is False:
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return strip_unsafe(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        return strip_unsafe(_json_text(value))
     return strip_unsafe(str(value))
 
 
 def record_of(obj: Mapping[Any, Any]) -> dict[str, str]:
     """The object to save: its keys and values as text."""
-    return {text_of(k) if type(k) is not str else strip_unsafe(k): text_of(v) for k, v in obj.items()}
+    return {text_of(k): text_of(v) for k, v in obj.items()}
 
 
 def _no_constant(name: str) -> Any:
@@ -139,7 +158,7 @@ def parse_answer(body: bytes, result: tuple[str, ...]) -> tuple[str, dict[str, s
         return ERROR, None, "too_large"
     try:
         # numbers as their text: shown exactly as the backend wrote them
-        data = json.loads(body, parse_float=str, parse_int=str, parse_constant=_no_constant)
+        data = json.loads(body, parse_float=_Number, parse_int=_Number, parse_constant=_no_constant)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return ERROR, None, "not_json"
     for step in result:
@@ -155,4 +174,7 @@ def parse_answer(body: bytes, result: tuple[str, ...]) -> tuple[str, dict[str, s
         return MISSING, None, "absent"
     if not isinstance(data, dict):
         return ERROR, None, "not_object"
-    return FOUND, record_of(data), ""
+    try:
+        return FOUND, record_of(data), ""
+    except RecursionError:  # nested deeper than text_of can follow
+        return ERROR, None, "not_json"
