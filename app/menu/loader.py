@@ -630,6 +630,7 @@ def _compile_source(name: str, m: schema.SourceModel, env: Mapping[str, str]) ->
         headers=tuple((k, sources.with_env(v, env, template=False)) for k, v in m.headers.items()),
         secrets=tuple(sorted({env[n] for n in names if env.get(n)})),
         refs=tuple(refs.values()),
+        logged=sources.bare_url(m.url),
     )
 
 

@@ -84,6 +84,7 @@ class Source:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # ${NAME} filled: secrets
     secrets: tuple[str, ...] = field(default=(), repr=False)  # the ${NAME} values, hidden in logged URLs
     refs: tuple[Ref, ...] = ()  # the variables of url and body, in order: a canned answer's key
+    logged: str = ""  # the url as logs show it: as written, without query string (see bare_url)
 
     def request(self, value: Callable[[Ref], str]) -> tuple[str, dict[str, str] | None, str]:
         """(url, body, key) for a session whose variables `value` renders: each variable in the url
@@ -95,17 +96,23 @@ class Source:
         return url, body, " ".join(value(r) for r in self.refs)
 
     def shown(self, url: str) -> str:
-        """`url` as logs may show it: no query string, no fragment, no user or password, and no
-        value of the environment in it."""
-        base = url.split("?", 1)[0].split("#", 1)[0]
-        scheme, sep, rest = base.partition("://")
-        host, slash, path = rest.partition("/")
-        host = host.rsplit("@", 1)[-1]
-        base = f"{scheme}{sep}{host}{slash}{path}"
+        """A rendered `url` as the menu's author may see it (`hotline chat`): without its query
+        string and user, and with no value of the environment in it."""
+        base = bare_url(url)
         for secret in self.secrets:
             if secret:
                 base = base.replace(secret, "***").replace(quote(secret, safe=_URL_SAFE), "***")
         return base
+
+
+def bare_url(url: str) -> str:
+    """`url` without query string, fragment, user and password. Applied to the url as written in
+    menu.yaml (variables as `{phone}`, the environment's as `${NAME}`), it is what logs show: no
+    secret, no caller's data."""
+    base = url.split("?", 1)[0].split("#", 1)[0]
+    scheme, sep, rest = base.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rsplit('@', 1)[-1]}{slash}{path}"
 
 
 class _Number(str):

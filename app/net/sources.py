@@ -26,13 +26,14 @@ one that changes it starts afresh while look-ups under way finish on the old one
 
 A failure is a timeout, a connect error, a status other than 2xx and 404, a body that is not JSON,
 larger than MAX_ANSWER or not an object where the object is expected. `lookup_failed` is logged
-once per source and reason a minute (with how many were not logged since), the URL without its
-query string, user or secrets; headers are never logged. Metrics read `seconds` (per source, the
-requests sent) and `results` ((source, found|missing|error|timeout|breaker) -> count).
+once per source and reason a minute (with how many were not logged since), with the url as menu.yaml
+writes it, without query string or user: no secret, no caller's data; headers are never logged.
+Metrics read `seconds` (per source, the requests sent) and `results` ((source, found|missing|error|
+timeout|breaker) -> count).
 
 The client sends no cookies between callers (DummyCookieJar), follows no redirects (a 3xx is an
 error: an Authorization header must not follow one), asks for no compression (a 256 KiB bound on
-what is read is then a bound on memory) and uses the environment's proxies only if told to.
+what is read is then a bound on memory) and goes straight to the backend (HTTP_PROXY is not read).
 """
 
 from __future__ import annotations
@@ -302,7 +303,7 @@ class Lookups:
             "source": source.name,
             "reason": reason,
             "latency": round(seconds, 3),
-            "url": source.shown(lookup.url),
+            "url": source.logged,  # as written in menu.yaml: no caller's data, no secret
             "method": source.method,
         }
         if status:
