@@ -16,7 +16,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pydantic
 
@@ -48,9 +47,6 @@ def _describe(path: YPath) -> str:
         rest = " ".join(str(p) for p in path[2:])
         return f"pattern {path[1] + 1}" + (f" {rest}" if rest else "")
     return ".".join(str(p) for p in path)
-
-
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 
 
 class _Loader(Reporter):
@@ -105,7 +101,7 @@ class _Loader(Reporter):
         self._source_names(models, source_models)
         self._reachability(models, start, keys, settings)
         if not self.broken:  # whole-menu advice only when every node could be read
-            asks = {name: _source_vars(m) for name, m in source_models.items()}
+            asks = {name: sources.variables(m) for name, m in source_models.items()}
             lint.run(models, start, keys, settings, self.error, self.warning, asks)
         self.problems.sort(key=lambda p: (p.file != self.label, p.file, p.line, p.col))
         if any(p.severity == "error" for p in self.problems) or not top_ok or start is None:
@@ -241,71 +237,9 @@ class _Loader(Reporter):
                 self.pydantic_errors(exc, schema.SourceModel, here, f"source '{name}'")
                 self.broken_sources.add(name)
                 continue
-            self._check_source(name, model)
+            sources.check(self, name, model, self.env, self.env_required)
             out[name] = model
         return out
-
-    def _check_source(self, name: str, m: schema.SourceModel) -> None:
-        here = ("sources", name)
-        who = f"source '{name}'"
-        texts: list[tuple[YPath, str, str]] = [((*here, "url"), f"{who} url", m.url)]
-        texts += [((*here, "headers", k), f"{who} header {k}", v) for k, v in m.headers.items()]
-        texts += [((*here, "body", k), f"{who} body {k}", v) for k, v in (m.body or {}).items()]
-        complete = True  # every ${NAME} of the url is set: its scheme can be checked
-        for path, what, text in texts:
-            for offset, env_name in sources.env_names(text):
-                at = self.doc.char_at(path, text, offset)
-                if sources.ENV_NAME.fullmatch(env_name) is None:
-                    complete = complete and path[-1] != "url"
-                    self.report(
-                        path,
-                        "error",
-                        f"{what}: '${{{env_name}}}' is not an environment variable's name "
-                        "(letters, digits and _, not starting with a digit)",
-                        at=at,
-                    )
-                elif env_name not in self.env:
-                    complete = complete and path[-1] != "url"
-                    severity = "error" if self.env_required else "warning"
-                    later = "" if self.env_required else "; `hotline serve` refuses to start without it"
-                    self.report(
-                        path,
-                        severity,
-                        f"{what} uses ${{{env_name}}}, which is not set in the environment{later}",
-                        at=at,
-                    )
-        try:
-            shape = templates.parse(sources.without_env(m.url))
-        except templates.TemplateError:
-            shape = None  # reported with the other templates
-        if shape is not None and complete:
-            probe = templates.parse(sources.with_env(m.url, self.env, template=True)).render(lambda _: "x")
-            parts = urlsplit(probe)
-            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-                self.error(
-                    (*here, "url"),
-                    f"{who} url '{m.url}' is not an http:// or https:// URL with a host",
-                )
-        for key, value in m.headers.items():
-            path = (*here, "headers", key)
-            if _HEADER_NAME.fullmatch(key) is None:
-                self.error(path, f"{who} header '{key}' is not a valid header name", key=True)
-            if "\r" in value or "\n" in value:
-                self.error(path, f"{who} header {key} must be one line")
-            elif "{" in sources.without_env(value).replace("{{", ""):
-                self.error(
-                    path,
-                    f"{who} header {key} is sent as written: a {{variable}} is not filled in "
-                    "here (put it in the url or the body; ${NAME} takes the environment's)",
-                )
-        if m.body is not None and m.method == "GET":
-            self.error((*here, "body"), f"{who} has a body, which only a POST sends (method: POST)")
-        if m.retries and m.method == "POST":
-            self.warning(
-                (*here, "retries"), f"{who}: a POST is never retried (it may not be safe to send twice)"
-            )
-        if m.result is not None and not all(m.result.split(".")):
-            self.error((*here, "result"), f"{who} result '{m.result}' is not a dotted path like data.account")
 
     def _source_names(self, models: dict[str, schema.Node], declared: Mapping[str, object]) -> None:
         for name, model in models.items():
@@ -567,7 +501,7 @@ class _Loader(Reporter):
             return handlers.Text.of(templates.parse(source.rstrip()))
 
         hangup_nodes = frozenset(n for n, m in models.items() if m.type == "hangup")
-        compiled_sources = {n: _compile_source(n, m, self.env) for n, m in source_models.items()}
+        compiled_sources = {n: sources.compile_source(n, m, self.env) for n, m in source_models.items()}
         ctx = handlers.CompileContext(
             settings, keys, text, regexes.__getitem__, hangup_nodes, compiled_sources
         )
@@ -588,50 +522,6 @@ class _Loader(Reporter):
             ),
             sources=compiled_sources,
         )
-
-
-def _source_vars(m: schema.SourceModel) -> frozenset[str]:
-    """The variables a source's url and body use (for the lint of the nodes that ask it)."""
-    out: set[str] = set()
-    for text in (m.url, *(m.body or {}).values()):
-        try:
-            out.update(r.name for r in templates.parse(sources.without_env(text)).refs)
-        except templates.TemplateError:
-            continue
-    return frozenset(out - set(templates.BUILTINS))
-
-
-def _compile_source(name: str, m: schema.SourceModel, env: Mapping[str, str]) -> sources.Source:
-    """A checked source, compiled: ${NAME} filled in from `env`, templates parsed."""
-
-    def parse(text: str) -> templates.Template:
-        return templates.parse(sources.with_env(text, env, template=True))
-
-    url = sources.url_literal(parse(m.url))
-    body = None if m.body is None else tuple((k, parse(v)) for k, v in m.body.items())
-    refs: dict[str, templates.Ref] = {}
-    for tpl in (url, *(t for _, t in body or ())):
-        for ref in tpl.refs:
-            refs.setdefault(ref.text, ref)
-    texts = (m.url, *m.headers.values(), *(m.body or {}).values())
-    names = {n for text in texts for _, n in sources.env_names(text)}
-    return sources.Source(
-        name=name,
-        method=m.method,
-        url=url,
-        body=body,
-        timeout=m.timeout,
-        retries=m.retries,
-        cache=m.cache,
-        result=tuple(m.result.split(".")) if m.result else (),
-        failures=m.breaker.failures,
-        open_for=m.breaker.open_for,
-        max_in_flight=m.max_in_flight,
-        headers=tuple((k, sources.with_env(v, env, template=False)) for k, v in m.headers.items()),
-        secrets=tuple(sorted({env[n] for n in names if env.get(n)})),
-        refs=tuple(refs.values()),
-        logged=sources.bare_url(m.url),
-    )
 
 
 _SINGLE_KEYS = [chr(c) for c in range(0x21, 0x7F) if not chr(c).isupper()]  # printable ASCII, no space

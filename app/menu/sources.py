@@ -4,8 +4,10 @@ menu.yaml's `sources:` name backends (url template, method, headers, body, limit
 with `source:` asks one. Here, without any I/O: a source compiled from its model (`${NAME}` taken
 from the environment at load, the url's literal parts percent-encoded once), the request a session
 makes (its url with each saved variable URL-encoded, its body as text fields), and what an answer
-becomes (found with the object to save, missing, or error with a reason). The requests themselves,
-with their timeout, retries, cache, breaker and in-flight bound, are app/net/sources.py's.
+becomes (found with the object to save, missing, or error with a reason); and, for the loader,
+what the model of a source cannot check by itself (`check`) and the compiling (`compile_source`).
+The requests themselves, with their timeout, retries, cache, breaker and in-flight bound, are
+app/net/sources.py's.
 
 Answers are data, never code or markup: JSON numbers are kept as written (`86.50` stays `86.50`),
 every key and value is turned into text once, here, with the characters that act on a terminal
@@ -19,10 +21,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from app.menu.templates import Ref, Template
+from app.menu.schema import SourceModel
+from app.menu.templates import BUILTINS, Ref, Template, TemplateError, parse
 from app.text import strip_unsafe
+from app.yamlfile import Reporter, YPath
 
 MAX_ANSWER: Final = 256 * 1024  # bytes of an answer's body; a longer one is an error
 WAIT_PROMPT_AFTER: Final = 1.0  # seconds without an answer before the node's wait_prompt is said
@@ -30,6 +34,8 @@ ENV_REF: Final = re.compile(r"\$\{([^}]*)\}")  # ${NAME}; the name is checked by
 ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # what a url's literal text may keep as written: reserved characters and existing %-escapes
 _URL_SAFE: Final = ":/?#[]@!$&'()*+,;=%~"
+
+HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 
 FOUND: Final = "found"
 MISSING: Final = "missing"
@@ -185,3 +191,114 @@ def parse_answer(body: bytes, result: tuple[str, ...]) -> tuple[str, dict[str, s
         return FOUND, record_of(data), ""
     except RecursionError:  # nested deeper than text_of can follow
         return ERROR, None, "not_json"
+
+
+# ---- checking and compiling `sources:` (the loader calls these) -----------------------------------
+
+
+def check(r: Reporter, name: str, m: SourceModel, env: Mapping[str, str], env_required: bool) -> None:
+    """What the model of a source cannot tell, reported at its place: `${NAME}` malformed or missing
+    from `env` (an error when `env_required`, the server, else a warning), the url's scheme and
+    host, header names and values, a body with GET, retries with POST, the result path."""
+    here = ("sources", name)
+    who = f"source '{name}'"
+    texts: list[tuple[YPath, str, str]] = [((*here, "url"), f"{who} url", m.url)]
+    texts += [((*here, "headers", k), f"{who} header {k}", v) for k, v in m.headers.items()]
+    texts += [((*here, "body", k), f"{who} body {k}", v) for k, v in (m.body or {}).items()]
+    complete = True  # every ${NAME} of the url is set: its scheme can be checked
+    for path, what, text in texts:
+        for offset, env_name in env_names(text):
+            at = r.doc.char_at(path, text, offset)
+            if ENV_NAME.fullmatch(env_name) is None:
+                complete = complete and path[-1] != "url"
+                r.report(
+                    path,
+                    "error",
+                    f"{what}: '${{{env_name}}}' is not an environment variable's name "
+                    "(letters, digits and _, not starting with a digit)",
+                    at=at,
+                )
+            elif env_name not in env:
+                complete = complete and path[-1] != "url"
+                severity = "error" if env_required else "warning"
+                later = "" if env_required else "; `hotline serve` refuses to start without it"
+                r.report(
+                    path,
+                    severity,
+                    f"{what} uses ${{{env_name}}}, which is not set in the environment{later}",
+                    at=at,
+                )
+    try:
+        shape = parse(without_env(m.url))
+    except TemplateError:
+        shape = None  # reported with the other templates
+    if shape is not None and complete:
+        probe = parse(with_env(m.url, env, template=True)).render(lambda _: "x")
+        parts = urlsplit(probe)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            r.error(
+                (*here, "url"),
+                f"{who} url '{m.url}' is not an http:// or https:// URL with a host",
+            )
+    for key, value in m.headers.items():
+        path = (*here, "headers", key)
+        if HEADER_NAME.fullmatch(key) is None:
+            r.error(path, f"{who} header '{key}' is not a valid header name", key=True)
+        if "\r" in value or "\n" in value:
+            r.error(path, f"{who} header {key} must be one line")
+        elif "{" in without_env(value).replace("{{", ""):
+            r.error(
+                path,
+                f"{who} header {key} is sent as written: a {{variable}} is not filled in "
+                "here (put it in the url or the body; ${NAME} takes the environment's)",
+            )
+    if m.body is not None and m.method == "GET":
+        r.error((*here, "body"), f"{who} has a body, which only a POST sends (method: POST)")
+    if m.retries and m.method == "POST":
+        r.warning((*here, "retries"), f"{who}: a POST is never retried (it may not be safe to send twice)")
+    if m.result is not None and not all(m.result.split(".")):
+        r.error((*here, "result"), f"{who} result '{m.result}' is not a dotted path like data.account")
+
+
+def variables(m: SourceModel) -> frozenset[str]:
+    """The variables a source's url and body use (for the lint of the nodes that ask it)."""
+    out: set[str] = set()
+    for text in (m.url, *(m.body or {}).values()):
+        try:
+            out.update(r.name for r in parse(without_env(text)).refs)
+        except TemplateError:
+            continue
+    return frozenset(out - set(BUILTINS))
+
+
+def compile_source(name: str, m: SourceModel, env: Mapping[str, str]) -> Source:
+    """A checked source, compiled: ${NAME} filled in from `env`, templates parsed."""
+
+    def template(text: str) -> Template:
+        return parse(with_env(text, env, template=True))
+
+    url = url_literal(template(m.url))
+    body = None if m.body is None else tuple((k, template(v)) for k, v in m.body.items())
+    refs: dict[str, Ref] = {}
+    for tpl in (url, *(t for _, t in body or ())):
+        for ref in tpl.refs:
+            refs.setdefault(ref.text, ref)
+    texts = (m.url, *m.headers.values(), *(m.body or {}).values())
+    names = {n for text in texts for _, n in env_names(text)}
+    return Source(
+        name=name,
+        method=m.method,
+        url=url,
+        body=body,
+        timeout=m.timeout,
+        retries=m.retries,
+        cache=m.cache,
+        result=tuple(m.result.split(".")) if m.result else (),
+        failures=m.breaker.failures,
+        open_for=m.breaker.open_for,
+        max_in_flight=m.max_in_flight,
+        headers=tuple((k, with_env(v, env, template=False)) for k, v in m.headers.items()),
+        secrets=tuple(sorted({env[n] for n in names if env.get(n)})),
+        refs=tuple(refs.values()),
+        logged=bare_url(m.url),
+    )
