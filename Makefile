@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-desk bench-board bench-shared bench-records bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-lookup bench-desk bench-board bench-shared bench-records bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,7 +43,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.lock
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-bench.lock
 	touch $@
 
-bench: $(BENCH_STAMP) system-tools  ## side-by-side benchmarks: TCP, mixed workload, agent desk, boards, replicas through Redis, records, UDP (servers on CPU 0, load on CPU 1); needs gcc
+bench: $(BENCH_STAMP) system-tools  ## side-by-side benchmarks: TCP, mixed workload, HTTP look-ups, agent desk, boards, replicas through Redis, records, UDP (servers on CPU 0, load on CPU 1); needs gcc
 	$(BIN)/python -m benchmarks
 
 bench-tcp: $(BENCH_STAMP)
@@ -51,6 +51,9 @@ bench-tcp: $(BENCH_STAMP)
 
 bench-mixed: $(STAMP)  ## the mixed workload on the shipped menu, then the cost of each step kind (callgrind)
 	$(BIN)/python -m benchmarks.mixed $(ARGS)
+
+bench-lookup: $(STAMP)  ## a menu step with an HTTP look-up (a local backend answering at once) beside a table look-up
+	$(BIN)/python -m benchmarks.lookup $(ARGS)
 
 bench-desk: $(STAMP)
 	$(BIN)/python -m benchmarks.desk $(ARGS)

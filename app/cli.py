@@ -141,22 +141,34 @@ def _test(files: list[str], config: str | None, server: str | None, coverage: bo
     outcomes = []
     problems = []
     visited: set[str] = set()
-    for path in paths:
-        loaded = conv.load(path)
-        problems += loaded.problems
-        if any(p.severity == "error" for p in loaded.problems):
-            continue
-        for c, lines in zip(loaded.conversations, loaded.lines, strict=True):
-            if graph is not None:
-                outcome = conv.run_in_process(graph, c, lines, desk)
-            else:
-                try:
-                    outcome = conv.run_over_tcp(host, int(port), c, lines, load_settings().encoding)
-                except OSError as exc:
-                    print(f"hotline test: cannot dial {server}: {exc.strerror or exc}", file=sys.stderr)
-                    return 1
-            visited |= outcome.visited
-            outcomes.append((str(path), outcome))
+    live = None
+    if graph is not None and graph.sources:  # sources no conversation replaces are really asked
+        from app.net.sources import Blocking  # noqa: PLC0415
+
+        live = Blocking()
+    try:
+        for path in paths:
+            loaded = conv.load(path)
+            problems += loaded.problems
+            if any(p.severity == "error" for p in loaded.problems):
+                continue
+            for c, lines in zip(loaded.conversations, loaded.lines, strict=True):
+                if graph is not None:
+                    fetch = live.fetch if live is not None else None
+                    outcome = conv.run_in_process(graph, c, lines, desk, loaded.sources, fetch)
+                else:
+                    try:
+                        outcome = conv.run_over_tcp(
+                            host, int(port), c, lines, load_settings().encoding, bool(loaded.sources)
+                        )
+                    except OSError as exc:
+                        print(f"hotline test: cannot dial {server}: {exc.strerror or exc}", file=sys.stderr)
+                        return 1
+                visited |= outcome.visited
+                outcomes.append((str(path), outcome))
+    finally:
+        if live is not None:
+            live.close()
     if not paths:
         print("hotline test: no conversation files found", file=sys.stderr)
     code = conv.report(outcomes, problems, time.monotonic() - started, sys.stdout)

@@ -30,8 +30,10 @@ class Config(HasProblems):
     desk: DeskConfig | None = None
 
 
-def load_config(folder: str | Path) -> Config:
-    """Load menu.yaml and robot.yaml from `folder` (or a menu file and the robot.yaml beside it)."""
+def load_config(folder: str | Path, *, env_required: bool = False) -> Config:
+    """Load menu.yaml and robot.yaml from `folder` (or a menu file and the robot.yaml beside it).
+    `env_required` (the server): a source's ${NAME} missing from the environment is an error, not
+    a warning."""
     path = Path(folder)
     menu_path = path / "menu.yaml" if path.is_dir() else path
     robot_path = menu_path.parent / "robot.yaml"
@@ -43,7 +45,7 @@ def load_config(folder: str | Path) -> Config:
         known["intent"] = intents
     if desk.desk is not None:
         known["queue"] = set(desk.desk.queues)
-    menu = load_menu(menu_path, known)
+    menu = load_menu(menu_path, known, env_required=env_required)
     problems = list(menu.problems) + desk.problems
     if loaded is not None:
         problems += loaded.problems

@@ -35,6 +35,20 @@ class Pages(Protocol):
         ...
 
 
+class LookupTallies(Protocol):
+    """HTTP look-ups (app/net/sources.py's Lookups)."""
+
+    @property
+    def seconds(self) -> dict[str, Histogram]:
+        """source -> how long its requests took."""
+        ...
+
+    @property
+    def results(self) -> dict[tuple[str, str], int]:
+        """(source, found|missing|error|timeout|breaker) -> look-ups."""
+        ...
+
+
 class Scraped(Protocol):
     """What the metrics read of the server (app/server.py's Hub provides it); read-only."""
 
@@ -64,6 +78,8 @@ class Scraped(Protocol):
     def records(self) -> Recorder | None: ...
     @property
     def live(self) -> Pages | None: ...
+    @property
+    def lookups(self) -> LookupTallies: ...
 
 
 class HubCollector(Collector):
@@ -107,6 +123,25 @@ class HubCollector(Collector):
         yield _labelled("hotline_menu_reloads", "Config reloads by result.", "result", hub.reloads)
         yield from _desk_metrics(hub)
         yield from _records_metrics(hub)
+        yield from _lookup_metrics(hub.lookups)
+
+
+def _lookup_metrics(lookups: LookupTallies) -> Iterator[Metric]:
+    """HTTP look-ups of lookup nodes with a source."""
+    seconds = HistogramMetricFamily(
+        "hotline_lookup_seconds", "How long look-ups sent to a source took.", labels=["source"]
+    )
+    for name, hist in sorted(lookups.seconds.items()):
+        seconds.add_metric([name], hist.buckets(), hist.total_seconds)
+    yield seconds
+    total = CounterMetricFamily(
+        "hotline_lookup",
+        "Look-ups by source and result (found, missing, error, timeout, breaker).",
+        labels=["source", "result"],
+    )
+    for (name, result), count in sorted(lookups.results.items()):
+        total.add_metric([name, result], count)
+    yield total
 
 
 def _records_metrics(hub: Scraped) -> Iterator[Metric]:

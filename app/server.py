@@ -34,6 +34,7 @@ from app.menu.engine import Stats
 from app.metrics import registry_for, render
 from app.net.agents import AgentConnection
 from app.net.rates import Rate
+from app.net.sources import Lookups
 from app.net.tcp import CallerSession, ProxyWait
 from app.net.telnet import keypresses
 from app.net.timers import Timers
@@ -136,6 +137,7 @@ class Hub:
         self.settings = settings
         self.records = records  # tickets and transcripts; None only in tests of other parts
         self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
+        self.lookups = Lookups()  # HTTP look-ups of lookup nodes: one pooled client, each source's limits
         desk = desk or DeskConfig.default()
         store = RedisStore(settings.redis_url, settings.replica or "") if settings.redis_url else None
         self.desk = Desk(desk, _desk_log, store, records)
@@ -266,7 +268,7 @@ class Server:
         """Load the menu and the robot again; keep the old ones if anything has errors."""
         hub = self.hub
         self.signature = folder_signature(self.settings.config)
-        result = load_config(self.settings.config)
+        result = load_config(self.settings.config, env_required=True)
         if result.graph is None or result.robot is None or result.desk is None:
             hub.reloads["rejected"] = hub.reloads.get("rejected", 0) + 1
             log.error("menu_rejected", trigger=trigger, errors=[str(p) for p in result.errors])
@@ -386,6 +388,7 @@ class Server:
         await asyncio.sleep(0)
         await self.hub.desk.close()  # shared: this replica's callers and agents leave Redis at once
         await self.web.close()
+        await self.hub.lookups.close()  # look-ups of callers who were aborted, and the HTTP client
         self.hub.timers.close()
         await self.hub.logins.close()
         if self.hub.records is not None:
@@ -404,7 +407,7 @@ def serve(settings: Settings) -> int:
     if loop_name != "uvloop":
         log.warning("uvloop_unavailable", fallback="asyncio")
     signature = folder_signature(settings.config)
-    result = load_config(settings.config)
+    result = load_config(settings.config, env_required=True)
     for problem in result.warnings:
         log.warning("menu_warning", problem=str(problem))
     if result.graph is None:

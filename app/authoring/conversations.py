@@ -13,13 +13,18 @@ default) as on a real server, so a test that passes here passes against one too.
 are logged in and ready before the call; nobody else is, so without agents a transfer finds the
 queue without agents (busy). With `--server HOST:PORT` they dial a running server over TCP instead
 (silences then really wait, and conversations that script agents are skipped).
+
+Lookups with an HTTP source call the real source, unless the file (or a conversation) replaces it
+with canned answers: `sources: {billing: {answers: {"13800138000": {...}}, missing: [...],
+error: [...]}}`, listed by the value of the source's variables (joined by a space when it has
+several), so that a menu's tests need no backend; a value listed nowhere fails the conversation.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +41,8 @@ from app.menu import Graph, Hangup, Say, Session
 from app.menu.events import (
     DESK_EVENTS,
     Event,
+    Lookup,
+    LookupResult,
     QueueBusy,
     SaveTicket,
     TicketFailed,
@@ -44,6 +51,7 @@ from app.menu.events import (
     Transfer,
 )
 from app.menu.schema import Duration
+from app.menu.sources import ERROR, FOUND, MISSING, record_of
 from app.settings import Settings
 from app.yamlfile import Problem, Reporter, read_yaml
 
@@ -88,13 +96,24 @@ class Step(_Model):
         return "(at the start)"
 
 
+class CannedSource(_Model):
+    """Canned answers that replace an HTTP source, by the value of the source's variables: the
+    object saved when found, the values that are missing, those that fail (the `error` way)."""
+
+    answers: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
+    error: list[str] = []
+
+
 class Conversation(_Model):
     name: Annotated[str, Field(min_length=1)]
     agents: list[AgentId] = []  # logged in and ready before the call (ids of desk.yaml)
+    sources: dict[str, CannedSource] = {}  # over the file's, source by source
     steps: Annotated[list[Step], Field(min_length=1)]
 
 
 class ConversationFile(_Model):
+    sources: dict[str, CannedSource] = {}  # for every conversation of the file
     conversations: Annotated[list[Conversation], Field(min_length=1)]
 
 
@@ -104,6 +123,7 @@ class Loaded:
     conversations: list[Conversation]
     lines: list[list[int]]  # line of each step, per conversation
     problems: list[Problem] = field(default_factory=list)
+    sources: dict[str, CannedSource] = field(default_factory=dict)  # the file's canned sources
 
 
 class _Reporter(Reporter):
@@ -147,7 +167,7 @@ def load(path: Path) -> Loaded:
         [doc.where(("conversations", c, "steps", s))[0] for s in range(len(conv.steps))]
         for c, conv in enumerate(parsed.conversations)
     ]
-    return Loaded(str(path), parsed.conversations, lines, reporter.problems)
+    return Loaded(str(path), parsed.conversations, lines, reporter.problems, dict(parsed.sources))
 
 
 @dataclass
@@ -203,12 +223,45 @@ def answer_offline(session: Session, events: list[Event], now: float) -> list[Ev
     return out
 
 
+class NoCannedAnswer(Exception):
+    """A look-up of a replaced source for a value its canned answers do not list."""
+
+
+# a real source's look-up, to its end: (lookup, seconds after which to call `slow`, slow) -> answer
+LiveLookup = Callable[[Lookup, float | None, Callable[[], None]], LookupResult]
+
+
+def canned_answer(canned: CannedSource, lookup: Lookup) -> LookupResult:
+    """The answer a replaced source gives."""
+    key = lookup.key
+    if key in canned.answers:
+        return LookupResult(FOUND, record_of(canned.answers[key]), "canned")
+    if key in canned.missing:
+        return LookupResult(MISSING, None, "canned")
+    if key in canned.error:
+        return LookupResult(ERROR, None, "canned")
+    raise NoCannedAnswer(
+        f"source '{lookup.source.name}' has no canned answer for {key!r}: list it under its "
+        "answers, missing or error"
+    )
+
+
 class _Call:
     """One scripted caller and the agents of one conversation, on a real Desk with a simulated clock.
     The engine and the desk are joined by the same CallerCall as on the TCP port (app/desk/call.py)."""
 
-    def __init__(self, graph: Graph, desk_config: DeskConfig, agent_ids: list[str], now: float) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        desk_config: DeskConfig,
+        agent_ids: list[str],
+        now: float,
+        canned: Mapping[str, CannedSource] | None = None,
+        live: LiveLookup | None = None,
+    ) -> None:
         self.now = now
+        self.canned = canned or {}
+        self.live = live
         self.session = Session(graph, session_id=CALL_ID, caller="127.0.0.1")
         self.desk = Desk(desk_config)
         self.peer = "127.0.0.1:50000"
@@ -248,6 +301,8 @@ class _Call:
                     self.call.say(ev.text)
                 elif type(ev) is SaveTicket:  # stored at once, nowhere: see offline_ticket_id
                     self.inbox.append(TicketSaved(offline_ticket_id(self.session, self.now)))
+                elif type(ev) is Lookup:
+                    out += self.look_up(ev)
             if self.session.desk is None or self.session.ended:
                 self.call.done(self.now)
             if not self.inbox:
@@ -258,8 +313,29 @@ class _Call:
                 events = self.session.desk_event(event, self.now)
             elif type(event) in (TicketSaved, TicketFailed):
                 events = self.session.ticket_result(event, self.now)
+            elif type(event) is LookupResult:
+                events = self.session.lookup_result(event, self.now)
             else:
                 events = []
+
+    def look_up(self, lookup: Lookup) -> list[Event]:
+        """Answer a look-up, canned or from the real source (into the inbox); what the menu says
+        meanwhile: the wait prompt, when the real source takes longer than the node lets it."""
+        canned = self.canned.get(lookup.source.name)
+        if canned is not None:
+            self.inbox.append(canned_answer(canned, lookup))
+            return []
+        if self.live is None:
+            raise NoCannedAnswer(f"source '{lookup.source.name}' cannot be asked here")
+        said: list[Event] = []
+        deadline = self.session.deadline
+
+        def slow() -> None:
+            if deadline is not None:
+                said.extend(self.session.timeout(deadline))
+
+        self.inbox.append(self.live(lookup, None if deadline is None else deadline - self.now, slow))
+        return said
 
     def type_as_agent(self, agent_id: str, line: str) -> None:
         agent, out = self.agents[agent_id], self._screen(agent_id)
@@ -310,8 +386,15 @@ class _AgentScreen:
 
 
 def run_in_process(
-    graph: Graph, conv: Conversation, lines: list[int], desk: DeskConfig | None = None
+    graph: Graph,
+    conv: Conversation,
+    lines: list[int],
+    desk: DeskConfig | None = None,
+    canned: Mapping[str, CannedSource] | None = None,
+    live: LiveLookup | None = None,
 ) -> Outcome:
+    """Run one conversation; `canned`: the file's canned sources (the conversation's own win);
+    `live`: how a source that is not replaced is asked (None: it cannot be)."""
     outcome = Outcome(conv.name, None)
     desk = desk or DeskConfig.default()
     unknown = [a for a in conv.agents if a not in desk.agents]
@@ -320,24 +403,23 @@ def run_in_process(
             0, lines[0], "(logging in the agents)", f"agent {unknown[0]!r} is not in desk.yaml", ""
         )
         return outcome
-    call = _Call(graph, desk, conv.agents, 1_700_000_000.0)
+    replaced = {**(canned or {}), **conv.sources}
+    strays = [name for name in replaced if name not in graph.sources]
+    if strays:
+        have = ", ".join(sorted(graph.sources)) or "none"
+        message = f"the menu has no source {strays[0]!r} to replace (its sources: {have})"
+        outcome.failure = Failure(0, lines[0], "(replacing sources)", message, "")
+        return outcome
+    call = _Call(graph, desk, conv.agents, 1_700_000_000.0, replaced, live)
     session = call.session
     for i, step in enumerate(conv.steps):
         for seen in call.seen.values():
             seen.clear()
-        if i == 0 and step.send is None and step.silence is None and step.agent is None:
-            events = call.settle(session.start(call.now))
-        else:
-            if i == 0:
-                call.settle(session.start(call.now))
-            if step.send is not None:
-                call.first_due = 0.0
-                events = call.settle(session.feed(step.send, call.now))
-            elif step.agent is not None:
-                call.type_as_agent(step.by or conv.agents[0], step.agent)
-                events = call.settle([])
-            else:
-                events = call.wait(step.silence or 0.0)
+        try:
+            events = _take(call, conv, i, step)
+        except NoCannedAnswer as exc:
+            outcome.failure = Failure(i + 1, lines[i], step.action(), str(exc), "")
+            return outcome
         outcome.visited.update(session.stats.node_visits)  # every node, however long the call
         said = "\n".join(e.text for e in events if isinstance(e, Say))
         ended = any(isinstance(e, Hangup) for e in events)
@@ -356,10 +438,32 @@ def run_in_process(
     return outcome
 
 
-def run_over_tcp(host: str, port: int, conv: Conversation, lines: list[int], encoding: str) -> Outcome:
+def _take(call: _Call, conv: Conversation, i: int, step: Step) -> list[Event]:
+    """Take step `i`; what the menu said meanwhile."""
+    session = call.session
+    if i == 0 and step.send is None and step.silence is None and step.agent is None:
+        return call.settle(session.start(call.now))
+    if i == 0:
+        call.settle(session.start(call.now))
+    if step.send is not None:
+        call.first_due = 0.0  # the caller has said something: no first-input cut-off any more
+        return call.settle(session.feed(step.send, call.now))
+    if step.agent is not None:
+        call.type_as_agent(step.by or conv.agents[0], step.agent)
+        return call.settle([])
+    return call.wait(step.silence or 0.0)
+
+
+def run_over_tcp(
+    host: str, port: int, conv: Conversation, lines: list[int], encoding: str, canned: bool = False
+) -> Outcome:
+    """Dial a running server; `canned`: the file replaces sources (then in process only)."""
     outcome = Outcome(conv.name, None)
     if conv.agents:
         outcome.skipped = "it scripts agents: in process only"
+        return outcome
+    if conv.sources or canned:
+        outcome.skipped = "it replaces sources with canned answers: in process only"
         return outcome
     with socket.create_connection((host, port), timeout=10) as sock:
         buffer = b""

@@ -16,6 +16,7 @@ from app.menu.nodes import (
     MenuNode,
     MessageNode,
     Node,
+    SourceLookupNode,
     TransferNode,
     WaitNode,
 )
@@ -42,6 +43,10 @@ def edges_of(node: Node) -> list[Edge]:
         out.append(Edge(n, node.next, f"valid → {node.save_as}"))
     elif isinstance(node, LookupNode):
         out += [Edge(n, node.found, "found"), Edge(n, node.missing, "missing")]
+    elif isinstance(node, SourceLookupNode):
+        out += [Edge(n, node.found, f"{node.source.name}: found"), Edge(n, node.missing, "missing")]
+        if node.error != node.missing:
+            out.append(Edge(n, node.error, "error"))
     elif isinstance(node, TransferNode):
         own = {k: t for k, t in node.wait.keys.items() if k not in node.hangup_keys and t not in KEY_ACTIONS}
         out += [Edge(n, t, f"waiting: {k}") for k, t in own.items()]

@@ -24,6 +24,8 @@ from app.menu.events import (
     CallEnded,
     Event,
     Hangup,
+    Lookup,
+    LookupResult,
     Notice,
     QueueBusy,
     QueueClosed,
@@ -34,7 +36,8 @@ from app.menu.events import (
     ToAgent,
 )
 from app.menu.graph import Graph
-from app.menu.nodes import Node, Text, TicketNode, TransferNode, WaitNode
+from app.menu.nodes import Node, SourceLookupNode, Text, TicketNode, TransferNode, WaitNode
+from app.menu.sources import FOUND, MISSING, WAIT_PROMPT_AFTER
 from app.menu.templates import Ref, value_text
 
 LOOP_LIMIT = 100
@@ -208,7 +211,8 @@ class Session:
         self.deadline: float | None = None  # when `timeout()` should be called next; None when ended
         self.desk: InQueue | None = None  # in a transfer node: waiting for an agent, or connected
         self.last_queue: str | None = None  # the queue of the last transfer (a ticket records it)
-        self.saving: TicketNode | None = None  # a ticket is being stored: lines wait for the answer
+        # a ticket being stored, or a look-up under way (then no node waits): lines wait for the answer
+        self.saving: TicketNode | SourceLookupNode | None = None
         self.line = ""  # the line being handled, as typed (a ticket's message)
         self._now = 0.0
         self._out: list[Event] = _NO_EVENTS  # replaced by a fresh list at each call
@@ -322,6 +326,9 @@ class Session:
         out = self._out = []
         node = self.node
         if self.ended or node is None or self.deadline is None or now < self.deadline:
+            looking = self.saving
+            if node is None and type(looking) is SourceLookupNode:
+                self._slow_answer(looking, now)
             return self._done(out)
         self._now = now
         wait = node.wait
@@ -421,7 +428,7 @@ class Session:
         TicketFailed (say `failed`); then the node's `next`, or goodbye."""
         out = self._out = []
         node = self.saving
-        if node is None or self.ended:
+        if not isinstance(node, TicketNode) or self.ended:
             return self._done(out)
         self._now = now
         self.saving = None
@@ -430,6 +437,43 @@ class Session:
         else:
             self.say(node.failed)
         self._go_on(node.next)
+        return self._done(out)
+
+    def look_up(self, node: SourceLookupNode) -> None:
+        """Arrived at a lookup with a source: ask the I/O layer (a Lookup, its url and body rendered
+        from the variables) and wait, taking no lines, for lookup_result. The deadline meanwhile is
+        when `wait_prompt` is due (timeout() says it), so the I/O layer needs no timer of its own."""
+        self.saving = node
+        self.deadline = self._now + WAIT_PROMPT_AFTER if node.wait_prompt is not None else None
+        url, body, key = node.source.request(self._lookup)
+        self._out.append(Lookup(node.source, url, body, key, node.name))
+
+    def _slow_answer(self, node: SourceLookupNode, now: float) -> None:
+        """No answer yet at the deadline look_up set: say the wait prompt, once."""
+        deadline = self.deadline
+        if deadline is not None and now >= deadline and node.wait_prompt is not None and not self.ended:
+            self._now = now
+            self.deadline = None
+            self.say(node.wait_prompt)
+
+    def lookup_result(self, event: LookupResult, now: float) -> list[Event]:
+        """The I/O layer's answer to Lookup: found (the object saved as the node's `save_as`),
+        missing or error; then the node that outcome leads to."""
+        out = self._out = []
+        node = self.saving
+        if not isinstance(node, SourceLookupNode) or self.ended:
+            return self._done(out)  # late: the caller already left (or hung up)
+        self._now = now
+        self.saving = None
+        self.deadline = None
+        if self.trace:
+            fields = {"node": node.name, "source": node.source.name, "outcome": event.outcome}
+            self._out.append(Notice("debug", "lookup_answered", {**fields, "reason": event.reason}))
+        if event.outcome == FOUND:
+            self.save(node.save_as, event.record if event.record is not None else {})
+            self._go(node.found)
+        else:
+            self._go(node.missing if event.outcome == MISSING else node.error)
         return self._done(out)
 
     def _leave_queue(self, text: Text, target: str | None) -> None:

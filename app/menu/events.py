@@ -6,7 +6,10 @@ much to build, and a relayed chat line builds several (ToAgent, AgentLine, Say).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
+
+if TYPE_CHECKING:
+    from app.menu.sources import Source
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -57,6 +60,31 @@ class TicketSaved:
 @dataclass(slots=True, unsafe_hash=True)
 class TicketFailed:
     reason: str
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class Lookup:
+    """Ask an HTTP source (a `lookup` node with `source:`): the I/O layer sends the request and
+    answers the session with LookupResult (Session.lookup_result). `source` is the session's own
+    menu's, so a reload does not move a look-up to another backend; `key` is what canned answers
+    of a conversation test are listed by."""
+
+    source: Source
+    url: str = field(repr=False)  # may hold a secret (${NAME}) and a caller's data
+    body: dict[str, str] | None = field(repr=False)
+    key: str = field(repr=False)
+    node: str
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class LookupResult:
+    """`outcome` is "found" (with the saved object as text), "missing" or "error"; `reason` says
+    why a look-up was missing or failed (timeout, breaker, status 500, not_json, ...)."""
+
+    outcome: str
+    record: dict[str, str] | None = None
+    reason: str = ""
+    seconds: float = 0.0
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -124,4 +152,4 @@ class Notice:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Say | Hangup | Transfer | ToAgent | SaveTicket | Notice
+Event = Say | Hangup | Transfer | ToAgent | SaveTicket | Lookup | Notice

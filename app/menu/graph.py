@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from app.menu.nodes import Answerer, Node, Reply, Text, WaitNode
+from app.menu.sources import Source
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Graph:
     robot: Answerer = field(default_factory=NoRobot)
     sensitive_vars: frozenset[str] = frozenset()  # saved by `sensitive: true` inputs: masked for agents
     titles: Titles = field(default_factory=Titles)
+    sources: Mapping[str, Source] = field(default_factory=dict)  # `sources:`: HTTP backends of lookups
     table: dict[str, Node] = field(init=False, repr=False, compare=False)
     # nodes that only say a fixed prompt and wait: a global key leading to one needs no handler
     direct: dict[str, WaitNode] = field(init=False, repr=False, compare=False)

@@ -4,14 +4,15 @@
   chance to type and is cut off by the loop limit (an error);
 - patterns that can never match, because an option or an earlier pattern always wins;
 - template variables that are not set on every path to the node using them (a must-be-set
-  dataflow over the graph: a variable is set on arrival at a node if it is set on every edge in);
+  dataflow over the graph: a variable is set on arrival at a node if it is set on every edge in),
+  a lookup's source's url and body included;
 - menu prompts that do not mention a key their options offer (opt out with `check_prompt_keys: false`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from app.menu import schema, templates
 
@@ -118,8 +119,10 @@ def unset_variables(
     keys: dict[str, str],
     settings: schema.MenuSettings,
     warn: Report,
+    asks: Mapping[str, frozenset[str]] | None = None,
 ) -> None:
-    """Warn where a template uses a variable that some path to the node does not set."""
+    """Warn where a template uses a variable that some path to the node does not set; `asks`: the
+    variables each source sends (name -> variables), checked at the lookups that ask it."""
     saved = {v for m in models.values() for v, _ in m.saves()}
     edges: dict[str, list[tuple[str, frozenset[str]]]] = {n: [] for n in models}  # target -> (source, gen)
     for name, model in models.items():
@@ -155,6 +158,13 @@ def unset_variables(
                         f"node '{name}' {path[-1]} uses '{{{ref.text}}}', which is not "
                         f"set on every path to this node{hint}; it would show as nothing",
                     )
+        for path, source in model.sources():
+            for var in sorted((asks or {}).get(source, frozenset()) & saved - known[name]):
+                warn(
+                    ("nodes", name, *path),
+                    f"node '{name}' asks source '{source}', which sends '{{{var}}}', but '{var}' is "
+                    "not set on every path to this node; it would be sent empty",
+                )
 
 
 def _edges(
@@ -169,6 +179,8 @@ def _edges(
         out.append((model.next, frozenset({model.save_as})))
     elif isinstance(model, schema.LookupNode):
         out += [(model.found, frozenset({model.save_as})), (model.missing, none)]
+        if model.error is not None:
+            out.append((model.error, none))
     else:
         out += [(t, none) for _, t in model.targets()]
     if isinstance(model, schema.WaitingNode):
@@ -202,9 +214,10 @@ def run(
     settings: schema.MenuSettings,
     error: Report,
     warn: Report,
+    asks: Mapping[str, frozenset[str]] | None = None,
 ) -> None:
     message_cycles(models, error)
     shadowed_patterns(models, keys, warn)
     prompt_keys(models, keys, warn)
     if start is not None and start in models:
-        unset_variables(models, start, keys, settings, warn)
+        unset_variables(models, start, keys, settings, warn, asks)

@@ -10,6 +10,7 @@ problem is collected; the graph is compiled only when there is no error.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import pydantic
 
-from app.menu import lint, schema, templates
+from app.menu import lint, schema, sources, templates
 from app.menu import nodes as handlers
 from app.menu.engine import fold
 from app.menu.events import Say
@@ -49,11 +50,21 @@ def _describe(path: YPath) -> str:
 
 
 class _Loader(Reporter):
-    def __init__(self, menu_path: Path, label: str, known: Mapping[str, Collection[str]]) -> None:
+    def __init__(
+        self,
+        menu_path: Path,
+        label: str,
+        known: Mapping[str, Collection[str]],
+        env: Mapping[str, str],
+        env_required: bool,
+    ) -> None:
         super().__init__(label)
         self.path = menu_path
         self.known = known  # kind -> names other files define ("intent", "queue"); absent: unchecked
+        self.env = env  # where ${NAME} of sources come from
+        self.env_required = env_required  # a missing ${NAME} is an error (serve), else a warning (check)
         self.broken: dict[str, dict[str, Any]] = {}  # nodes that did not validate, as written
+        self.broken_sources: set[str] = set()  # sources that did not validate
 
     def describe(self, path: YPath) -> str:
         return _describe(path)
@@ -76,22 +87,27 @@ class _Loader(Reporter):
         settings = self._settings(data)
         keys = self._keys(data, raw_nodes)
         tables = self._data(data)
+        source_models = self._sources(data)
         start = data.get("start") if isinstance(data.get("start"), str) else None
         if start is not None and start not in raw_nodes:
             self.error(("start",), f"start '{start}' is not a node" + suggest(start, raw_nodes))
         self._targets(models, raw_nodes, settings)
         self._references(models)
+        self._conflicts(models)
         regexes = self._regexes(models)
-        self._templates(models, settings)
+        self._templates(models, settings, source_models)
         raw_data = data.get("data")
         self._tables(models, tables, raw_data if isinstance(raw_data, dict) else ())
+        self._source_names(models, source_models)
         self._reachability(models, start, keys, settings)
         if not self.broken:  # whole-menu advice only when every node could be read
-            lint.run(models, start, keys, settings, self.error, self.warning)
+            asks = {name: sources.variables(m) for name, m in source_models.items()}
+            lint.run(models, start, keys, settings, self.error, self.warning, asks)
         self.problems.sort(key=lambda p: (p.file != self.label, p.file, p.line, p.col))
         if any(p.severity == "error" for p in self.problems) or not top_ok or start is None:
             return LoadResult(None, self.problems)
-        return LoadResult(self._compile(data, models, settings, keys, tables, regexes), self.problems)
+        graph = self._compile(data, models, settings, keys, tables, regexes, source_models)
+        return LoadResult(graph, self.problems)
 
     def _top(self, data: dict[str, Any]) -> bool:
         try:
@@ -203,6 +219,43 @@ class _Loader(Reporter):
             tables[name] = doc.data
         return tables
 
+    def _sources(self, data: dict[str, Any]) -> dict[str, schema.SourceModel]:
+        """`sources:`, each validated on its own, then what the model cannot tell: secrets from the
+        environment, the url's scheme, headers, a body sent with GET."""
+        raw = data.get("sources")
+        out: dict[str, schema.SourceModel] = {}
+        if not isinstance(raw, dict):
+            return out
+        for name, value in raw.items():
+            here = ("sources", name)
+            if not isinstance(value, dict):
+                self.broken_sources.add(name)
+                continue  # reported by the top-level model
+            try:
+                model = schema.SourceModel.model_validate(value)
+            except pydantic.ValidationError as exc:
+                self.pydantic_errors(exc, schema.SourceModel, here, f"source '{name}'")
+                self.broken_sources.add(name)
+                continue
+            sources.check(self, name, model, self.env, self.env_required)
+            out[name] = model
+        return out
+
+    def _source_names(self, models: dict[str, schema.Node], declared: Mapping[str, object]) -> None:
+        for name, model in models.items():
+            for path, source in model.sources():
+                if source not in declared and source not in self.broken_sources:
+                    self.error(
+                        ("nodes", name, *path),
+                        f"node '{name}' asks source '{source}', which is not in 'sources'"
+                        + suggest(source, declared),
+                    )
+
+    def _conflicts(self, models: dict[str, schema.Node]) -> None:
+        for name, model in models.items():
+            for path, problem in model.conflicts():
+                self.error(("nodes", name, *path), f"node '{name}' {problem}", key=bool(path))
+
     def _targets(
         self, models: dict[str, schema.Node], raw_nodes: dict[str, Any], settings: schema.MenuSettings
     ) -> None:
@@ -273,7 +326,12 @@ class _Loader(Reporter):
                             )
         return compiled
 
-    def _templates(self, models: dict[str, schema.Node], settings: schema.MenuSettings) -> None:
+    def _templates(
+        self,
+        models: dict[str, schema.Node],
+        settings: schema.MenuSettings,
+        source_models: Mapping[str, schema.SourceModel],
+    ) -> None:
         saved: dict[str, bool] = {}
         for model in models.values():
             for var, is_record in model.saves():
@@ -299,6 +357,13 @@ class _Loader(Reporter):
             texts += [
                 (("nodes", name, *p), f"node '{name}' {_describe(p)}", t, model.local_refs(p))
                 for p, t in model.templates()
+            ]
+        for name, source in source_models.items():  # ${NAME} is the environment's, not a variable
+            url = sources.without_env(source.url)
+            texts.append((("sources", name, "url"), f"source '{name}' url", url, {}))
+            texts += [
+                (("sources", name, "body", k), f"source '{name}' body {k}", sources.without_env(v), {})
+                for k, v in (source.body or {}).items()
             ]
         for here, who, text, local in texts:
             cut = self.doc.comments_after.get(here)
@@ -441,6 +506,7 @@ class _Loader(Reporter):
         keys: dict[str, str],
         tables: dict[str, dict[str, Any]],
         regexes: dict[str, re.Pattern[str]],
+        source_models: dict[str, schema.SourceModel],
     ) -> Graph:
         def text(source: str) -> handlers.Text:
             # block scalars (|) end with a newline; the I/O layer ends every line itself
@@ -448,7 +514,10 @@ class _Loader(Reporter):
 
         hangup_nodes = frozenset(n for n, m in models.items() if m.type == "hangup")
         titles = _titles(models)
-        ctx = handlers.CompileContext(settings, keys, text, regexes.__getitem__, hangup_nodes, titles.nodes)
+        compiled_sources = {n: sources.compile_source(n, m, self.env) for n, m in source_models.items()}
+        ctx = handlers.CompileContext(
+            settings, keys, text, regexes.__getitem__, hangup_nodes, titles.nodes, compiled_sources
+        )
         compiled = {name: handlers.HANDLERS[m.type](name, m, ctx) for name, m in models.items()}
         for node in compiled.values():  # the engine's shortcuts (see Waiting.moves, fast_keys, refused)
             if isinstance(node, handlers.WaitNode):
@@ -465,6 +534,7 @@ class _Loader(Reporter):
                 m.save_as for m in models.values() if isinstance(m, schema.InputNode) and m.sensitive
             ),
             titles=titles,
+            sources=compiled_sources,
         )
 
 
@@ -538,12 +608,20 @@ def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -
                     wait.refused[typed] = retry
 
 
-def load_menu(path: str | Path, known: Mapping[str, Collection[str]] | None = None) -> LoadResult:
+def load_menu(
+    path: str | Path,
+    known: Mapping[str, Collection[str]] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    env_required: bool = False,
+) -> LoadResult:
     """Load `path` (a menu.yaml, or a config folder holding one) into a Graph, or report why not.
 
     `known` names what the other config files define (kind -> names: "intent", "queue"), so that
-    references to them are checked; kinds not given are not checked."""
+    references to them are checked; kinds not given are not checked. Sources' ${NAME} come from
+    `env` (default: the process's environment); one that is missing is a warning, or with
+    `env_required` (the server) an error."""
     p = Path(path)
     if p.is_dir():
         p = p / "menu.yaml"
-    return _Loader(p, str(p), known or {}).run()
+    return _Loader(p, str(p), known or {}, os.environ if env is None else env, env_required).run()

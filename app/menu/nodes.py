@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 from app.menu import schema
 from app.menu.events import Event, Notice, Say, Transfer
+from app.menu.sources import Source
 from app.menu.templates import Template
 
 KEY_WORDS: Mapping[str, str] = {
@@ -89,6 +90,7 @@ class Walk(Protocol):
     def end(self, reason: str) -> None: ...
     def join_queue(self, node: TransferNode) -> None: ...
     def save_ticket(self, node: TicketNode) -> None: ...
+    def look_up(self, node: SourceLookupNode) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +279,26 @@ class LookupNode(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class SourceLookupNode(Node):
+    """A lookup that asks an HTTP source: the session emits a Lookup and waits, without a prompt
+    and without taking lines, for the I/O layer's LookupResult (Session.lookup_result); then
+    `found` (the object saved), `missing` or `error`. `wait_prompt` is said once if the answer takes
+    longer than a second (the session's deadline while it waits)."""
+
+    type: ClassVar[str] = "lookup"
+    source: Source
+    save_as: str
+    found: str
+    missing: str
+    error: str
+    wait_prompt: Text | None
+
+    def enter(self, s: Walk) -> str | None:
+        s.look_up(self)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class TransferNode(WaitNode):
     """The agent hand-off: join a queue, hear the position, talk to an agent (see Session.desk_event).
 
@@ -337,6 +359,7 @@ class CompileContext:
     regex: Callable[[str], re.Pattern[str]]
     hangup_nodes: frozenset[str] = frozenset()
     titles: Mapping[str, str] = field(default_factory=dict)  # node name -> its title, where it has one
+    sources: Mapping[str, Source] = field(default_factory=dict)  # compiled `sources:`, by name
 
     def waiting(self, m: schema.WaitingNode) -> Waiting:
         st = self.settings
@@ -377,7 +400,11 @@ def _message(name: str, m: Any, c: CompileContext) -> Node:
 
 
 def _lookup(name: str, m: Any, c: CompileContext) -> Node:
-    return LookupNode(name, m.table, c.text(m.key), m.save_as, m.found, m.missing)
+    if m.source is None:
+        return LookupNode(name, m.table, c.text(m.key), m.save_as, m.found, m.missing)
+    wait_prompt = c.text(m.wait_prompt) if m.wait_prompt is not None else None
+    error = m.error if m.error is not None else m.missing
+    return SourceLookupNode(name, c.sources[m.source], m.save_as, m.found, m.missing, error, wait_prompt)
 
 
 def _transfer(name: str, m: Any, c: CompileContext) -> Node:

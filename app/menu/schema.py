@@ -98,6 +98,14 @@ class Node(_Model):
         """Data tables this node reads."""
         return []
 
+    def sources(self) -> list[tuple[Path, str]]:
+        """HTTP sources (`sources:`) this node asks."""
+        return []
+
+    def conflicts(self) -> list[tuple[Path, str]]:
+        """Keys that are missing or do not go together, as (path, what is wrong)."""
+        return []
+
     def local_refs(self, path: Path) -> Mapping[str, frozenset[str] | None]:
         """Template names that only the text at `path` offers (name -> its fields, None: no fields)."""
         return {}
@@ -189,25 +197,50 @@ class MessageNode(Node):
 
 
 class LookupNode(Node):
+    """A record from a data table (`table` and `key`) or from an HTTP source (`source`)."""
+
     type: Literal["lookup"]
-    table: NodeName
-    key: Text
+    table: NodeName | None = None
+    key: Text | None = None
+    source: NodeName | None = None
     save_as: NodeName
     found: NodeName
     missing: NodeName
     fields: dict[NodeName, Title] = {}  # a column of the table -> its title for agents (账户余额)
+    error: NodeName | None = None  # a source only: timeout, bad answer, breaker open; default: missing
+    wait_prompt: Text | None = None  # a source only: said once if no answer within a second
 
     def targets(self) -> list[tuple[Path, str]]:
-        return [(("found",), self.found), (("missing",), self.missing)]
+        out: list[tuple[Path, str]] = [(("found",), self.found), (("missing",), self.missing)]
+        return [*out, (("error",), self.error)] if self.error is not None else out
 
     def templates(self) -> list[tuple[Path, str]]:
-        return [(("key",), self.key)]
+        out: list[tuple[Path, str]] = [(("key",), self.key)] if self.key is not None else []
+        return [*out, (("wait_prompt",), self.wait_prompt)] if self.wait_prompt is not None else out
 
     def saves(self) -> list[tuple[str, bool]]:
         return [(self.save_as, True)]
 
     def tables(self) -> list[tuple[Path, str]]:
-        return [(("table",), self.table)]
+        return [(("table",), self.table)] if self.table is not None else []
+
+    def sources(self) -> list[tuple[Path, str]]:
+        return [(("source",), self.source)] if self.source is not None else []
+
+    def conflicts(self) -> list[tuple[Path, str]]:
+        if self.table is None and self.source is None:
+            return [((), "needs 'table' (a table of `data`) or 'source' (one of `sources`)")]
+        if self.table is not None and self.source is not None:
+            return [(("source",), "has both 'table' and 'source'; a lookup reads one of them")]
+        if self.table is not None:
+            out: list[tuple[Path, str]] = [((), "needs 'key' with 'table'")] if self.key is None else []
+            for name in ("error", "wait_prompt"):
+                if getattr(self, name) is not None:
+                    out.append(((name,), f"has '{name}', which goes with a 'source' (a table cannot fail)"))
+            return out
+        if self.key is not None:
+            return [(("key",), "has 'key', which a source does not use: its url and body say what is sent")]
+        return []
 
 
 class RobotNode(WaitingNode):
@@ -334,6 +367,33 @@ NODE_MODELS: dict[str, type[Node]] = {
 }
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+class Breaker(_Model):
+    """After `failures` failed look-ups in a row, a source answers `error` at once for `open_for`;
+    then one look-up is let through, and its success closes the breaker again."""
+
+    failures: Count = 5
+    open_for: Duration = 30.0
+
+
+class SourceModel(_Model):
+    """One entry of `sources:`: an HTTP backend that lookup nodes ask (docs/integrations.md)."""
+
+    url: Text  # {variable}s URL-encoded; ${NAME} from the environment
+    method: Annotated[Literal["GET", "POST"], BeforeValidator(_upper)] = "GET"
+    headers: dict[Annotated[str, Field(min_length=1, max_length=200)], Text] = {}  # ${NAME}: secrets
+    body: dict[Annotated[str, Field(min_length=1, max_length=200)], Text] | None = None  # POST: JSON
+    timeout: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = 2.0
+    retries: Annotated[int, Field(ge=0, le=5)] = 0
+    cache: DurationOrZero = 0.0
+    result: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    breaker: Breaker = Breaker()
+    max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 100
+
+
 class MenuFile(_Model):
     """The top level of menu.yaml. `nodes` values are checked against NODE_MODELS separately."""
 
@@ -343,4 +403,5 @@ class MenuFile(_Model):
     settings: MenuSettings = MenuSettings()
     keys: dict[str, NodeName] = {}
     data: dict[str, str | dict[str, Any]] = {}
+    sources: dict[str, dict[str, Any]] = {}  # each checked against SourceModel separately
     nodes: dict[str, dict[str, Any]]

@@ -5,8 +5,8 @@ How this works: the session is one generator-based coroutine (`_run`, a `types.c
 `data_received` resumes it directly with `coro.send(line)` (`_deliver`) and it receives the line
 from a plain `yield`, so a line costs no Task step, no Future and no awaitable object. It waits on
 nothing but its next input: everything asynchronous (the silence timer, the agent desk, a ticket
-being stored) comes back to it as input, through `_deliver`, in order with the caller's lines; what
-arrives while it is busy waits in `_pending`.
+being stored, an HTTP look-up: app/net/sources.py) comes back to it as input, through `_deliver`,
+in order with the caller's lines; what arrives while it is busy waits in `_pending`.
 
 The common keypress is the fast path: a read such as b"1\r\n" is found in the line discipline's
 table of short reads (`hub.keys`), checked against the caller's line rate (GCRA: one due time), sent into the
@@ -43,6 +43,8 @@ from app.menu.events import (
     DESK_EVENTS,
     AgentLine,
     Hangup,
+    Lookup,
+    LookupResult,
     Notice,
     SaveTicket,
     Say,
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from app.menu import Graph
     from app.menu.engine import Stats
     from app.net.rates import Rate
+    from app.net.sources import Lookups
     from app.net.timers import Timers
     from app.records import Recorder
     from app.settings import Settings
@@ -111,6 +114,7 @@ class CallerHub(Protocol):
     graph: Graph  # the current menu: a reload swaps it, a session keeps the one it started on
     desk: Desk
     records: Recorder | None
+    lookups: Lookups  # HTTP look-ups of `lookup` nodes with a source
     sessions: set[CallerSession]
     per_address: dict[str, int]
     proxy_waits: dict[CallerSession, ProxyWait]
@@ -293,6 +297,7 @@ class CallerSession(asyncio.Protocol):
             self._timer_due = 0.0
             hub.timers.forget()
         coro, self._coro = self._coro, None
+        hub.lookups.cancel(self)  # hung up during a look-up: it is cancelled
         if self._call is not None:
             self._call.done(time.time())  # hung up while waiting or talking
         if coro is not None:
@@ -411,6 +416,8 @@ class CallerSession(asyncio.Protocol):
                 item = None  # a waiting caller's frame keeps no event alive
             elif kind is TicketSaved or kind is TicketFailed:
                 self._emit(engine.ticket_result(item, self._now))
+            elif kind is LookupResult:
+                self._emit(engine.lookup_result(item, self._now))
             elif item is OVERFLOW:
                 self._note("system", LINE_TOO_LONG)
                 self._write(self._encode(LINE_TOO_LONG))
@@ -534,6 +541,8 @@ class CallerSession(asyncio.Protocol):
                 self._call.transfer(ev.queue, self._now)
             elif kind is SaveTicket:
                 self._save_ticket(ev)
+            elif kind is Lookup:
+                self.hub.lookups.start(self, ev, self._looked_up)
         if chunks:
             self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if self._call is not None and self.engine.desk is None:
@@ -653,6 +662,11 @@ class CallerSession(asyncio.Protocol):
         task = asyncio.get_running_loop().create_task(self._store_ticket(rec, ticket))
         self.hub.tasks.add(task)
         task.add_done_callback(self.hub.tasks.discard)
+
+    def _looked_up(self, answer: LookupResult) -> None:
+        """A look-up's answer (app/net/sources.py), in order with the caller's lines."""
+        self._now = time.time()
+        self._deliver(answer)  # type: ignore[arg-type]
 
     async def _store_ticket(self, rec: Recorder, ticket: NewTicket) -> None:
         """Store the ticket; tell the session only once it is committed (or that it failed)."""
