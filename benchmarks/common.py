@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import shutil
@@ -41,11 +42,13 @@ def pinned(cpu: str, argv: Sequence[str]) -> list[str]:
 
 def build_tool(name: str) -> Path:
     """Compile ../shared/tools/NAME.c (else benchmarks/NAME.c or benchmarks/baselines/NAME.c) once,
-    into a temp folder."""
+    into a temp folder, named by its source's digest: two checkouts (a baseline commit beside this
+    one) never run each other's build."""
     candidates = [TOOLS / f"{name}.c", REPO / "benchmarks" / f"{name}.c"]
     src = next((p for p in candidates if p.exists()), REPO / "benchmarks" / "baselines" / f"{name}.c")
-    out = Path(tempfile.gettempdir()) / f"hotline-bench-{name}"
-    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    out = Path(tempfile.gettempdir()) / f"hotline-bench-{name}-{digest}"
+    if not out.exists():
         subprocess.run(["gcc", "-O2", "-o", str(out), str(src)], check=True)
     return out
 

@@ -27,6 +27,8 @@ def snapshot(desk: Desk, now: float) -> dict[str, Any]:
                 "answered": answered,
                 "abandoned": abandoned,
                 "service_level": level,
+                "service_target": round(100 * q.config.model.service_level_target),
+                "service_seconds": int(q.config.model.service_level_seconds),
                 "available": available,
                 "busy": busy,
                 "logged_in": desk.logged_in(name),

@@ -47,6 +47,7 @@ from app.desk.model import (
 )
 from app.desk.queue import LocalStore
 from app.desk.store import Joined, Left, Store
+from app.desk.tallies import Scores
 from app.menu.events import (
     AgentConnected,
     AgentLine,
@@ -118,7 +119,8 @@ class Desk:
         self.config = config
         self.log = log
         self.records = records  # every desk call on record (None: not kept)
-        self.queues: dict[str, QueueState] = {name: QueueState(q) for name, q in config.queues.items()}
+        self.queues: dict[str, QueueState] = {}
+        self.scores: dict[str, Scores] = {}  # agent id -> today's satisfaction scores (the board)
         self.agents: dict[str, Agent] = {}
         self.calls: dict[str, Call] = {}  # this process's callers, waiting or connected, by call id
         self.remote: dict[str, Call] = {}  # other replicas' callers offered to / talking with our agents
@@ -126,6 +128,7 @@ class Desk:
         self.closed = False
         self.store: Store = store if store is not None else LocalStore()
         self.store.bind(self)
+        self._set_queues(config)
 
     async def start(self) -> None:
         await self.store.start()
@@ -144,11 +147,7 @@ class Desk:
         """A reloaded desk.yaml: queues and agents change; logged-in agents stay logged in, a removed
         agent is logged out at the end of their call; a removed queue keeps its callers until they go."""
         self.config = config
-        for name, q in config.queues.items():
-            if name in self.queues:
-                self.queues[name].config = q
-            else:
-                self.queues[name] = QueueState(q)
+        self._set_queues(config)
         for agent in list(self.agents.values()):
             model = config.agents.get(agent.id)
             if model is None:
@@ -162,6 +161,20 @@ class Desk:
                 agent.name, agent.queues, agent.role = model.name, tuple(model.queues), model.role
                 self._enrol(agent, True)
         self.dispatch(now)
+
+    def _set_queues(self, config: DeskConfig) -> None:
+        """desk.yaml's queues: new ones made, known ones given their (reloaded) settings."""
+        for name, q in config.queues.items():
+            if name in self.queues:
+                self.queues[name].config = q
+            else:
+                self.queues[name] = QueueState(q)
+            self.queues[name].today.seconds = q.model.service_level_seconds
+            self.queues[name].today.short = q.model.short_abandon
+
+    def scored(self, agent_id: str, score: int, now: float) -> None:
+        """A caller's satisfaction score for a call this agent took (the board's 满意度 per agent)."""
+        self.scores.setdefault(agent_id, Scores()).add(now, score)
 
     # ---- callers --------------------------------------------------------------------------------
 
@@ -293,7 +306,7 @@ class Desk:
         waited = round(now - call.joined)
         if by == "caller":
             q.count("abandoned")
-            q.today.abandon(now)
+            q.today.abandon(now, now - call.joined)
             position = left.position if left is not None else 0
             self.log("queue_abandoned", queue=call.queue, call_id=call.id, position=position, waited=waited)
         else:
@@ -817,7 +830,11 @@ class Desk:
 
     def agent_rows(self, now: float) -> list[dict[str, Any]]:
         """The board's table of agents (and supervisors) logged in, on every replica."""
-        return self.store.agent_rows(agent_rows(self.agents.values(), now), now)
+        rows = self.store.agent_rows(agent_rows(self.agents.values(), now), now)
+        for row in rows:
+            scores = self.scores.get(str(row["id"]))
+            row["csat"] = scores.average(now) if scores is not None else None
+        return rows
 
     def agents_of(self, queue: str) -> Iterable[Agent]:
         """The logged-in agents (not supervisors) of `queue` here."""

@@ -85,6 +85,9 @@ class QueueModel(_Model):
     ring_timeout: Duration = 15.0
     wrap_up: DurationOrZero = 10.0
     max_missed: Annotated[int, Field(ge=1, le=100)] = 3
+    service_level_seconds: Duration = 20.0  # answered within this counts towards the service level
+    service_level_target: Annotated[float, Field(gt=0, le=1)] = 0.8  # the board shows the level against it
+    short_abandon: DurationOrZero = 5.0  # an abandon this soon is counted apart, out of the level
 
 
 class AgentModel(_Model):

@@ -15,7 +15,8 @@ from typing import Final
 from app import zone
 
 DURATION_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-SERVICE_SECONDS: Final = 20.0
+SERVICE_SECONDS: Final = 20.0  # a queue's default service_level_seconds
+SHORT_ABANDON: Final = 5.0  # a queue's default short_abandon
 MINUTES: Final = 60  # the chart's span
 
 
@@ -50,30 +51,36 @@ class Histogram:
 
 
 class Today:
-    """One queue's counts since local midnight."""
+    """One queue's counts since the server's midnight. A caller who hung up within `short` seconds
+    is a short abandon: counted as abandoned, but left out of the service level (they never gave
+    the queue a chance), as the queue's `short_abandon` says."""
 
-    __slots__ = ("abandoned", "answered", "ends", "timed_out", "within")
+    __slots__ = ("abandoned", "answered", "ends", "seconds", "short", "shorts", "timed_out", "within")
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = SERVICE_SECONDS, short: float = SHORT_ABANDON) -> None:
+        self.seconds = seconds  # the queue's service_level_seconds
+        self.short = short  # the queue's short_abandon
         self.answered = 0
         self.abandoned = 0
+        self.shorts = 0  # of the abandoned, within `short`
         self.timed_out = 0  # waited max_wait
-        self.within = 0  # answered within SERVICE_SECONDS
-        self.ends = 0.0  # when today ends (local midnight), as a timestamp
+        self.within = 0  # answered within `seconds`
+        self.ends = 0.0  # when today ends (the server's midnight), as a timestamp
 
     def _roll(self, now: float) -> None:
         if now >= self.ends:
-            self.answered = self.abandoned = self.timed_out = self.within = 0
+            self.answered = self.abandoned = self.shorts = self.timed_out = self.within = 0
             self.ends = zone.next_midnight(now)
 
     def answer(self, now: float, waited: float) -> None:
         self._roll(now)
         self.answered += 1
-        self.within += waited <= SERVICE_SECONDS
+        self.within += waited <= self.seconds
 
-    def abandon(self, now: float) -> None:
+    def abandon(self, now: float, waited: float = float("inf")) -> None:
         self._roll(now)
         self.abandoned += 1
+        self.shorts += waited < self.short
 
     def time_out(self, now: float) -> None:
         self._roll(now)
@@ -82,9 +89,31 @@ class Today:
     def counts(self, now: float) -> tuple[int, int, int | None]:
         """(answered, abandoned, service level in percent or None)."""
         self._roll(now)
-        total = self.answered + self.abandoned + self.timed_out
+        total = self.answered + self.abandoned - self.shorts + self.timed_out
         level = round(100 * self.within / total) if total else None
         return self.answered, self.abandoned, level
+
+
+class Scores:
+    """Satisfaction scores (1-5) since the server's midnight: one agent's, for the board's 满意度."""
+
+    __slots__ = ("count", "ends", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.count = 0
+        self.ends = 0.0
+
+    def add(self, now: float, score: int) -> None:
+        self.average(now)
+        self.total += score
+        self.count += 1
+
+    def average(self, now: float) -> float | None:
+        if now >= self.ends:
+            self.total = self.count = 0
+            self.ends = zone.next_midnight(now)
+        return round(self.total / self.count, 2) if self.count else None
 
 
 class Timeline:

@@ -377,6 +377,8 @@ class Session:
                 self.say(node.ended)
                 self.say(node.wait.goodbye)
                 self.end("shutdown")
+            elif event.by == "agent" and node.survey is not None:  # type: ignore[attr-defined]
+                self._leave_queue(node.ended, node.survey)  # how was it? before `next`
             else:
                 self._leave_queue(node.ended, node.next)
         return self._done(out)

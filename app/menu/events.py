@@ -136,6 +136,14 @@ class CallEnded:
     by: str
 
 
+@dataclass(slots=True, unsafe_hash=True)
+class Score:
+    """A caller's satisfaction score (1-5) for their last desk call, from a survey node."""
+
+    value: int
+    node: str
+
+
 DeskEvent = QueuePosition | QueueClosed | QueueBusy | AgentConnected | AgentLine | CallEnded
 DESK_EVENTS = frozenset(get_args(DeskEvent))  # for `type(x) in DESK_EVENTS`
 
@@ -152,4 +160,4 @@ class Notice:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Say | Hangup | Transfer | ToAgent | SaveTicket | Lookup | Notice
+Event = Say | Hangup | Transfer | ToAgent | SaveTicket | Lookup | Score | Notice

@@ -267,6 +267,12 @@ class _Loader(Reporter):
                         f"node '{name}' {_describe(path)} goes to '{target}', "
                         "which is not a node" + suggest(target, raw_nodes),
                     )
+                elif path == ("survey",) and getattr(models.get(target), "type", "survey") != "survey":
+                    self.error(
+                        ("nodes", name, *path),
+                        f"node '{name}' survey goes to '{target}', which is a {models[target].type} node, "
+                        "not a survey",
+                    )
         if settings.on_max_failures is not None and settings.on_max_failures not in raw_nodes:
             t = settings.on_max_failures
             self.error(

@@ -13,13 +13,15 @@ both import it: no import circle, type-only imports included.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from app.menu import schema
-from app.menu.events import Event, Notice, Say, Transfer
+from app.menu.events import Event, Notice, Say, Score, Transfer
 from app.menu.sources import Source
 from app.menu.templates import Template
 
@@ -324,6 +326,7 @@ class TransferNode(WaitNode):
     # While connected, a stripped line longer than this is chat, without folding it: folding (NFKC,
     # casefold) never turns a longer line into an ASCII key. Huge when a hang-up key is not ASCII.
     chat_beyond: int
+    survey: str | None = None  # where a call the agent ended goes before `next`
 
     def enter(self, s: Walk) -> str | None:
         s.say(self.say_prompt)
@@ -448,6 +451,7 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
         m.next,
         hangups,
         max(map(len, hangups), default=0) if all(k.isascii() for k in hangups) else 1 << 30,
+        m.survey,
     )
 
 
@@ -477,6 +481,34 @@ class TicketNode(WaitNode):
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class SurveyNode(WaitNode):
+    """A satisfaction score after an agent's call: a key of `scores` emits Score and says `thanks`;
+    any other line asks again once (the node's failures are two), then `next` with no score."""
+
+    type: ClassVar[str] = "survey"
+    scores: Mapping[str, int]  # folded key -> 1..5
+    thanks: Text
+    next: str | None
+
+    def handle(self, s: Walk, text: str, folded: str) -> str | None:
+        score = self.scores.get(folded)
+        if score is None:
+            return s.fail()
+        s.emit(Score(score, self.name))
+        s.say(self.thanks)
+        if self.next is None:
+            s.end("completed")
+        return self.next
+
+
+def _survey(name: str, m: Any, c: CompileContext) -> Node:
+    wait = c.waiting(m)
+    wait = dataclasses.replace(wait, max_failures=2, on_max_failures=m.next)  # re-ask once, then on
+    scores = {unicodedata.normalize("NFKC", k).strip().casefold(): v for k, v in m.scores.items()}
+    return SurveyNode(name, wait, scores, c.text(m.thanks), m.next)
+
+
 def _ticket(name: str, m: Any, c: CompileContext) -> Node:
     return TicketNode(name, c.waiting(m), c.text(m.saved), c.text(m.failed), m.callback, m.next)
 
@@ -493,5 +525,6 @@ HANDLERS: dict[str, Callable[[str, Any, CompileContext], Node]] = {
     "lookup": _lookup,
     "transfer": _transfer,
     "ticket": _ticket,
+    "survey": _survey,
     "hangup": _hangup,
 }

@@ -294,10 +294,11 @@ class TransferNode(Node):
     on_closed: NodeName | None = None  # default: next
     on_busy: NodeName | None = None  # default: next
     next: NodeName | None = None  # after the agent; absent: goodbye and hang up
+    survey: NodeName | None = None  # a survey node, before `next`, when the agent ended the call
 
     def targets(self) -> list[tuple[Path, str]]:
         out: list[tuple[Path, str]] = [(("keys", k), v) for k, v in self.keys.items() if v not in KEY_ACTIONS]
-        for name in ("on_closed", "on_busy", "next"):
+        for name in ("on_closed", "on_busy", "next", "survey"):
             value = getattr(self, name)
             if value is not None:
                 out.append(((name,), value))
@@ -347,6 +348,29 @@ class TicketNode(WaitingNode):
         return {"ticket": TICKET_REFS} if path == ("saved",) else {}
 
 
+DEFAULT_SURVEY_PROMPT = "请对本次服务评价:非常满意请按 1,满意请按 2,不满意请按 3。"
+DEFAULT_THANKS = "感谢您的评价,再见!"
+SurveyScore = Annotated[int, Field(ge=1, le=5)]
+SurveyKey = Annotated[str, Field(min_length=1, max_length=20)]
+
+
+class SurveyNode(WaitingNode):
+    """After an agent's call: a key gives a satisfaction score (1-5) for that desk call; any other
+    line asks again once, then `next` with no score."""
+
+    type: Literal["survey"]
+    prompt: Text = DEFAULT_SURVEY_PROMPT
+    scores: Annotated[dict[SurveyKey, SurveyScore], Field(min_length=1)] = {"1": 5, "2": 4, "3": 1}
+    thanks: Text = DEFAULT_THANKS
+    next: NodeName | None = None  # after the score (or the second wrong line); absent: hang up
+
+    def targets(self) -> list[tuple[Path, str]]:
+        return ([(("next",), self.next)] if self.next else []) + super().targets()
+
+    def templates(self) -> list[tuple[Path, str]]:
+        return [*super().templates(), (("thanks",), self.thanks)]
+
+
 class HangupNode(Node):
     type: Literal["hangup"]
     text: Text | None = None
@@ -363,6 +387,7 @@ NODE_MODELS: dict[str, type[Node]] = {
     "robot": RobotNode,
     "transfer": TransferNode,
     "ticket": TicketNode,
+    "survey": SurveyNode,
     "hangup": HangupNode,
 }
 

@@ -48,6 +48,7 @@ from app.menu.events import (
     Notice,
     SaveTicket,
     Say,
+    Score,
     TicketFailed,
     TicketSaved,
     ToAgent,
@@ -541,6 +542,8 @@ class CallerSession(asyncio.Protocol):
                 self._call.transfer(ev.queue, self._now)
             elif kind is SaveTicket:
                 self._save_ticket(ev)
+            elif kind is Score:
+                self._scored(ev)
             elif kind is Lookup:
                 self.hub.lookups.start(self, ev, self._looked_up)
         if chunks:
@@ -679,6 +682,16 @@ class CallerSession(asyncio.Protocol):
             self._log("info", "ticket_created", ticket=answer.ticket_id, queue=ticket.queue)
         self._now = time.time()
         self._deliver(answer)  # type: ignore[arg-type]
+
+    def _scored(self, ev: Score) -> None:
+        """A survey's answer: on the session's last desk call (on disk with the next batch) and in
+        the agent's 满意度 on the board."""
+        call = self._call
+        if self.hub.records is not None:
+            self.hub.records.desk_score(self.session_id, ev.value)
+        if call is not None and call.agent:
+            self.hub.desk.scored(call.agent, ev.value, self._now)
+        self._log("info", "survey_answered", score=ev.value, agent=call.agent if call is not None else None)
 
     def _transfer_fields(self) -> dict[str, Any]:
         """waited / talked / agent for a call that went to an agent queue."""

@@ -86,3 +86,26 @@ def test_one_model_two_encodings() -> None:
     }
     assert lines(Ok("reject", "c9")) == ["OK reject c9"]
     assert as_json(Ok("ready")) == {"type": "ok", "what": "ready", "detail": ""}
+
+
+def test_a_short_abandon_is_counted_apart_from_the_service_level() -> None:
+    today = Today(seconds=20.0, short=5.0)
+    today.answer(T0, 10.0)  # within 20 s
+    today.abandon(T0, 3.0)  # gave up within 5 s: not held against the queue
+    assert today.counts(T0) == (1, 1, 100)
+    today.abandon(T0, 60.0)
+    assert today.counts(T0) == (1, 2, 50)
+
+
+def test_the_board_shows_the_level_against_its_target_and_each_agents_satisfaction() -> None:
+    d = desk(service_level_target=0.9, service_level_seconds=30)
+    a1, _ = ready(d, "1001")
+    d.join("default", "c0", Link(), T0)
+    d.accept(a1, T0 + 25)  # within the queue's 30 s
+    d.scored("1001", 5, T0 + 100)
+    d.scored("1001", 4, T0 + 101)
+    snap = snapshot(d, T0 + 102)
+    (q,) = snap["queues"]
+    assert (q["service_level"], q["service_target"], q["service_seconds"]) == (100, 90, 30)
+    (agent,) = snap["agents"]
+    assert agent["csat"] == 4.5

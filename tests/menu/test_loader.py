@@ -492,3 +492,56 @@ def test_keys_prompt_default_and_its_checks(tmp_path: Path) -> None:
     assert graph is not None
     node = graph.nodes["agent"]
     assert isinstance(node, TransferNode) and node.keys_prompt is None  # "" says nothing
+
+
+SURVEYED = (
+    GOOD.replace('      "1": bye\n', '      "1": bye\n      "0": agent\n').replace("按 1", "按 1 或 0")
+    + """\
+  agent:
+    type: transfer
+    survey: rate
+    next: main
+  rate:
+    type: survey
+    scores: {"1": 5, "2": 3}
+    next: main
+"""
+)
+
+
+def test_a_survey_and_a_transfers_survey_are_checked(tmp_path: Path) -> None:
+    assert problems(tmp_path, SURVEYED) == []
+    out = problems(tmp_path, SURVEYED.replace('{"1": 5, "2": 3}', '{"1": 5, "2": 7}'))
+    assert out == ["menu.yaml:20:27: error: node 'rate': scores.2 should be less than or equal to 5"]
+    out = problems(tmp_path, SURVEYED.replace("    survey: rate\n", "    survey: bye\n"))
+    assert (
+        out[0]
+        == "menu.yaml:16:13: error: node 'agent' survey goes to 'bye', which is a hangup node, not a survey"
+    )
+    text = SURVEYED.replace("  bye:\n    type: hangup\n", "  bye:\n    type: hangup\n    survey: rate\n")
+    out = problems(tmp_path, text)
+    assert out == ["menu.yaml:14:5: error: node 'bye' has an unknown key 'survey'"]  # transfers only
+
+
+def test_a_survey_scores_once_asks_again_once_and_goes_on(tmp_path: Path) -> None:
+    graph = load_menu(write_menu(tmp_path, SURVEYED)).graph
+    assert graph is not None
+    from app.menu.engine import Session
+    from app.menu.events import CallEnded, Score
+
+    s = Session(graph, session_id="s", caller="c")
+    s.start(0.0)
+    s.feed("0", 1.0)
+    events = s.desk_event(CallEnded("agent"), 2.0)
+    assert "请对本次服务评价" in said(events) and s.node is not None and s.node.name == "rate"
+    events = s.feed("9", 3.0)  # not a score: asked again
+    assert s.node.name == "rate" and not [e for e in events if isinstance(e, Score)]
+    events = s.feed("9", 4.0)  # again: on, with no score
+    assert s.node.name == "main" and not [e for e in events if isinstance(e, Score)]
+    s.feed("0", 5.0)
+    s.desk_event(CallEnded("agent"), 6.0)
+    events = s.feed("２", 7.0)  # full width, as an IME types it
+    assert [e.value for e in events if isinstance(e, Score)] == [3] and s.node.name == "main"
+    s.feed("0", 8.0)
+    events = s.desk_event(CallEnded("caller"), 9.0)  # the caller's own end: no survey
+    assert s.node.name == "main"

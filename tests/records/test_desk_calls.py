@@ -100,7 +100,16 @@ def test_every_desk_call_is_on_record(tmp_path: Path, records_at: RecordsAt) -> 
         agent.expect("CALLER 我的话费不对\r\n")
         agent.send("/end 已解决")
         caller.expect("本次服务已结束")
+        caller.expect("请对本次服务评价")  # the agent ended it: the survey
+        caller.send("1")
+        caller.expect("感谢您的评价!")
+        scored_at = time.monotonic()
         answered = _wait_for(records_at, call_id, "answered", 2.0)
+        while answered["csat"] is None:  # the score, on disk within 2 s of the keypress
+            assert time.monotonic() - scored_at < 2.0, answered
+            time.sleep(0.05)
+            answered = _wait_for(records_at, call_id, "answered", 2.0)
+        assert answered["csat"] == 5
         assert answered["agent"] == "1001" and answered["ended_by"] == "agent"
         assert answered["disposition"] == "已解决" and answered["offers"] == 1 and answered["missed"] == 0
         assert answered["answered"] is not None and answered["talked"] is not None
@@ -112,8 +121,8 @@ def test_every_desk_call_is_on_record(tmp_path: Path, records_at: RecordsAt) -> 
         assert abandoned["ended_by"] == "caller" and abandoned["agent"] is None
         assert _wait_for(records_at, busy_id, "busy", 2.0)["ended_by"] == "server"
         shown = json.loads(hotline("calls", "show", call_id, "--json", *records_at.cli).stdout)
-        assert [(d["queue"], d["outcome"], d["disposition"]) for d in shown["desk_calls"]] == [
-            ("default", "answered", "已解决")
+        assert [(d["queue"], d["outcome"], d["disposition"], d["csat"]) for d in shown["desk_calls"]] == [
+            ("default", "answered", "已解决", 5)
         ]
         assert shown["desk_calls"][0]["joined"].endswith("+08:00")  # the server's zone, with its offset
         listed = hotline("calls", "list", *records_at.cli).stdout.splitlines()
@@ -141,8 +150,14 @@ def test_a_disposition_after_the_caller_hung_up_and_kill_9_after_the_end(
     agent.expect(f"ENDED {call_id} by=caller\r\n")
     answered = _wait_for(records_at, call_id, "answered", 2.0)
     assert answered["ended_by"] == "caller" and time.monotonic() - ended_at < 2.5
+    agent.send("/disposition 需回访")  # in wrap-up, for a call the caller ended
+    agent.expect("OK disposition\r\n")
+    deadline = time.monotonic() + 2.0
+    while _desk_calls(records_at, call_id)[-1]["disposition"] != "需回访":
+        assert time.monotonic() < deadline, "the disposition was not on disk within 2 s"
+        time.sleep(0.05)
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
     server.stop()
     again = _desk_calls(records_at, call_id)
-    assert [d["outcome"] for d in again] == ["answered"]  # on disk, across kill -9
+    assert [(d["outcome"], d["disposition"]) for d in again] == [("answered", "需回访")]  # across kill -9

@@ -33,7 +33,9 @@ function queues(list) {
     cell(row, clock(q.longest), "num");
     cell(row, q.answered, "num");
     cell(row, q.abandoned, "num");
-    cell(row, q.service_level === null ? "—" : `${q.service_level}%`, "num");
+    const level = q.service_level === null ? "—" : `${q.service_level}%`;
+    const below = q.service_level !== null && q.service_level < q.service_target;
+    cell(row, `${level} / 目标 ${q.service_target}%`, below ? "num below" : "num");
     cell(row, q.available, "num");
     cell(row, q.busy, "num");
     cell(row, q.logged_in, "num");
@@ -53,6 +55,7 @@ function agents(list, titles) {
     cell(row, clock(a.since), "num");
     cell(row, a.call || "—");
     cell(row, a.queues.map((q) => titles[q] || q).join("、"));
+    cell(row, a.csat === null || a.csat === undefined ? "—" : a.csat.toFixed(1), "num");
     body.appendChild(row);
   }
 }
