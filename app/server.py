@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import resource
 import signal
@@ -219,6 +220,8 @@ class Server:
         if self.hub.records is not None:
             self.hub.records.start()
         await self.hub.desk.start()
+        if not s.redis_url:  # in process, queued callbacks live in the records (Redis keeps its own)
+            await self._restore_callbacks()
         self.tcp = await loop.create_server(
             lambda: CallerSession(self.hub), s.host, s.tcp_port, backlog=4096, reuse_address=True
         )
@@ -259,6 +262,29 @@ class Server:
                 host=s.host,
                 hint="the shipped demo agents' passwords are public: set your own with `hotline passwd`",
             )
+
+    async def _restore_callbacks(self) -> None:
+        """Callbacks booked before a restart are back in their queues, in their join order."""
+        records = self.hub.records
+        if records is None:
+            return
+        try:
+            rows = await records.pending_callbacks()
+        except Exception:  # the records are unwell: the server starts; the log says what was lost
+            log.exception("callbacks_not_restored")
+            return
+        for row in rows:
+            context = tuple((str(k), str(v)) for k, v in json.loads(row["context"] or "[]"))
+            self.hub.desk.restore_callback(
+                row["call_id"],
+                row["queue"],
+                row["joined"],
+                row["callback"],
+                context,
+                row["expires"] or 86400.0,
+            )
+        if rows:
+            log.info("callbacks_restored", callbacks=len(rows))
 
     def stop(self) -> None:
         """Ask `run()` to shut down (safe to call from a signal handler)."""

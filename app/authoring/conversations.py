@@ -40,6 +40,7 @@ from app.desk.loader import DeskConfig
 from app.menu import Graph, Hangup, Say, Session
 from app.menu.events import (
     DESK_EVENTS,
+    BookCallback,
     Event,
     Lookup,
     LookupResult,
@@ -299,6 +300,8 @@ class _Call:
                     self.call.transfer(ev.queue, self.now)
                 elif type(ev) is ToAgent:
                     self.call.say(ev.text)
+                elif type(ev) is BookCallback:
+                    self.call.book(ev.number, ev.expires, self.now)
                 elif type(ev) is SaveTicket:  # stored at once, nowhere: see offline_ticket_id
                     self.inbox.append(TicketSaved(offline_ticket_id(self.session, self.now)))
                 elif type(ev) is Lookup:

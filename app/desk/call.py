@@ -27,6 +27,8 @@ class CallerDesk(Protocol):
 
     def caller_line(self, call_id: str, text: str) -> None: ...
 
+    def book_callback(self, call_id: str, number: str, expires: float, now: float) -> None: ...
+
 
 class CallerCall:
     """A caller's link to the desk: joins, lines, leaving, and the hand-off's times."""
@@ -50,6 +52,13 @@ class CallerCall:
     def say(self, text: str) -> None:
         """The engine's ToAgent: a line for the connected agent."""
         self.desk.caller_line(self.call_id, text)
+
+    def book(self, number: str, expires: float, now: float) -> None:
+        """The engine's BookCallback: the caller keeps their place as a callback and is done with
+        the desk (their call goes on as the callback: no leaving)."""
+        if self.joined and not self.left:
+            self.left = now
+            self.desk.book_callback(self.call_id, number, expires, now)
 
     def heard(self, event: Any, now: float) -> None:
         """A desk event on its way to the engine: an answer is noted."""

@@ -25,6 +25,7 @@ lines (queue_log style) go through `log`.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -102,6 +103,25 @@ class RemoteAgent:
             self.store.relay(self.queue, self.call_id, "up", "e", event.by)
 
 
+class CallbackLink:
+    """A queued callback: the caller has hung up and waits for an agent to phone them. It waits in the
+    queue like a caller (its place kept) and is offered with the number in full; nobody hears what
+    the desk would tell a caller."""
+
+    __slots__ = ("context", "number")
+    peer = "callback"  # OFFER ... from=callback
+
+    def __init__(self, number: str, context: tuple[tuple[str, str], ...]) -> None:
+        self.number = number
+        self.context = context
+
+    def handoff_context(self) -> tuple[tuple[str, str], ...]:
+        return (("callback", self.number), *self.context)
+
+    def desk_event(self, event: DeskEvent) -> None:
+        return None
+
+
 def _remote(link: object) -> bool:
     return type(link) is RemoteCaller or type(link) is RemoteAgent
 
@@ -126,6 +146,7 @@ class Desk:
         self.remote: dict[str, Call] = {}  # other replicas' callers offered to / talking with our agents
         self.offers_total = 0
         self.closed = False
+        self._ticked = 0.0  # the last tick (callbacks' open hours are counted between ticks)
         self.store: Store = store if store is not None else LocalStore()
         self.store.bind(self)
         self._set_queues(config)
@@ -223,7 +244,12 @@ class Desk:
             )
 
     def _record_end(self, call: Call, outcome: str, by: str, now: float, agent: Agent | None = None) -> None:
-        """The end of one of this process's callers' desk calls, on record."""
+        """The end of one of this process's callers' desk calls, on record (a callback an agent
+        served has the outcome `callback`)."""
+        if call.callback:
+            self.store.unbook(call)
+            if outcome == "answered":
+                outcome = "callback"
         if self.records is not None:
             answered = call.connected_at if agent is not None else None
             self.records.desk_ended(
@@ -313,6 +339,85 @@ class Desk:
             q.count("timeout")
             q.today.time_out(now)
             self.log("queue_timeout", queue=call.queue, call_id=call.id, waited=waited)
+        self.dispatch(now)
+
+    def book_callback(self, call_id: str, number: str, expires: float, now: float) -> None:
+        """A waiting caller asked to be called back on `number`: they keep their place as a callback
+        (with what the agent would have seen of them) and may hang up. The same number already
+        waiting in the queue keeps its place; this one is then done."""
+        call = self.calls.get(call_id)
+        if call is None or call.agent is not None or call.callback:
+            return
+        q = self.queues[call.queue]
+        context = tuple((k, v) for k, v in call.link.handoff_context() if k != "transcript")
+        offered = self._withdraw(call, now, release=False)  # re-offered as a callback
+        if offered is not None:
+            offered.link.agent_event(Ended(call.id, "caller"))
+        text = json.dumps([("callback", number), *context], ensure_ascii=False)
+        self.store.book(
+            call, number, text, functools.partial(self._booked, q, call, number, expires, context, now)
+        )
+
+    def _booked(
+        self,
+        q: QueueState,
+        call: Call,
+        number: str,
+        expires: float,
+        context: tuple[tuple[str, str], ...],
+        now: float,
+        booked: bool,
+    ) -> None:
+        if self.calls.get(call.id) is not call:
+            return
+        if not booked:  # the number waits already: that callback keeps its first place
+            self.calls.pop(call.id, None)
+            q.waiting.pop(call.id, None)
+            self.store.leave(call, "caller", lambda left: None)
+            self.log("callback_duplicate", queue=call.queue, call_id=call.id)
+            self._record_end(call, "callback", "caller", now)
+            self.dispatch(now)
+            return
+        call.link = CallbackLink(number, context)
+        call.callback, call.expires, call.open_waited = number, expires, 0.0
+        self.log("callback_booked", queue=call.queue, call_id=call.id)  # never the number
+        if self.records is not None:
+            self.records.desk_callback(call.id, number, json.dumps(context, ensure_ascii=False), expires)
+        self.dispatch(now)
+
+    def restore_callback(
+        self,
+        call_id: str,
+        queue: str,
+        joined: float,
+        number: str,
+        context: tuple[tuple[str, str], ...],
+        expires: float,
+        open_waited: float = 0.0,
+    ) -> None:
+        """A callback kept in the records, back in its queue after a restart (in process), or one a
+        lapsed replica left behind, adopted (with Redis: `adopt`)."""
+        q = self.queues.get(queue)
+        if q is None or call_id in self.calls:
+            return
+        call = Call(call_id, queue, 0, joined, CallbackLink(number, context))
+        call.callback, call.expires, call.open_waited = number, expires, open_waited
+        self.calls[call_id] = call
+        q.waiting[call_id] = call
+        self.store.rejoin(q, call)
+
+    def adopt(
+        self, name: str, call_id: str, seq: int, number: str, context: tuple[tuple[str, str], ...], now: float
+    ) -> None:
+        """Replicas: a callback whose replica went away is this one's now (it stays in the shared queue)."""
+        q = self.queues.get(name)
+        if q is None or call_id in self.calls:
+            return
+        call = Call(call_id, name, seq, seq / 1e6, CallbackLink(number, context))
+        call.callback, call.expires = number, 86400.0
+        self.calls[call_id] = call
+        q.waiting[call_id] = call
+        self.log("callback_adopted", queue=name, call_id=call_id)
         self.dispatch(now)
 
     def caller_line(self, call_id: str, text: str) -> None:
@@ -512,13 +617,20 @@ class Desk:
                 self._missed(agent, agent.offer, now)
             elif agent.state == "wrap_up" and now >= agent.wrap_until:
                 self._set_state(agent, "wrapped", now)
+        since, self._ticked = self._ticked or now, now
         for q in self.queues.values():
             max_wait = q.config.model.max_wait
-            while q.waiting:
-                head = next(iter(q.waiting.values()))
-                if now - head.joined < max_wait:
-                    break
-                self._timed_out(q, head, now)
+            open_now = q.config.is_open(now)
+            for call in list(q.waiting.values()):  # in join order
+                if call.callback:  # a callback's life is counted in open hours
+                    call.open_waited += (now - since) if open_now else 0.0
+                    if call.open_waited >= call.expires:
+                        self.log("callback_expired", queue=q.config.name, call_id=call.id)
+                        self._timed_out(q, call, now)
+                elif now - call.joined >= max_wait:
+                    self._timed_out(q, call, now)
+                else:
+                    break  # the callers after this one joined later
             q.timeline.sample(now, self.store.waiting(q))
             if q.next_announce and now >= q.next_announce:
                 q.next_announce = now + q.config.model.announce_every if q.waiting else 0.0

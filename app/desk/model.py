@@ -52,15 +52,18 @@ class Call:
     __slots__ = (
         "agent",
         "announced",
+        "callback",
         "connected_at",
         "cooldown",
         "disposition",
+        "expires",
         "id",
         "joined",
         "link",
         "missed",
         "offered_to",
         "offers",
+        "open_waited",
         "queue",
         "rejected",
         "seq",
@@ -81,6 +84,9 @@ class Call:
         self.disposition = ""  # what the agent recorded for the call (Desk.dispose)
         self.offers = 0  # offers made to agents (for the record; with Redis as the store counted)
         self.missed = 0  # of those, not answered in time
+        self.callback = ""  # a queued callback: the number an agent is to call (no live caller)
+        self.expires = 0.0  # a callback's life, in seconds of the queue's open hours
+        self.open_waited = 0.0  # of those, gone by
 
 
 class Agent:
@@ -186,6 +192,8 @@ class CallRecords(Protocol):
     def desk_ended(self, end: DeskCallEnd) -> None: ...
 
     def desk_disposition(self, call_id: str, disposition: str) -> None: ...
+
+    def desk_callback(self, call_id: str, number: str, context: str, expires: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ class Waiting:
     offered: bool  # an offer to some agent is ringing
     rejected: frozenset[str] = frozenset()  # agents who rejected this caller
     cooldown: tuple[str, float] | None = None  # (agent id, until) after that agent missed the offer
+    callback: bool = False  # a queued callback: offered only while the queue is open
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +70,22 @@ def pick(strategy: str, able: Sequence[Free], rr_last: str) -> Free:
 
 
 def pairs(
-    calls: Iterable[Waiting], free: Iterable[Free], strategy: str, rr_last: str, now: float
+    calls: Iterable[Waiting],
+    free: Iterable[Free],
+    strategy: str,
+    rr_last: str,
+    now: float,
+    open_now: bool = True,
 ) -> list[tuple[str, str]]:
-    """(call id, agent id) to offer now, callers in join order. The last pair's agent is the new
-    round-robin mark."""
+    """(call id, agent id) to offer now, callers in join order; callbacks only while the queue is
+    open (`open_now`): outside its hours they keep their place and wait. The last pair's agent is the
+    new round-robin mark."""
     agents = list(free)
     out: list[tuple[str, str]] = []
     for call in calls:
         if not agents:
             break
-        if call.offered:
+        if call.offered or (call.callback and not open_now):
             continue
         able = [a for a in agents if _able(call, a, now)]
         if able:

@@ -66,7 +66,21 @@ class LocalStore:
             done(Joined(len(order), len(order), agents, len(self.free.get(name, ()))))
 
     def rejoin(self, q: QueueState, call: Call) -> None:
-        return None  # nothing is ever lost in process
+        """A callback kept in the records, back after a restart: at the end of the queue as it is
+        (callbacks come back in their join order, before any new caller)."""
+        order = self.order.setdefault(q.config.name, SortedList())
+        self.seq += 1
+        call.seq = self.seq
+        order.add(call.seq)
+
+    def book(self, call: Call, number: str, context: str, done: Callable[[bool], None]) -> None:
+        """A waiting caller becomes a callback, unless the same number waits already (False)."""
+        desk = self._desk()
+        twice = any(c.callback == number for c in desk.queues[call.queue].waiting.values() if c is not call)
+        done(not twice)
+
+    def unbook(self, call: Call) -> None:
+        return None  # the desk's own calls say which numbers wait
 
     def leave(self, call: Call, by: str, done: Callable[[Left | None], None]) -> None:
         order = self.order.get(call.queue)
@@ -109,7 +123,8 @@ class LocalStore:
                 continue
             model = q.config.model
             agents = [policy.Free(a.id, a.idle_since, a.calls) for a in free.values()]
-            chosen = policy.pairs(_waiting(q), agents, model.strategy, self.rr.get(name, ""), now)
+            open_now = q.config.is_open(now)
+            chosen = policy.pairs(_waiting(q), agents, model.strategy, self.rr.get(name, ""), now, open_now)
             if chosen and model.strategy == "round_robin":
                 self.rr[name] = chosen[-1][1]
             for call_id, agent_id in chosen:
@@ -178,4 +193,4 @@ def _waiting(q: QueueState) -> Iterator[policy.Waiting]:
     policy skips the others; there may be many ringing at the head of a long queue)."""
     for call in q.waiting.values():
         if call.offered_to is None:
-            yield policy.Waiting(call.id, False, call.rejected, call.cooldown)
+            yield policy.Waiting(call.id, False, call.rejected, call.cooldown, bool(call.callback))

@@ -67,6 +67,10 @@ class Owner(Protocol):
 
     def resync(self, now: float) -> None: ...
 
+    def adopt(
+        self, name: str, call_id: str, seq: int, number: str, context: tuple[tuple[str, str], ...], now: float
+    ) -> None: ...
+
     def dispatch(self, now: float) -> None: ...
 
     def local_counts(self, name: str, now: float) -> Counts: ...
@@ -95,6 +99,13 @@ class Store(Protocol):
 
     def rejoin(self, q: QueueState, call: Call) -> None:
         """Put back a caller the store lost (Redis restarted), at their join time."""
+
+    def book(self, call: Call, number: str, context: str, done: Callable[[bool], None]) -> None:
+        """A waiting caller becomes a queued callback on `number` (`context`: what the agent will see,
+        JSON); False when that number waits in the queue already (it keeps its first place)."""
+
+    def unbook(self, call: Call) -> None:
+        """A callback is over (served, expired): its number may be booked again."""
 
     def leave(self, call: Call, by: str, done: Callable[[Left | None], None]) -> None:
         """A waiting caller leaves (by the caller, or max_wait: the server); an offer of theirs to an

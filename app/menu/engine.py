@@ -13,14 +13,16 @@ nodes without waiting ends the call: a `message` cycle must not spin forever.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import defaultdict
-from typing import Any
+from typing import Any, Final
 
 from app import zone
 from app.menu.events import (
     AgentConnected,
     AgentLine,
+    BookCallback,
     CallEnded,
     Event,
     Hangup,
@@ -36,7 +38,7 @@ from app.menu.events import (
     ToAgent,
 )
 from app.menu.graph import Graph
-from app.menu.nodes import Node, SourceLookupNode, Text, TicketNode, TransferNode, WaitNode
+from app.menu.nodes import Callback, Node, SourceLookupNode, Text, TicketNode, TransferNode, WaitNode
 from app.menu.sources import FOUND, MISSING, WAIT_PROMPT_AFTER
 from app.menu.templates import Ref, value_text
 
@@ -129,6 +131,9 @@ def _flat(name: str, value: Any, depth: int = 0) -> list[tuple[str, Any]]:
     return [(name, value)]
 
 
+CALLBACK_NUMBER: Final = re.compile(r"1\d{10}")  # a mobile number to call back (AGENT_DESK.md)
+
+
 def mask(value: str) -> str:
     """A sensitive value for an agent's eyes: its last 4 characters at most (none of a short one)."""
     keep = 4 if len(value) >= 8 else 0
@@ -146,11 +151,13 @@ def normalize(line: str) -> str:
 class InQueue:
     """A session's hand-off to an agent: waiting in the queue, then connected."""
 
-    __slots__ = ("agent", "away", "connected", "keys_told", "node")
+    __slots__ = ("agent", "asking", "away", "callback_offered", "connected", "keys_told", "node")
 
     def __init__(self, node: TransferNode) -> None:
         self.node = node
         self.connected = False
+        self.callback_offered = False  # the caller heard the callback offer (its key acts now)
+        self.asking = False  # the caller is typing the number to be called back on
         self.keys_told = False  # the node's keys_prompt is said once, with the first position
         self.away = False  # the caller was told every agent is on break
         self.agent: dict[str, str] = {}  # {"id": ..., "name": ...} once connected, for the templates
@@ -398,6 +405,10 @@ class Session:
             if p.away and not q.away:
                 self.say(node.away)
             q.away = p.away
+            cb = node.callback
+            if cb is not None and not q.callback_offered and p.wait_minutes * 60 > cb.when_wait_over:
+                q.callback_offered = True
+                self.say(cb.offer)
         if not q.keys_told:
             q.keys_told = True
             if node.keys_prompt is not None:
@@ -507,11 +518,42 @@ class Session:
             elif text:
                 self._out.append(ToAgent(line.strip()))
             return
-        if action is not None and action != "repeat":  # repeat: nothing to say but `hold`; stay
+        cb = node.callback
+        if q.asking and cb is not None and not (action is not None and folded in node.hangup_keys):
+            self._callback_number(q, cb, text)
+        elif action is not None and action != "repeat":  # repeat: nothing to say but `hold`; stay
             self.desk = None
             self._key(action, node)
+        elif cb is not None and q.callback_offered and folded == cb.key:
+            number = self.render(cb.number) if cb.number is not None else ""
+            if CALLBACK_NUMBER.fullmatch(number):
+                self._book(q, cb, number)
+            else:
+                q.asking = True
+                self.say(cb.ask)
         elif text:
             self.say(node.hold)
+
+    def _callback_number(self, q: InQueue, cb: Callback, text: str) -> None:
+        """The number a caller types to be called back on (never logged: the I/O layer masks it)."""
+        if CALLBACK_NUMBER.fullmatch(text):
+            self._book(q, cb, text)
+        else:
+            self.say(cb.ask)
+
+    def _book(self, q: InQueue, cb: Callback, number: str) -> None:
+        """The caller keeps their place as a callback and leaves the line: booked, then on."""
+        self._out.append(BookCallback(q.node.queue, number, cb.expires))
+        self.desk = None
+        self.say_text(self._render(cb.booked, {"callback": {"masked": mask(number)}}))
+        self._go_on(cb.next)
+
+    @property
+    def masked_input(self) -> bool:
+        """The next line is secret: a sensitive input, or a callback number being typed."""
+        node = self.node
+        q = self.desk
+        return (node is not None and node.sensitive) or (q is not None and q.asking)
 
     def _render(self, text: Text, extra: dict[str, Any]) -> str:
         """`text` with `extra`'s values first (the desk's queue, agent and line), then the session's.

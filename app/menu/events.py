@@ -53,6 +53,16 @@ class SaveTicket:
 
 
 @dataclass(slots=True, unsafe_hash=True)
+class BookCallback:
+    """The waiting caller asked to be called back: the desk keeps their place in `queue` for an agent
+    to call `number` (in full: the agent dials it), expiring after `expires` seconds of open hours."""
+
+    queue: str
+    number: str
+    expires: float
+
+
+@dataclass(slots=True, unsafe_hash=True)
 class TicketSaved:
     ticket_id: str
 
@@ -160,4 +170,4 @@ class Notice:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Say | Hangup | Transfer | ToAgent | SaveTicket | Lookup | Score | Notice
+Event = Say | Hangup | Transfer | ToAgent | SaveTicket | Lookup | Score | BookCallback | Notice

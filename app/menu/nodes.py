@@ -301,6 +301,20 @@ class SourceLookupNode(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Callback:
+    """A transfer's queued callback (compiled `callback:`)."""
+
+    when_wait_over: float  # seconds: offered when the estimate is longer
+    offer: Text
+    key: str  # folded
+    number: Text | None  # where the number comes from (a saved variable), else it is asked
+    ask: Text
+    booked: Text
+    next: str | None
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
 class TransferNode(WaitNode):
     """The agent hand-off: join a queue, hear the position, talk to an agent (see Session.desk_event).
 
@@ -327,6 +341,7 @@ class TransferNode(WaitNode):
     # casefold) never turns a longer line into an ASCII key. Huge when a hang-up key is not ASCII.
     chat_beyond: int
     survey: str | None = None  # where a call the agent ended goes before `next`
+    callback: Callback | None = None  # a queued callback instead of waiting
 
     def enter(self, s: Walk) -> str | None:
         s.say(self.say_prompt)
@@ -452,6 +467,17 @@ def _transfer(name: str, m: Any, c: CompileContext) -> Node:
         hangups,
         max(map(len, hangups), default=0) if all(k.isascii() for k in hangups) else 1 << 30,
         m.survey,
+        _callback(m.callback, c),
+    )
+
+
+def _callback(m: Any, c: CompileContext) -> Callback | None:
+    if m is None:
+        return None
+    number = c.text(m.number) if m.number is not None and m.number.strip() else None
+    key = unicodedata.normalize("NFKC", m.key).strip().casefold()
+    return Callback(
+        m.when_wait_over, c.text(m.offer), key, number, c.text(m.ask), c.text(m.booked), m.next, m.expires
     )
 
 

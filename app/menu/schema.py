@@ -273,6 +273,24 @@ DEFAULT_AWAY = "目前坐席暂时离开,接通可能需要较长时间,感谢�
 
 QUEUE_REFS = frozenset({"position", "ahead", "waiting", "wait_minutes"})
 AGENT_REFS = frozenset({"id", "name"})
+CALLBACK_REFS = frozenset({"masked"})
+DEFAULT_CALLBACK_OFFER = "当前等待时间较长,如需保留排队位置并由坐席回电,请按 2。"
+DEFAULT_CALLBACK_ASK = "请输入回电号码:"
+DEFAULT_BOOKED = "已为您保留排队位置,坐席将致电 {callback.masked},您可以挂机了。"
+
+
+class CallbackModel(_Model):
+    """A transfer's queued callback: offered when the estimate is long; the callback keeps the
+    caller's place and is offered to an agent with the number (docs/agent-desk.md)."""
+
+    when_wait_over: DurationOrZero = 300.0  # offered only when {queue.wait_minutes} exceeds this
+    offer: Text = DEFAULT_CALLBACK_OFFER
+    key: Annotated[str, Field(min_length=1, max_length=20)] = "2"
+    number: Text | None = None  # a template of a saved variable ("{phone}"); empty or absent: asked
+    ask: Text = DEFAULT_CALLBACK_ASK
+    booked: Text = DEFAULT_BOOKED
+    next: NodeName | None = None  # after booking; absent: hang up
+    expires: Duration = 86400.0  # counted in the queue's open hours
 
 
 class TransferNode(Node):
@@ -295,6 +313,7 @@ class TransferNode(Node):
     on_busy: NodeName | None = None  # default: next
     next: NodeName | None = None  # after the agent; absent: goodbye and hang up
     survey: NodeName | None = None  # a survey node, before `next`, when the agent ended the call
+    callback: CallbackModel | None = None  # a queued callback instead of waiting
 
     def targets(self) -> list[tuple[Path, str]]:
         out: list[tuple[Path, str]] = [(("keys", k), v) for k, v in self.keys.items() if v not in KEY_ACTIONS]
@@ -302,12 +321,27 @@ class TransferNode(Node):
             value = getattr(self, name)
             if value is not None:
                 out.append(((name,), value))
+        if self.callback is not None and self.callback.next is not None:
+            out.append((("callback", "next"), self.callback.next))
         return out
+
+    def conflicts(self) -> list[tuple[Path, str]]:
+        cb = self.callback
+        if cb is not None and cb.key.strip().casefold() in {k.strip().casefold() for k in self.keys}:
+            return [(("callback", "key"), f"callback key {cb.key!r} is also one of the node's keys")]
+        return []
 
     def templates(self) -> list[tuple[Path, str]]:
         names = ("prompt", "position", "hold", "connected", "agent_says", "ended", "closed", "busy", "away")
         out: list[tuple[Path, str]] = [((n,), getattr(self, n)) for n in names]
-        return [*out, (("keys_prompt",), self.keys_prompt)] if self.keys_prompt is not None else out
+        if self.keys_prompt is not None:
+            out.append((("keys_prompt",), self.keys_prompt))
+        cb = self.callback
+        if cb is not None:
+            out += [(("callback", n), getattr(cb, n)) for n in ("offer", "ask", "booked")]
+            if cb.number is not None:
+                out.append((("callback", "number"), cb.number))
+        return out
 
     def local_refs(self, path: Path) -> Mapping[str, frozenset[str] | None]:
         if path == ("position",):
@@ -316,6 +350,8 @@ class TransferNode(Node):
             return {"agent": AGENT_REFS}
         if path == ("agent_says",):
             return {"agent": AGENT_REFS, "text": None}
+        if path == ("callback", "booked"):
+            return {"callback": CALLBACK_REFS}
         return {}
 
     def references(self) -> list[tuple[Path, str, str]]:

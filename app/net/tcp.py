@@ -42,6 +42,7 @@ from app.menu.engine import Session, mask
 from app.menu.events import (
     DESK_EVENTS,
     AgentLine,
+    BookCallback,
     Hangup,
     Lookup,
     LookupResult,
@@ -398,10 +399,10 @@ class CallerSession(asyncio.Protocol):
                         self._emit([say], record=False)
                     continue
                 if rec is not None:
-                    self._note("caller", mask(item) if node is not None and node.sensitive else item)
+                    self._note("caller", mask(item) if engine.masked_input else item)
                 if trace:
                     node = engine.node
-                    shown = "***" if node is not None and node.sensitive else item
+                    shown = "***" if engine.masked_input else item
                     self._log("debug", "input", node=node.name if node else None, input=shown)
                 self._emit(engine.feed_line(item, self._now))
             elif item is TIMEOUT:
@@ -544,6 +545,9 @@ class CallerSession(asyncio.Protocol):
                 self._save_ticket(ev)
             elif kind is Score:
                 self._scored(ev)
+            elif kind is BookCallback and self._call is not None:
+                self._call.book(ev.number, ev.expires, self._now)
+                self._log("info", "callback_booked", queue=ev.queue)  # never the number
             elif kind is Lookup:
                 self.hub.lookups.start(self, ev, self._looked_up)
         if chunks:

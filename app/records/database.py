@@ -122,12 +122,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX desk_calls_by_call ON desk_calls (call_id);
     CREATE INDEX desk_calls_by_joined ON desk_calls (joined, queue);
     """,
+    # 4: queued callbacks: the number (in full, as on a ticket), what the agent sees, its life
+    """
+    ALTER TABLE desk_calls ADD COLUMN callback TEXT;
+    ALTER TABLE desk_calls ADD COLUMN context TEXT;
+    ALTER TABLE desk_calls ADD COLUMN expires {real};
+    """,
 )
 VERSION = len(MIGRATIONS)
 TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
     frozenset({"tickets", "calls", "chunks"}),
     frozenset({"texts"}),
     frozenset({"desk_calls"}),
+    frozenset(),
 )
 assert len(TABLES) == len(MIGRATIONS)
 DDL = {d.name: d.ddl for d in (SQLITE, POSTGRESQL)}  # what MIGRATIONS' blanks are on each database
@@ -390,6 +397,8 @@ def call_ended(db: AnyDb, session_id: str, ended: float, dropped: int) -> None:
 _NOTE_SQL = {
     "disposition": "UPDATE desk_calls SET disposition = ? "
     "WHERE rowid = (SELECT MAX(rowid) FROM desk_calls WHERE call_id = ?)",
+    "callback": "UPDATE desk_calls SET callback = ?, context = ?, expires = ? "
+    "WHERE rowid = (SELECT MAX(rowid) FROM desk_calls WHERE call_id = ?)",
     "csat": "UPDATE desk_calls SET csat = ? "
     "WHERE rowid = (SELECT MAX(rowid) FROM desk_calls WHERE call_id = ?)",
 }
@@ -427,9 +436,17 @@ def desk_ended(db: AnyDb, e: DeskCallEnded) -> None:
     )  # fmt: skip
 
 
-def desk_note(db: AnyDb, call_id: str, column: str, value: object) -> None:
-    """A disposition or a satisfaction score on the call's latest desk call."""
-    db.execute(_NOTE_SQL[column], (value, call_id))
+def desk_note(db: AnyDb, call_id: str, column: str, *values: object) -> None:
+    """A disposition, a satisfaction score or a booked callback on the call's latest desk call."""
+    db.execute(_NOTE_SQL[column], (*values, call_id))
+
+
+def pending_callbacks(db: AnyDb) -> list[dict[str, Any]]:
+    """Callbacks booked and not yet served or expired, in their join order (to restore at start)."""
+    return db.rows(
+        "SELECT call_id, queue, joined, callback, context, expires FROM desk_calls "
+        "WHERE callback IS NOT NULL AND ended IS NULL ORDER BY joined"
+    )
 
 
 def desk_calls_of(db: AnyDb, call_id: str) -> list[dict[str, Any]]:
@@ -457,6 +474,7 @@ def _desk_call(row: Any) -> dict[str, Any]:
         "missed": row["missed"],
         "disposition": strip_unsafe(row["disposition"]) if row["disposition"] is not None else None,
         "csat": row["csat"],
+        "callback": strip_unsafe(row["callback"]) if row.get("callback") is not None else None,
     }
 
 

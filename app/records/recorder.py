@@ -233,6 +233,14 @@ class Recorder:
     def desk_disposition(self, call_id: str, disposition: str) -> None:
         self._calls.append(("desk", (dbm.desk_note, (call_id, "disposition", disposition))))
 
+    def desk_callback(self, call_id: str, number: str, context: str, expires: float) -> None:
+        """A caller booked a callback: the number in full (agents dial it), kept like a ticket's."""
+        self._calls.append(("desk", (dbm.desk_note, (call_id, "callback", number, context, expires))))
+
+    async def pending_callbacks(self) -> list[dict[str, Any]]:
+        """Callbacks still waiting (after a restart of a server that keeps its queues in process)."""
+        return await self._ask(lambda: dbm.pending_callbacks(self.db))  # type: ignore[no-any-return]
+
     def desk_score(self, call_id: str, csat: int) -> None:
         """A satisfaction score (1-5) for the session's latest desk call."""
         self._calls.append(("desk", (dbm.desk_note, (call_id, "csat", csat))))

@@ -137,8 +137,25 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(c))
 return 1
 """
 
-# KEYS: waiting, calls, free, agents. ARGV: the replica whose lease lapsed (or that shuts down).
-# Removes its callers and agents from the queue; returns what the live replicas must be told, flat:
+# KEYS: calls, booked. ARGV: id, number, context (JSON). A waiting caller becomes a queued callback on
+# that number, unless it waits in this queue already (then 0: the first keeps its place).
+BOOK = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
+local c = cjson.decode(raw)
+c.p = 'callback'
+c.c = ARGV[3]
+c.cb = ARGV[2]
+c.oa = ''
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(c))
+return 1
+"""
+
+# KEYS: waiting, calls, free, agents. ARGV: the replica whose lease lapsed (or that shuts down), and
+# who adopts its callbacks ('' when it shuts down itself: they stay, for the next janitor to adopt).
+# Removes its callers (but callbacks, adopted) and agents from the queue; returns what the live
+# replicas must be told, flat:
 # kind, call id, agent id, replica to tell. Kinds: withdrawn (the dead replica's caller was offered to
 # a live agent), caller_gone / agent_gone (a connected call lost its other end), requeued (a live
 # caller was offered to a dead agent: offered again by the next claim).
@@ -148,7 +165,20 @@ local out = {}
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
   local id, c = all[i], cjson.decode(all[i + 1])
-  if c.r == dead then
+  if c.r == dead and c.cb and not c.ca then
+    if c.oa ~= '' and c.orr ~= dead then
+      for _, v in ipairs({'withdrawn', id, c.oa, c.orr}) do out[#out + 1] = v end
+    end
+    c.oa = ''
+    if ARGV[2] ~= '' then c.r = ARGV[2] end
+    local raw = cjson.encode(c)
+    redis.call('HSET', KEYS[2], id, raw)
+    if ARGV[2] ~= '' then
+      for _, v in ipairs({'adopt', id, raw, ARGV[2]}) do out[#out + 1] = v end
+    else
+      for _, v in ipairs({'kept', id, '', ''}) do out[#out + 1] = v end
+    end
+  elseif c.r == dead then
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     if c.oa ~= '' and c.orr ~= dead then
@@ -203,5 +233,5 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[
 return 0
 """
 
-SCRIPTS = (JOIN, LEAVE, SNAPSHOT, CLAIM, ACCEPT, END, RELEASE, REAP, FORGET_LOGINS, LOGIN, LOGOUT)
+SCRIPTS = (JOIN, LEAVE, BOOK, SNAPSHOT, CLAIM, ACCEPT, END, RELEASE, REAP, FORGET_LOGINS, LOGIN, LOGOUT)
 SHA = {body: hashlib.sha1(body.encode()).hexdigest() for body in SCRIPTS}  # noqa: S324 (Redis names scripts so)

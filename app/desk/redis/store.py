@@ -62,6 +62,7 @@ from app.desk.redis.keys import (
 from app.desk.redis.pipeline import Commands
 from app.desk.redis.scripts import (
     ACCEPT,
+    BOOK,
     CLAIM,
     END,
     FORGET_LOGINS,
@@ -209,6 +210,18 @@ class RedisStore:
             call.seq = int(score)
             done(Joined(int(position), int(waiting), int(agents), int(free)))
 
+    def book(self, call: Call, number: str, context: str, done: Callable[[bool], None]) -> None:
+        def booked(result: Any) -> None:
+            if _failed(result):
+                self._down(result)
+            done(result == 1)
+
+        keys = [queue_key(call.queue, "calls"), queue_key(call.queue, "booked")]
+        self.commands.script(BOOK, keys, [call.id, number, context], done=booked)
+
+    def unbook(self, call: Call) -> None:
+        self.commands.command("SREM", queue_key(call.queue, "booked"), call.callback)
+
     def leave(self, call: Call, by: str, done: Callable[[Left | None], None]) -> None:
         self.commands.script(
             LEAVE,
@@ -290,14 +303,14 @@ class RedisStore:
             offered = bool(c.get("oa")) and now - float(c.get("ot", 0)) <= stale
             cooldown = (str(c["cd"]), float(c["cu"])) if c.get("cd") else None
             rejected = frozenset(x for x in str(c.get("x", "")).split(",") if x)
-            waiting.append(policy.Waiting(call_id, offered, rejected, cooldown))
+            waiting.append(policy.Waiting(call_id, offered, rejected, cooldown, bool(c.get("cb"))))
             seen[call_id] = raw
         free: list[policy.Free] = []
         for agent_id, raw in zip(agents[::2], agents[1::2], strict=True):
             a = json.loads(raw)
             free.append(policy.Free(agent_id, float(a.get("i", 0.0)), int(a.get("k", 0))))
             seen["\0" + agent_id] = raw
-        chosen = policy.pairs(waiting, free, model.strategy, str(rr), now)
+        chosen = policy.pairs(waiting, free, model.strategy, str(rr), now, q.config.is_open(now))
         if not chosen:
             return
         args: list[Any] = [repr(now), chosen[-1][1] if model.strategy == "round_robin" else ""]
@@ -592,9 +605,11 @@ class RedisStore:
         desk = self._desk()
         known: Any = await self.redis.smembers(QUEUES)
         names: set[str] = set(desk.queues) | set(known)
-        callers = 0
+        callers = kept = 0
+        adopter = "" if dead == self.replica else self.replica  # shutting down: others adopt ours later
         for name in sorted(names):
-            actions = await self._script(REAP, queue_keys(name, "waiting", "calls", "free", "agents"), [dead])
+            keys = queue_keys(name, "waiting", "calls", "free", "agents")
+            actions = await self._script(REAP, keys, [dead, adopter])
             for i in range(0, len(actions), 4):
                 kind, call_id, agent_id, replica = actions[i : i + 4]
                 callers += 1
@@ -607,8 +622,15 @@ class RedisStore:
                     self.relay(name, call_id, "up", "e", "caller")
                 elif kind == "agent_gone":
                     self.relay(name, call_id, "down", "e", "agent")
+                elif kind == "adopt":  # agent_id holds the callback's JSON
+                    info = json.loads(agent_id)
+                    context = tuple((str(k), str(v)) for k, v in json.loads(info["c"]) if k != "callback")
+                    desk.adopt(name, call_id, int(info["s"]), str(info["cb"]), context, self.clock())
+                elif kind == "kept":
+                    kept += 1
         await self._script(FORGET_LOGINS, [LOGINS], [dead])
-        await self.redis.srem(REPLICAS, dead)
+        if not kept:  # callbacks left behind: the replica stays known until a live one adopts them
+            await self.redis.srem(REPLICAS, dead)
         await self.redis.delete(inbox_key(dead))
         if dead != self.replica:
             self.reaped_total += 1
