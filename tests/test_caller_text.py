@@ -122,6 +122,8 @@ def test_what_a_caller_types_reaches_agents_transcripts_and_tickets_clean(
         agent.expect("OK logout\r\n")
         assert unsafe(agent.everything) == set(), agent.everything
 
+        caller.expect("请对本次服务评价")  # the survey after the agent's end
+        caller.send("1")
         caller.expect("欢迎致电中国移动 10086!")
         caller.send("0")  # no agent logged in now: leave a message
         caller.expect("请留言")

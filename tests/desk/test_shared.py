@@ -117,7 +117,9 @@ def test_a_caller_on_one_replica_talks_with_an_agent_on_another(replicas: Replic
     caller.expect("客服 1001:请稍等,我帮您查\r\n")
     agent.send("/end solved")
     agent.expect(f"ENDED {call_id} by=agent\r\n")
-    caller.expect("本次服务已结束,感谢您的耐心。\r\n欢迎致电中国移动 10086!")
+    caller.expect("本次服务已结束,感谢您的耐心。\r\n请对本次服务评价")  # the survey, then main
+    caller.send("2")
+    caller.expect("感谢您的评价!\r\n欢迎致电中国移动 10086!")
     connected = b.wait_for("call_connected", session_id=call_id)
     assert connected["agent"] == "1001"
     # and the other way round: the caller hangs up, the agent on the other replica hears it
@@ -159,6 +161,8 @@ def test_with_shared_postgresql_an_agent_reads_the_history_of_a_caller_on_anothe
     assert f"HISTORY {call_id} caller 0\r\n" in history  # the key that asked for an agent, on a
     agent.send("/end")
     agent.expect(f"ENDED {call_id} by=agent\r\n")
+    caller.expect("请对本次服务评价")
+    caller.send("1")
     caller.expect("欢迎致电中国移动 10086!")
     numbers = []
     for replica in (a, b):  # and a ticket left on each: one numbering for both
@@ -234,8 +238,9 @@ def test_a_killed_replicas_calls_end_for_the_other_side(replicas: Replicas) -> N
     os.kill(a.proc.pid, signal.SIGKILL)
     agent_b.expect(f"ENDED {call_a} by=caller\r\n", timeout=8.0)
     os.kill(c.proc.pid, signal.SIGKILL)
-    caller_b.expect("本次服务已结束,感谢您的耐心。", timeout=8.0)  # `ended`, then `next`
-    caller_b.expect("欢迎致电中国移动 10086!")
+    caller_b.expect("本次服务已结束,感谢您的耐心。\r\n请对本次服务评价", timeout=8.0)  # `ended`, the survey
+    caller_b.send("3")
+    caller_b.expect("感谢您的评价!\r\n欢迎致电中国移动 10086!")  # then `next`
     assert call_b
 
 

@@ -216,7 +216,9 @@ def test_two_terminals_talk_caller_hears_position_and_agent_sees_context(desk_se
     agent.expect("QUEUE default waiting=0 longest=0s available=0 busy=1\r\n")
     agent.send("/end solved")
     agent.expect(f"ENDED {call_id} by=agent\r\n")
-    caller.expect("本次服务已结束,感谢您的耐心。\r\n欢迎致电中国移动 10086!")
+    caller.expect("本次服务已结束,感谢您的耐心。\r\n请对本次服务评价")  # the survey, then main
+    caller.send("2")
+    caller.expect("感谢您的评价!\r\n欢迎致电中国移动 10086!")
     caller.send("exit")
     caller.wait_closed()
     ended = desk_server.wait_for("session_ended", session_id=call_id)
@@ -310,7 +312,9 @@ def test_agent_drop_mid_call_sends_the_caller_on(desk_server: ServerProcess) -> 
     agent.send("/accept")
     caller.expect("为您服务")
     agent.close()
-    caller.expect("本次服务已结束,感谢您的耐心。\r\n欢迎致电中国移动 10086!")
+    caller.expect("本次服务已结束,感谢您的耐心。\r\n请对本次服务评价")  # the survey, then main
+    caller.send("2")
+    caller.expect("感谢您的评价!\r\n欢迎致电中国移动 10086!")
     desk_server.wait_for("agent_logout", agent="1001")
 
 

@@ -150,7 +150,9 @@ def test_an_agent_answers_an_nc_caller_in_the_browser(
     page.get_by_label("处理结果").select_option("已解决")
     page.get_by_role("button", name="结束通话").click()
     caller.hears("本次服务已结束")
-    caller.hears(WELCOME)  # back in the menu
+    caller.hears("请对本次服务评价")  # the survey, then back in the menu
+    caller.press("1")
+    caller.hears(WELCOME)
     expect(conversation).to_contain_text("通话结束")
     expect(page.get_by_role("button", name="结束通话")).to_be_disabled()
     ended = served.wait_for("call_completed")

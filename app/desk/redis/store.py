@@ -190,7 +190,11 @@ class RedisStore:
     def _send_join(
         self, q: QueueState, call: Call, score: str, done: Callable[[Any], None] | None = None
     ) -> None:
-        """JOIN: a new caller (score ""), or one put back at their join time after Redis lost them."""
+        """JOIN: a new caller (score ""), or one put back at their join time after Redis lost them.
+        Agents' changes still waiting for this turn's flush go first: an agent told `OK ready` counts
+        for a caller who arrives in the same turn of the loop (uvloop may read that caller's key
+        before it runs the flush it scheduled)."""
+        self._write_agents()
         context = json.dumps(call.link.handoff_context(), ensure_ascii=False)
         self.commands.script(
             JOIN,
