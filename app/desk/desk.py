@@ -354,6 +354,7 @@ class Desk:
         if offered is not None:
             offered.link.agent_event(Ended(call.id, "caller"))
         text = json.dumps([("callback", number), *context], ensure_ascii=False)
+        call.expires = expires  # kept with the booking (a replica that adopts it counts it down)
         self.store.book(
             call, number, text, functools.partial(self._booked, q, call, number, expires, context, now)
         )
@@ -380,6 +381,7 @@ class Desk:
             return
         call.link = CallbackLink(number, context)
         call.callback, call.expires, call.open_waited = number, expires, 0.0
+        q.callbacks[call.id] = call
         self.log("callback_booked", queue=call.queue, call_id=call.id)  # never the number
         if self.records is not None:
             self.records.desk_callback(call.id, number, json.dumps(context, ensure_ascii=False), expires)
@@ -404,19 +406,28 @@ class Desk:
         call.callback, call.expires, call.open_waited = number, expires, open_waited
         self.calls[call_id] = call
         q.waiting[call_id] = call
+        q.callbacks[call_id] = call
         self.store.rejoin(q, call)
 
     def adopt(
-        self, name: str, call_id: str, seq: int, number: str, context: tuple[tuple[str, str], ...], now: float
+        self,
+        name: str,
+        call_id: str,
+        seq: int,
+        number: str,
+        context: tuple[tuple[str, str], ...],
+        expires: float,
+        now: float,
     ) -> None:
         """Replicas: a callback whose replica went away is this one's now (it stays in the shared queue)."""
         q = self.queues.get(name)
         if q is None or call_id in self.calls:
             return
         call = Call(call_id, name, seq, seq / 1e6, CallbackLink(number, context))
-        call.callback, call.expires = number, 86400.0
+        call.callback, call.expires = number, expires
         self.calls[call_id] = call
         q.waiting[call_id] = call
+        q.callbacks[call_id] = call
         self.log("callback_adopted", queue=name, call_id=call_id)
         self.dispatch(now)
 
@@ -622,15 +633,20 @@ class Desk:
             max_wait = q.config.model.max_wait
             open_now = q.config.is_open(now)
             for call in list(q.waiting.values()):  # in join order
-                if call.callback:  # a callback's life is counted in open hours
-                    call.open_waited += (now - since) if open_now else 0.0
-                    if call.open_waited >= call.expires:
-                        self.log("callback_expired", queue=q.config.name, call_id=call.id)
-                        self._timed_out(q, call, now)
-                elif now - call.joined >= max_wait:
-                    self._timed_out(q, call, now)
-                else:
+                if call.callback:
+                    continue  # below
+                if now - call.joined < max_wait:
                     break  # the callers after this one joined later
+                self._timed_out(q, call, now)
+            for call in list(q.callbacks.values()):  # a callback's life is counted in open hours
+                if q.waiting.get(call.id) is not call:  # answered, or gone
+                    del q.callbacks[call.id]
+                    continue
+                call.open_waited += (now - since) if open_now else 0.0
+                if call.open_waited >= call.expires:
+                    del q.callbacks[call.id]
+                    self.log("callback_expired", queue=q.config.name, call_id=call.id)
+                    self._timed_out(q, call, now)
             q.timeline.sample(now, self.store.waiting(q))
             if q.next_announce and now >= q.next_announce:
                 q.next_announce = now + q.config.model.announce_every if q.waiting else 0.0

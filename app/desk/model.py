@@ -141,6 +141,7 @@ class QueueState:
 
     config: QueueConfig
     waiting: dict[str, Call] = field(default_factory=dict)  # this process's callers, in join order
+    callbacks: dict[str, Call] = field(default_factory=dict)  # of those, queued callbacks (tick prunes)
     agents: dict[str, Agent] = field(default_factory=dict)  # logged in here (not supervisors)
     handle_time: float = DEFAULT_HANDLE  # moving average, seconds
     next_announce: float = 0.0

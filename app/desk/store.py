@@ -68,7 +68,14 @@ class Owner(Protocol):
     def resync(self, now: float) -> None: ...
 
     def adopt(
-        self, name: str, call_id: str, seq: int, number: str, context: tuple[tuple[str, str], ...], now: float
+        self,
+        name: str,
+        call_id: str,
+        seq: int,
+        number: str,
+        context: tuple[tuple[str, str], ...],
+        expires: float,
+        now: float,
     ) -> None: ...
 
     def dispatch(self, now: float) -> None: ...

@@ -47,6 +47,7 @@ _NO_EVENTS: list[Event] = []  # never appended to: every API call starts a new l
 _NO_VARS: dict[str, Any] = {}  # never written to: `save` gives each session its own dict
 _UNSET: Any = object()  # a variable not saved (a saved value may be None)
 _NO_QUESTIONS: list[str] = []  # never appended to: `ask` gives each session its own list
+_NO_BOOKINGS: dict[str, str] = {}  # never written to: `_book` gives a session its own dict
 ASKED_KEPT = 10  # robot questions remembered per call (the agent sees them on hand-off)
 PATH_LIMIT = 20  # the first nodes of a call, remembered for the session_ended log line
 TRAILS_KEPT = 10_000  # trails remembered for reuse; past this, new ones are made per arrival
@@ -170,6 +171,7 @@ class Session:
         "_now",
         "_out",
         "asked",
+        "booked",
         "caller",
         "deadline",
         "desk",
@@ -218,6 +220,7 @@ class Session:
         self.deadline: float | None = None  # when `timeout()` should be called next; None when ended
         self.desk: InQueue | None = None  # in a transfer node: waiting for an agent, or connected
         self.last_queue: str | None = None  # the queue of the last transfer (a ticket records it)
+        self.booked: dict[str, str] = _NO_BOOKINGS  # queue -> the number of this call's callback there
         # a ticket being stored, or a look-up under way (then no node waits): lines wait for the answer
         self.saving: TicketNode | SourceLookupNode | None = None
         self.line = ""  # the line being handled, as typed (a ticket's message)
@@ -545,8 +548,23 @@ class Session:
         """The caller keeps their place as a callback and leaves the line: booked, then on."""
         self._out.append(BookCallback(q.node.queue, number, cb.expires))
         self.desk = None
+        if self.booked is _NO_BOOKINGS:
+            self.booked = {}
+        self.booked[q.node.queue] = number
         self.say_text(self._render(cb.booked, {"callback": {"masked": mask(number)}}))
         self._go_on(cb.next)
+
+    def callback_waits(self, node: TransferNode) -> bool:
+        """This call booked a callback in the node's queue already: it keeps that place (the caller
+        hears `booked` again) instead of queueing twice."""
+        number = self.booked.get(node.queue)
+        if number is None or node.callback is None:
+            return False
+        self.say_text(self._render(node.callback.booked, {"callback": {"masked": mask(number)}}))
+        if node.callback.next is None:
+            self.say(self.goodbye)
+            self.end("completed")
+        return True
 
     @property
     def masked_input(self) -> bool:

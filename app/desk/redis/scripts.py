@@ -137,8 +137,9 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(c))
 return 1
 """
 
-# KEYS: calls, booked. ARGV: id, number, context (JSON). A waiting caller becomes a queued callback on
-# that number, unless it waits in this queue already (then 0: the first keeps its place).
+# KEYS: calls, booked. ARGV: id, number, context (JSON), expires (seconds of open hours). A waiting
+# caller becomes a queued callback on that number, unless it waits in this queue already (then 0: the
+# first keeps its place).
 BOOK = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
@@ -147,6 +148,7 @@ local c = cjson.decode(raw)
 c.p = 'callback'
 c.c = ARGV[3]
 c.cb = ARGV[2]
+c.ex = ARGV[4]
 c.oa = ''
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(c))
 return 1

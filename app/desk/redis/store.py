@@ -221,7 +221,7 @@ class RedisStore:
             done(result == 1)
 
         keys = [queue_key(call.queue, "calls"), queue_key(call.queue, "booked")]
-        self.commands.script(BOOK, keys, [call.id, number, context], done=booked)
+        self.commands.script(BOOK, keys, [call.id, number, context, call.expires], done=booked)
 
     def unbook(self, call: Call) -> None:
         self.commands.command("SREM", queue_key(call.queue, "booked"), call.callback)
@@ -629,7 +629,8 @@ class RedisStore:
                 elif kind == "adopt":  # agent_id holds the callback's JSON
                     info = json.loads(agent_id)
                     context = tuple((str(k), str(v)) for k, v in json.loads(info["c"]) if k != "callback")
-                    desk.adopt(name, call_id, int(info["s"]), str(info["cb"]), context, self.clock())
+                    expires = float(info.get("ex") or 86400.0)
+                    desk.adopt(name, call_id, int(info["s"]), str(info["cb"]), context, expires, self.clock())
                 elif kind == "kept":
                     kept += 1
         await self._script(FORGET_LOGINS, [LOGINS], [dead])
