@@ -694,7 +694,8 @@ class Desk:
                 talking.link.desk_event(CallEnded("agent" if remote else "server"))
                 self._completed(self.queues[talking.queue], talking, agent, "server", now)
         for call in self.calls.values():  # still waiting: on record as the server ended them
-            self._record_end(call, "abandoned", "server", now)
+            if not call.callback:  # a callback stays booked: the next start (or replica) takes it
+                self._record_end(call, "abandoned", "server", now)
         self.calls.clear()
 
     # ---- offers ---------------------------------------------------------------------------------

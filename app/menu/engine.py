@@ -528,7 +528,7 @@ class Session:
             self.desk = None
             self._key(action, node)
         elif cb is not None and q.callback_offered and folded == cb.key:
-            number = self.render(cb.number) if cb.number is not None else ""
+            number = self._quietly(cb.number) if cb.number is not None else ""
             if CALLBACK_NUMBER.fullmatch(number):
                 self._book(q, cb, number)
             else:
@@ -536,6 +536,14 @@ class Session:
                 self.say(cb.ask)
         elif text:
             self.say(node.hold)
+
+    def _quietly(self, text: Text) -> str:
+        """`text` rendered with no warning for a variable not set: an empty callback number is
+        expected on paths that never asked for one (then the caller is asked)."""
+        mark = len(self._out)
+        rendered = self.render(text)
+        self._out[mark:] = [e for e in self._out[mark:] if type(e) is not Notice or e.level != "warning"]
+        return rendered
 
     def _callback_number(self, q: InQueue, cb: Callback, text: str) -> None:
         """The number a caller types to be called back on (never logged: the I/O layer masks it)."""

@@ -546,8 +546,7 @@ class CallerSession(asyncio.Protocol):
             elif kind is Score:
                 self._scored(ev)
             elif kind is BookCallback and self._call is not None:
-                self._call.book(ev.number, ev.expires, self._now)
-                self._log("info", "callback_booked", queue=ev.queue)  # never the number
+                self._call.book(ev.number, ev.expires, self._now)  # the desk logs it (never the number)
             elif kind is Lookup:
                 self.hub.lookups.start(self, ev, self._looked_up)
         if chunks:

@@ -351,3 +351,44 @@ def test_shutdown_completes_calls_by_the_server() -> None:
     d.logout(agent, T0 + 6)  # the connection closes after: nothing more for the caller
     assert c1.events[-1] == CallEnded("server")
     assert [f["by"] for e, f in logged if e == "call_completed"] == ["server"]
+
+
+def _shanghai(day: int, hour: int, minute: int = 0) -> float:
+    import datetime as dt
+
+    return dt.datetime(2027, 1, day, hour, minute, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
+
+
+@pytest.mark.parametrize("agent_ready", [True, False])
+def test_a_callback_waits_for_open_hours_and_expires_counted_in_them(agent_ready: bool) -> None:
+    """Booked at 19:58 on a Thursday (open 08:00-20:00): not offered while closed, offered when the
+    queue opens on Friday; left unanswered, it expires after `expires` seconds of open hours (the
+    night does not count)."""
+    hours = Hours(timezone="Asia/Shanghai", open={"mon-fri": "08:00-20:00"})
+    d = desk(n_agents=1, hours=hours)
+    agent_link = Link()
+    agent = d.login("1001", agent_link, _shanghai(14, 19, 57))  # on break: the caller waits
+    caller = Link(context=(("path", "main>agent"),))
+    assert d.join("default", "c1", caller, _shanghai(14, 19, 58))
+    d.book_callback("c1", "13912345678", 150.0, _shanghai(14, 19, 58))
+    assert d.calls["c1"].callback == "13912345678"
+    for minute in (58, 59):
+        d.tick(_shanghai(14, 19, minute))  # one minute of open hours counted
+    if agent_ready:
+        d.set_status(agent, "available", _shanghai(14, 20, 30))
+    for when in (_shanghai(14, 20, 30), _shanghai(14, 23), _shanghai(15, 7, 59)):
+        d.tick(when)  # closed: not offered, and the night does not count
+        assert not agent_link.of(Offer) and "c1" in d.calls
+    d.tick(_shanghai(15, 8, 0))  # open: a second minute
+    if agent_ready:
+        offer = agent_link.last(Offer)
+        assert (offer.call_id, offer.peer, offer.context[0]) == (
+            "c1",
+            "callback",
+            ("callback", "13912345678"),
+        )
+        return
+    assert "c1" in d.calls  # 120 s of 150
+    d.tick(_shanghai(15, 8, 1))
+    assert "c1" not in d.calls and d.queues["default"].outcomes.get("timeout") == 1
+    assert not caller.of(CallEnded)  # nobody is on the line to tell

@@ -407,3 +407,38 @@ async def test_the_board_on_one_replica_shows_agents_logged_in_on_another(
         assert snap["queues"][0]["available"] == 1 and snap["queues"][0]["logged_in"] == 1
     finally:
         await boss.close()
+
+
+def test_a_callback_is_booked_once_across_replicas_and_outlives_its_replica(replicas: Replicas) -> None:
+    """A callback booked on a is one place in the shared queue: the same number booked on b keeps
+    the first; a is killed, b adopts the callback, and b's agent is offered it with the number."""
+    from tests.records.test_callbacks import NUMBER, _book
+
+    a, b = replicas.start("a"), replicas.start("b")
+    agent = _shared_agent(replicas, b, ready=False)  # on break: callers wait, the estimate is long
+    first, call_id = _book(a, NUMBER)
+    first.close()
+    _, again_id = _book(b, NUMBER)
+    b.wait_for("callback_duplicate", session_id=again_id)
+    db = dbm.connect(replicas.database_url, create=False)
+    end = time.monotonic() + 2
+    while not [r for r in dbm.desk_calls_of(db, call_id) if r["callback"] == NUMBER]:  # on disk within 1 s
+        assert time.monotonic() < end, "the booking never reached the database"
+        time.sleep(0.05)
+    os.kill(a.proc.pid, signal.SIGKILL)
+    b.wait_for("callback_adopted", session_id=call_id, timeout=15.0)  # once a's lease lapsed
+    agent.send("/ready")
+    offer = agent.expect(f"CONTEXT {call_id} callback {NUMBER}\r\n")
+    assert f"OFFER {call_id} queue=default waited=" in offer and " from=callback\r\n" in offer, offer
+    agent.send("/accept")
+    agent.expect(f"CONNECTED {call_id}\r\n")
+    agent.send("/end 已回电")
+    agent.expect(f"ENDED {call_id} by=agent\r\n")
+    try:
+        end = time.monotonic() + 3
+        while (rows := dbm.desk_calls_of(db, call_id))[-1]["outcome"] is None:
+            assert time.monotonic() < end, rows
+            time.sleep(0.05)
+        assert [(r["outcome"], r["agent"], r["callback"]) for r in rows] == [("callback", "1001", NUMBER)]
+    finally:
+        db.close()
