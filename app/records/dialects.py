@@ -386,6 +386,8 @@ class PostgreSQL(Dialect[psycopg.Connection[Any]]):
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
             )
         } - {"hotline_schema"}
+        if version == 0 and tables:  # or another replica's migration committed between the two reads:
+            version = self.version(db)  # its tables and version commit together, so read it again
         if version == 0 and tables:
             raise _foreign(db)
         if version == 0 and not create:
