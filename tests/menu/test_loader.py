@@ -545,3 +545,53 @@ def test_a_survey_scores_once_asks_again_once_and_goes_on(tmp_path: Path) -> Non
     s.feed("0", 8.0)
     events = s.desk_event(CallEnded("caller"), 9.0)  # the caller's own end: no survey
     assert s.node.name == "main"
+
+
+CALLBACK = SURVEYED.replace(
+    "    survey: rate\n",
+    '    survey: rate\n    keys: {"1": bye}\n    callback:\n      when_wait_over: 1m\n      key: "2"\n      next: main\n',
+)
+
+
+def test_a_transfers_callback_is_checked(tmp_path: Path) -> None:
+    assert problems(tmp_path, CALLBACK) == []
+    out = problems(tmp_path, CALLBACK.replace('      key: "2"\n', '      key: "1"\n'))
+    assert out == ["menu.yaml:20:7: error: node 'agent' callback key '1' is also one of the node's keys"]
+    out = problems(tmp_path, CALLBACK.replace("      next: main\n", "      next: nowhere\n"))
+    assert out == [
+        "menu.yaml:21:13: error: node 'agent' callback.next goes to 'nowhere', which is not a node"
+    ]
+    out = problems(tmp_path, CALLBACK.replace("when_wait_over: 1m", "when_wait_over: soon"))
+    assert out[0].startswith("menu.yaml:19:23: error: node 'agent': callback.when_wait_over"), out
+    out = problems(tmp_path, CALLBACK.replace("      key: ", "      keys: "))
+    assert (
+        out[0]
+        == "menu.yaml:20:7: error: node 'agent', in callback, has an unknown key 'keys' (did you mean 'key'?)"
+    )
+
+
+def test_a_callback_is_offered_once_past_the_threshold_and_books_an_asked_number(tmp_path: Path) -> None:
+    from app.menu.engine import Session
+    from app.menu.events import BookCallback, QueuePosition
+
+    graph = load_menu(write_menu(tmp_path, CALLBACK)).graph
+    assert graph is not None
+    s = Session(graph, session_id="s", caller="c")
+    s.start(0.0)
+    s.feed("0", 1.0)
+    events = s.desk_event(QueuePosition(1, 1, 1), 2.0)  # 1 minute: not over when_wait_over
+    assert "请按 2" not in said(events)
+    events = s.feed("2", 3.0)  # not offered yet: the key just holds
+    assert not [e for e in events if isinstance(e, BookCallback)] and s.node is not None
+    events = s.desk_event(QueuePosition(2, 2, 2), 4.0)
+    assert "如需保留排队位置并由坐席回电,请按 2。" in said(events)
+    events = s.desk_event(QueuePosition(2, 2, 3), 5.0)
+    assert "请按 2" not in said(events)  # offered once
+    assert "回电号码" in said(s.feed("2", 6.0)) and s.masked_input  # the typed number is a secret
+    assert "回电号码" in said(s.feed("0800", 7.0))  # not a mobile number: asked again
+    events = s.feed("13912345678", 8.0)
+    assert [e for e in events if isinstance(e, BookCallback)] == [
+        BookCallback("default", "13912345678", 86400.0)
+    ]
+    assert "坐席将致电 *******5678" in said(events) and "13912345678" not in said(events)
+    assert s.node is not None and s.node.name == "main" and not s.masked_input
