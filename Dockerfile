@@ -12,7 +12,7 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
 FROM python:3.11-slim
 # /app/data private to the server's user (tickets hold call-back numbers); a new volume copies the mode
 RUN useradd --system --uid 10086 --user-group --no-create-home --shell /usr/sbin/nologin hotline \
- && mkdir -p -m 0700 /app/data && chown 10086:10086 /app/data
+ && mkdir -p /app/data && chmod 0700 /app/data && chown 10086:10086 /app/data
 COPY --from=build /opt/venv /opt/venv
 COPY config /app/config
 WORKDIR /app
