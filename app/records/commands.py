@@ -1,5 +1,5 @@
-"""`hotline tickets …` and `hotline calls …`: the records, read while the server runs (SQLite's WAL
-readers, or PostgreSQL).
+"""`hotline tickets …`, `hotline calls …` and `hotline report` (report.py): the records, read while
+the server runs (SQLite's WAL readers, or PostgreSQL).
 
 Readable tables by default, `--json` for programs (README.md, "Tickets and call transcripts"). An
 unknown id exits 1 with one line.
@@ -169,4 +169,8 @@ def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
                 + "\n"
             )
         return 0
+    if command == "report":
+        from app.records import report  # noqa: PLC0415 - it imports this module
+
+        return report.run(db, args, args.levels, args.names, out)
     raise AssertionError(f"{command} {action}")  # pragma: no cover - argparse allows no other
