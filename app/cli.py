@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app import __version__, logs
-from app.menu.graph import Graph
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from app.configdir import Config
+    from app.menu.graph import Graph
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
