@@ -61,6 +61,10 @@ def run(command: str, action: str, args: Any, target: Path | str, out: TextIO = 
         print(f"hotline {command}: {exc}", file=sys.stderr)
         return 1
     try:
+        if command == "report":
+            from app.records import report  # noqa: PLC0415 - it imports this module
+
+            return report.run(db, args, args.levels, args.names, out, lambda: _open(target))
         return _run(db, command, action, args, out)
     except DatabaseErrors as exc:
         print(f"hotline {command}: {db.where}: {one_line(exc)}", file=sys.stderr)
@@ -169,8 +173,4 @@ def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
                 + "\n"
             )
         return 0
-    if command == "report":
-        from app.records import report  # noqa: PLC0415 - it imports this module
-
-        return report.run(db, args, args.levels, args.names, out)
     raise AssertionError(f"{command} {action}")  # pragma: no cover - argparse allows no other

@@ -19,9 +19,11 @@ import csv
 import datetime as dt
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from app import zone
 from app.records.commands import table
@@ -56,6 +58,9 @@ AGENT_KEYS = (
     "csat_count",
 )
 ABANDONED_KEYS = ("call_id", "queue", "joined", "waited", "phone")
+READERS = 2  # connections a report reads with at once
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,41 @@ _ABANDONED_SQL = (
 )
 
 
+class Readers:
+    """Connections to one database, one per thread, for queries that do not depend on each other
+    (each bucket and queue, each agent): READERS threads read at once, on SQLite (WAL readers; its
+    library lets go of the interpreter while it works) and on PostgreSQL (a backend each). Without
+    `open_db`, everything runs in this thread on `db`."""
+
+    def __init__(self, db: AnyDb, open_db: Callable[[], AnyDb] | None = None) -> None:
+        self.first, self.open_db = db, open_db
+        self.local = threading.local()
+        self.opened: list[AnyDb] = []
+        self.lock = threading.Lock()
+
+    def db(self) -> AnyDb:
+        if self.open_db is None:
+            return self.first
+        db: AnyDb | None = getattr(self.local, "db", None)
+        if db is None:
+            db = self.local.db = self.open_db()
+            with self.lock:
+                self.opened.append(db)
+        return db
+
+    def map(self, fn: Callable[[AnyDb, T], R], items: Sequence[T]) -> list[R]:
+        """fn(db, item) for each item, in order, with up to READERS connections at once."""
+        if self.open_db is None or len(items) < 2:
+            return [fn(self.first, item) for item in items]
+        try:
+            with ThreadPoolExecutor(READERS) as pool:
+                return list(pool.map(lambda item: fn(self.db(), item), items))
+        finally:
+            for db in self.opened:
+                db.close()
+            self.opened.clear()
+
+
 def queue_rows(
     db: AnyDb,
     first: dt.date,
@@ -160,47 +200,52 @@ def queue_rows(
     by: str | None = None,
     queue: str | None = None,
     levels: Mapping[str, Levels] | None = None,
+    open_db: Callable[[], AnyDb] | None = None,
 ) -> list[dict[str, Any]]:
     """The report by queue (`by` None), or by queue and "day" or "hour": one row per bucket and queue
-    that had a desk call, in time order, then by queue name."""
+    that had a desk call, in time order, then by queue name. `open_db`: another connection to the
+    same database (the queries run on READERS at once)."""
     queues = [queue] if queue is not None else list(_distinct(db, "desk_calls", "queue"))
-    out: list[dict[str, Any]] = []
-    for b in buckets(first, last, by):
-        for name in queues:
-            lv = (levels or {}).get(name, Levels())
-            row = db.execute(
-                _QUEUE_SQL, (lv.short_abandon, lv.service_seconds, name, b.start, b.end)
-            ).fetchone()
-            offered, answered, abandoned, short, timeout, busy, closed, callbacks, within = row[:9]
-            wait_sum, waits, talk_sum, talks, csat_sum, csats = row[9:]
-            if not offered:
-                continue
-            p90 = None
-            if waits:
-                rank = math.ceil(0.9 * waits)  # nearest rank: the rank-th shortest wait
-                p90 = db.execute(_P90_SQL, (name, b.start, b.end, waits - rank)).fetchone()[0]
-            counted = answered + abandoned - short + timeout
-            out.append(
-                {"queue": name}
-                | ({by: b.label} if by else {})
-                | {
-                    "offered": offered,
-                    "answered": answered,
-                    "abandoned": abandoned,
-                    "short_abandoned": short,
-                    "timeout": timeout,
-                    "busy": busy,
-                    "closed": closed,
-                    "callbacks": callbacks,
-                    "service_level": _ratio(within, counted, 3),
-                    "avg_wait": _ratio(wait_sum or 0.0, waits, 1),
-                    "p90_wait": None if p90 is None else round(float(p90), 1),
-                    "avg_talk": _ratio(talk_sum or 0.0, talks, 1),
-                    "csat_avg": _ratio(csat_sum or 0, csats, 2),
-                    "csat_count": csats,
-                }
-            )
-    return out
+    tasks = [
+        (b, name, (levels or {}).get(name, Levels())) for b in buckets(first, last, by) for name in queues
+    ]
+    rows = Readers(db, open_db).map(_queue_row, tasks)
+    return [
+        {"queue": name} | ({by: b.label} if by else {}) | row
+        for (b, name, _), row in zip(tasks, rows, strict=True)
+        if row
+    ]
+
+
+def _queue_row(db: AnyDb, task: tuple[Bucket, str, Levels]) -> dict[str, Any] | None:
+    """One bucket of one queue (None when no desk call joined it then)."""
+    b, name, lv = task
+    row = db.execute(_QUEUE_SQL, (lv.short_abandon, lv.service_seconds, name, b.start, b.end)).fetchone()
+    offered, answered, abandoned, short, timeout, busy, closed, callbacks, within = row[:9]
+    wait_sum, waits, talk_sum, talks, csat_sum, csats = row[9:]
+    if not offered:
+        return None
+    p90 = None
+    if waits:
+        rank = math.ceil(0.9 * waits)  # nearest rank: the rank-th shortest wait
+        p90 = db.execute(_P90_SQL, (name, b.start, b.end, waits - rank)).fetchone()[0]
+    counted = answered + abandoned - short + timeout
+    return {
+        "offered": offered,
+        "answered": answered,
+        "abandoned": abandoned,
+        "short_abandoned": short,
+        "timeout": timeout,
+        "busy": busy,
+        "closed": closed,
+        "callbacks": callbacks,
+        "service_level": _ratio(within, counted, 3),
+        "avg_wait": _ratio(wait_sum or 0.0, waits, 1),
+        "p90_wait": None if p90 is None else round(float(p90), 1),
+        "avg_talk": _ratio(talk_sum or 0.0, talks, 1),
+        "csat_avg": _ratio(csat_sum or 0, csats, 2),
+        "csat_count": csats,
+    }
 
 
 def agent_rows(
@@ -209,32 +254,33 @@ def agent_rows(
     last: dt.date,
     queue: str | None = None,
     names: Mapping[str, str] | None = None,
+    open_db: Callable[[], AnyDb] | None = None,
 ) -> list[dict[str, Any]]:
     """The report by agent: the desk calls that joined in the range which each agent served (answered
     or a callback), and the offers each let ring out in it; agents by id."""
     start, end = day_start(first), day_start(last + dt.timedelta(days=1))
     agents = sorted(set(_distinct(db, "desk_calls", "agent")) | set(_distinct(db, "desk_misses", "agent")))
-    out: list[dict[str, Any]] = []
-    for agent in agents:
-        args = (agent, start, end, queue, queue)
-        answered, callbacks, talk_sum, talks, csat_sum, csats = db.execute(_AGENT_SQL, args).fetchone()
-        (missed,) = db.execute(_MISSED_SQL, args).fetchone()
-        if not (answered or callbacks or talks or missed):
-            continue
-        out.append(
-            {
-                "agent": agent,
-                "name": (names or {}).get(agent),
-                "answered": answered,
-                "callbacks": callbacks,
-                "talked": round(float(talk_sum or 0.0), 1),
-                "avg_talk": _ratio(talk_sum or 0.0, talks, 1),
-                "missed": missed,
-                "csat_avg": _ratio(csat_sum or 0, csats, 2),
-                "csat_count": csats,
-            }
-        )
-    return out
+    tasks = [(agent, start, end, queue, queue) for agent in agents]
+    rows = Readers(db, open_db).map(_agent_row, tasks)
+    return [
+        {"agent": a, "name": (names or {}).get(a)} | row for a, row in zip(agents, rows, strict=True) if row
+    ]
+
+
+def _agent_row(db: AnyDb, args: tuple[str, float, float, str | None, str | None]) -> dict[str, Any] | None:
+    answered, callbacks, talk_sum, talks, csat_sum, csats = db.execute(_AGENT_SQL, args).fetchone()
+    (missed,) = db.execute(_MISSED_SQL, args).fetchone()
+    if not (answered or callbacks or talks or missed):
+        return None
+    return {
+        "answered": answered,
+        "callbacks": callbacks,
+        "talked": round(float(talk_sum or 0.0), 1),
+        "avg_talk": _ratio(talk_sum or 0.0, talks, 1),
+        "missed": missed,
+        "csat_avg": _ratio(csat_sum or 0, csats, 2),
+        "csat_count": csats,
+    }
 
 
 def abandoned(db: AnyDb, first: dt.date, last: dt.date, queue: str | None = None) -> list[dict[str, Any]]:
@@ -294,6 +340,7 @@ def run(
     levels: Mapping[str, Levels],
     names: Mapping[str, str],
     out: TextIO,
+    open_db: Callable[[], AnyDb] | None = None,
 ) -> int:
     """`hotline report [abandoned]` on an open database; args: first, last (dates), what, by, queue,
     json, csv."""
@@ -302,9 +349,9 @@ def run(
     if args.what == "abandoned":
         rows, keys = abandoned(db, first, last, args.queue), ABANDONED_KEYS
     elif args.by == "agent":
-        rows, keys = agent_rows(db, first, last, args.queue, names), AGENT_KEYS
+        rows, keys = agent_rows(db, first, last, args.queue, names, open_db), AGENT_KEYS
     else:
-        rows = queue_rows(db, first, last, args.by, args.queue, levels)
+        rows = queue_rows(db, first, last, args.by, args.queue, levels, open_db)
         keys = ("queue", *((args.by,) if args.by else ()), *QUEUE_KEYS)
     if args.json:
         write_json(rows, out)
