@@ -12,17 +12,21 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
+from app import zone
 from app.desk.passwords import hash_password
 from app.records import database as dbm
-from app.records.report import ABANDONED_KEYS, AGENT_KEYS, QUEUE_KEYS
+from app.records.report import ABANDONED_KEYS, AGENT_KEYS, QUEUE_KEYS, buckets
 from tests.conftest import RecordsAt, ServerProcess
 from tests.helpers import CONFIG, REPO
 from tests.net.test_agents import Line, _close_clients
@@ -335,3 +339,52 @@ def test_a_caller_who_gave_their_number_and_hung_up_is_on_the_list(
         assert [(r["queue"], r["offered"], r["abandoned"]) for r in queues] == [("default", 1, 1)]
     finally:
         server.stop()
+
+
+def test_desk_calls_of_an_older_database_are_reported_after_the_migration(records_at: RecordsAt) -> None:
+    """A database from before the reports' migration (found by the table it makes, not its number)."""
+    before = next(i for i, made in enumerate(dbm.TABLES) if "desk_misses" in made)
+    if records_at.kind == "sqlite":
+        records_at.folder.mkdir()
+        old: Any = sqlite3.connect(records_at.database, isolation_level=None)
+        for step in range(before):
+            old.executescript(dbm.migration(step, "sqlite"))
+        old.execute(f"PRAGMA user_version={before}")
+    else:
+        old = psycopg.connect(records_at.url, autocommit=True)
+        for step in range(before):
+            old.execute(dbm.migration(step, "postgresql"))
+        old.execute(
+            f"CREATE TABLE hotline_schema (version INTEGER NOT NULL); INSERT INTO hotline_schema VALUES ({before})"
+        )
+    mark = "?" if records_at.kind == "sqlite" else "%s"
+    old.execute(
+        "INSERT INTO desk_calls (call_id, queue, joined, ended, ended_by, outcome, waited, offers, missed)"
+        f" VALUES ('old1', 'default', {mark}, {mark}, 'caller', 'abandoned', 30.0, 1, 0)",
+        (T0, T0 + 30),
+    )
+    old.close()
+    dbm.connect(records_at.database, create=False).close()  # the server's start migrates
+    out = hotline("report", "abandoned", "--from", DAY.isoformat(), "--json", *records_at.cli)
+    assert out.returncode == 0, out.stderr
+    assert [(r["call_id"], r["waited"], r["phone"]) for r in json.loads(out.stdout)] == [("old1", 30.0, None)]
+    rows = json.loads(hotline("report", "--from", DAY.isoformat(), "--json", *records_at.cli).stdout)
+    assert [(r["queue"], r["offered"], r["abandoned"], r["service_level"]) for r in rows] == [
+        ("default", 1, 1, 0.0)
+    ]
+
+
+def test_buckets_follow_the_zones_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zone, "_zone", [ZoneInfo("America/New_York")])
+    spring = buckets(dt.date(2026, 3, 8), dt.date(2026, 3, 8), "hour")  # 02:00 never happens
+    assert len(spring) == 23 and [b.label[11:13] for b in spring[:3]] == ["00", "01", "03"]
+    assert (
+        all(b.end - b.start == 3600 for b in spring)
+        and spring[-1].end == buckets(dt.date(2026, 3, 9), dt.date(2026, 3, 9), None)[0].start
+    )
+    (day,) = buckets(dt.date(2026, 3, 8), dt.date(2026, 3, 8), "day")
+    assert (day.label, day.end - day.start) == ("2026-03-08", 23 * 3600)
+    monkeypatch.setattr(zone, "_zone", [ZoneInfo("Asia/Kathmandu")])  # +05:45
+    hours = buckets(dt.date(2026, 12, 1), dt.date(2026, 12, 2), "hour")
+    assert len(hours) == 48 and hours[0].label == "2026-12-01T00:00:00+05:45"
+    assert hours[0].start == dt.datetime(2026, 11, 30, 18, 15, tzinfo=dt.UTC).timestamp()
