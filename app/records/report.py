@@ -322,7 +322,8 @@ def cell(key: str, value: Any) -> str:
     if key == "service_level":
         return f"{value:.0%}"
     if key in ("avg_wait", "p90_wait", "avg_talk", "talked", "waited"):
-        return f"{value:g}s"
+        text = f"{value:.1f}"
+        return (text[:-2] if text.endswith(".0") else text) + "s"
     return str(value)
 
 
