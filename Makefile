@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-lookup bench-desk bench-board bench-shared bench-records bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-lookup bench-desk bench-board bench-shared bench-records bench-report bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -66,6 +66,9 @@ bench-shared: $(STAMP) system-tools  ## replicas through Redis: menu path, offer
 
 bench-records: $(STAMP) system-tools
 	$(BIN)/python -m benchmarks.records $(ARGS)
+
+bench-report: $(STAMP)  ## `hotline report` over 1,000,000 desk calls, on SQLite and PostgreSQL
+	$(BIN)/python -m benchmarks.report $(ARGS)
 
 bench-udp: $(STAMP)
 	$(BIN)/python -m benchmarks.udp $(ARGS)

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app import __version__, logs
-from app.menu.graph import Graph
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from app.configdir import Config
+    from app.menu.graph import Graph
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -302,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--coverage", action="store_true", help="list the menu nodes no conversation visits")
     _records_parsers(sub)
+    _report_parser(sub)
     _robot_parser(sub)
     sub.add_parser(
         "passwd",
@@ -364,6 +365,61 @@ def _records_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         p.add_argument("--database-url", **url)  # type: ignore[arg-type]
         if p is not close:
             p.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+
+def _report_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`hotline report [abandoned]` (docs/reports.md)."""
+    import datetime as dt  # noqa: PLC0415
+
+    p = sub.add_parser(
+        "report",
+        help="service level, abandonment, waits and satisfaction by queue, day, hour or agent",
+        description="Report on the desk calls in the records database (docs/reports.md), readable while "
+        "the server runs. Days are the server's (HOTLINE_TIMEZONE); each queue's service_level_seconds and "
+        "short_abandon are read from desk.yaml in the config folder. `hotline report abandoned` lists "
+        "the abandoned and timed-out calls, newest first, with the caller's phone.",
+    )
+    p.add_argument("what", nargs="?", choices=["abandoned"], help="the abandoned list instead")
+    p.add_argument("--from", dest="first", type=dt.date.fromisoformat, metavar="DATE", help="default: today")
+    p.add_argument("--to", dest="last", type=dt.date.fromisoformat, metavar="DATE", help="default: --from")
+    p.add_argument("--queue", metavar="Q", help="only this queue")
+    p.add_argument("--by", choices=["day", "hour", "agent"], help="default: by queue")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="a JSON array of objects")
+    fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
+    p.add_argument(
+        "--config", metavar="DIR", help="config folder with desk.yaml (default: HOTLINE_CONFIG or config)"
+    )
+    p.add_argument("--data", metavar="DIR", help="data folder (default: HOTLINE_DATA or data)")
+    p.add_argument(
+        "--database-url", metavar="URL", help="PostgreSQL database instead (default: HOTLINE_DATABASE_URL)"
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time  # noqa: PLC0415
+
+    from app import zone  # noqa: PLC0415
+    from app.desk.loader import load_desk  # noqa: PLC0415
+    from app.records.report import Levels  # noqa: PLC0415
+
+    if args.what == "abandoned" and args.by:
+        print("hotline report: --by is for the report, not the abandoned list", file=sys.stderr)
+        return 2
+    args.first = args.first or zone.day(time.time())
+    args.last = args.last or args.first
+    if args.last < args.first:
+        print("hotline report: --to is before --from", file=sys.stderr)
+        return 2
+    loaded = load_desk(Path(args.config) if args.config else load_settings().config)
+    if loaded.desk is None:  # the thresholds are the config's: a report with other ones would mislead
+        for problem in loaded.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    queues = loaded.desk.queues.values()
+    args.levels = {q.name: Levels(q.model.service_level_seconds, q.model.short_abandon) for q in queues}
+    args.names = {a.id: a.name for a in loaded.desk.agents.values()}
+    return _records(args)
 
 
 def _records(args: argparse.Namespace) -> int:
@@ -436,9 +492,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         except SettingsError as exc:
             print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
             return 2
-    if args.command in ("tickets", "calls", "backup"):
+    if args.command in ("tickets", "calls", "backup", "report"):
         try:
-            return _records(args)
+            return _report(args) if args.command == "report" else _records(args)
         except SettingsError as exc:
             print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
             return 2

@@ -7,7 +7,23 @@ checks them for both doors; `policy.py` holds the routing rules, pure; `desk.py`
 tells agents; `tallies.py` what it counts. The TCP agent port is in `app/net/agents.py`.
 """
 
-from app.desk.desk import Desk
-from app.desk.loader import DeskConfig, load_desk
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.desk.desk import Desk
+    from app.desk.loader import DeskConfig, load_desk
+
+# Imported when first asked for: `hotline report` reads desk.yaml without loading the desk.
+_WHERE = {"Desk": "app.desk.desk", "DeskConfig": "app.desk.loader", "load_desk": "app.desk.loader"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'app.desk' has no attribute {name!r}")
+
 
 __all__ = ["Desk", "DeskConfig", "load_desk"]

@@ -21,7 +21,9 @@ from app.menu.events import AgentConnected
 class CallerDesk(Protocol):
     """What a caller's call uses of the desk (app/desk/desk.py's Desk provides it)."""
 
-    def join(self, queue: str, call_id: str, link: CallerLink, now: float) -> bool: ...
+    def join(
+        self, queue: str, call_id: str, link: CallerLink, now: float, phone: str | None = None
+    ) -> bool: ...
 
     def leave(self, call_id: str, now: float) -> None: ...
 
@@ -44,10 +46,11 @@ class CallerCall:
         self.agent = ""  # the agent who answered
         self.left = 0.0
 
-    def transfer(self, queue: str, now: float) -> None:
-        """The engine's Transfer: the caller joins `queue` (the desk answers through the link)."""
+    def transfer(self, queue: str, now: float, phone: str | None = None) -> None:
+        """The engine's Transfer: the caller joins `queue` (the desk answers through the link);
+        `phone`: the session's `phone` variable, which the records keep (the abandoned list)."""
         self.joined, self.connected, self.agent, self.left = now, 0.0, "", 0.0
-        self.desk.join(queue, self.call_id, self.link, now)
+        self.desk.join(queue, self.call_id, self.link, now, phone)
 
     def say(self, text: str) -> None:
         """The engine's ToAgent: a line for the connected agent."""

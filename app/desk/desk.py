@@ -207,16 +207,17 @@ class Desk:
         q = self.queues.get(queue)
         return len(q.agents) if q is not None else 0
 
-    def join(self, queue: str, call_id: str, link: CallerLink, now: float) -> bool:
-        """A caller arrives at a transfer node. The link hears QueueClosed, QueueBusy or the first
-        QueuePosition (at once in process, after the store's answer with Redis)."""
+    def join(self, queue: str, call_id: str, link: CallerLink, now: float, phone: str | None = None) -> bool:
+        """A caller arrives at a transfer node (`phone`: their `phone` variable, for the records). The
+        link hears QueueClosed, QueueBusy or the first QueuePosition (at once in process, after the
+        store's answer with Redis)."""
         q = self._open_queue(queue, call_id, link, now)
         if q is None:
             return False
         call = Call(call_id, queue, 0, now, link)
         self.calls[call_id] = call
         q.waiting[call_id] = call
-        self.store.join(q, call, lambda joined: self._joined(q, call, joined, now))
+        self.store.join(q, call, lambda joined: self._joined(q, call, joined, now, phone))
         return self.calls.get(call_id) is call
 
     def _open_queue(self, queue: str, call_id: str, link: CallerLink, now: float) -> QueueState | None:
@@ -267,7 +268,9 @@ class Desk:
                 )
             )
 
-    def _joined(self, q: QueueState, call: Call, joined: Joined | str, now: float) -> None:
+    def _joined(
+        self, q: QueueState, call: Call, joined: Joined | str, now: float, phone: str | None = None
+    ) -> None:
         if self.calls.get(call.id) is not call:
             return  # gone already; its leave came after the join
         if isinstance(joined, str):  # refused: no_agents, full, unavailable
@@ -279,7 +282,7 @@ class Desk:
             call.link.desk_event(QueueBusy(joined))
             return
         if self.records is not None:
-            self.records.desk_joined(call.id, call.queue, call.joined)
+            self.records.desk_joined(call.id, call.queue, call.joined, phone)
         q.timeline.sample(now, joined.waiting)
         self.log("queue_entered", queue=q.config.name, call_id=call.id, position=joined.position)
         if not q.next_announce:
@@ -758,6 +761,8 @@ class Desk:
         call.missed += 1
         self._withdraw(call, now)
         agent.missed += 1
+        if self.records is not None:
+            self.records.desk_missed(call.id, call.queue, agent.id, now)
         on_break = agent.missed >= self.queues[call.queue].config.model.max_missed
         self.log("offer_missed", queue=call.queue, call_id=call.id, agent=agent.id, in_a_row=agent.missed)
         agent.link.agent_event(Missed(call.id, on_break))

@@ -50,9 +50,20 @@ def parse_span(text: str) -> tuple[int, int]:
 
 
 class Hours(_Model):
+    """A queue's hours. `closed_dates` and `open_dates` may name a calendar of desk.yaml instead
+    (`{calendar: NAME}`, `{calendar: NAME, hours: SPAN}`): the loader puts its dates in first."""
+
     timezone: str | None = None  # None: the server's (HOTLINE_TIMEZONE)
     open: dict[str, str] = {}
     closed_dates: list[dt.date] = []
+    open_dates: dict[dt.date, str] = {}  # make-up working days (调休): open with these hours, any weekday
+
+    @field_validator("open_dates")
+    @classmethod
+    def _open_dates(cls, value: dict[dt.date, str]) -> dict[dt.date, str]:
+        for span in value.values():
+            parse_span(span)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -105,6 +116,7 @@ DEFAULT_DISPOSITIONS = ("已解决", "需回访", "转其他部门", "其他")
 
 class DeskFile(_Model):
     version: Literal[1]
+    calendars: dict[Name, list[dt.date]] = {}  # named date lists queues' hours share
     queues: dict[Annotated[str, Field(min_length=1, max_length=100)], QueueModel] = {}
     agents: list[AgentModel] = []
     canned: dict[CannedCode, Reply] = {}  # :code in an agent's chat sends the reply

@@ -56,6 +56,7 @@ from app.menu.events import (
     Transfer,
 )
 from app.menu.nodes import WaitNode
+from app.menu.templates import value_text
 from app.net import proxy
 from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, Signal, encode_text
 from app.records import NewTicket, RecordError
@@ -540,7 +541,8 @@ class CallerSession(asyncio.Protocol):
             elif kind is Transfer:
                 if self._call is None:
                     self._call = CallerCall(self.hub.desk, self.session_id, self)
-                self._call.transfer(ev.queue, self._now)
+                phone = self.engine.vars.get("phone")  # kept in full for the abandoned list
+                self._call.transfer(ev.queue, self._now, None if phone is None else value_text(phone))
             elif kind is SaveTicket:
                 self._save_ticket(ev)
             elif kind is Score:

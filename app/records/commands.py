@@ -1,5 +1,5 @@
-"""`hotline tickets …` and `hotline calls …`: the records, read while the server runs (SQLite's WAL
-readers, or PostgreSQL).
+"""`hotline tickets …`, `hotline calls …` and `hotline report` (report.py): the records, read while
+the server runs (SQLite's WAL readers, or PostgreSQL).
 
 Readable tables by default, `--json` for programs (README.md, "Tickets and call transcripts"). An
 unknown id exits 1 with one line.
@@ -61,6 +61,10 @@ def run(command: str, action: str, args: Any, target: Path | str, out: TextIO = 
         print(f"hotline {command}: {exc}", file=sys.stderr)
         return 1
     try:
+        if command == "report":
+            from app.records import report  # noqa: PLC0415 - it imports this module
+
+            return report.run(db, args, args.levels, args.names, out, lambda: _open(target))
         return _run(db, command, action, args, out)
     except DatabaseErrors as exc:
         print(f"hotline {command}: {db.where}: {one_line(exc)}", file=sys.stderr)

@@ -128,6 +128,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE desk_calls ADD COLUMN context TEXT;
     ALTER TABLE desk_calls ADD COLUMN expires {real};
     """,
+    # 5: reports (app/records/report.py): the caller's phone variable for the abandoned list; offers
+    # an agent let ring out, by agent; covering indexes so a report reads index ranges, never the table
+    """
+    ALTER TABLE desk_calls ADD COLUMN phone TEXT;  -- the session's `phone` variable, in full
+    CREATE TABLE desk_misses (
+        call_id TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        time {real} NOT NULL
+    );
+    CREATE INDEX desk_misses_by_agent ON desk_misses (agent, time, queue);
+    CREATE INDEX desk_calls_by_queue ON desk_calls (queue, joined, outcome, waited, talked, csat);
+    CREATE INDEX desk_calls_by_agent ON desk_calls (agent, joined, queue, outcome, talked, csat)
+        WHERE agent IS NOT NULL;
+    """,
 )
 VERSION = len(MIGRATIONS)
 TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
@@ -135,6 +150,7 @@ TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
     frozenset({"texts"}),
     frozenset({"desk_calls"}),
     frozenset(),
+    frozenset({"desk_misses"}),
 )
 assert len(TABLES) == len(MIGRATIONS)
 DDL = {d.name: d.ddl for d in (SQLITE, POSTGRESQL)}  # what MIGRATIONS' blanks are on each database
@@ -420,8 +436,19 @@ class DeskCallEnded:
     missed: int
 
 
-def desk_joined(db: AnyDb, call_id: str, queue: str, joined: float) -> None:
-    db.execute("INSERT INTO desk_calls (call_id, queue, joined) VALUES (?, ?, ?)", (call_id, queue, joined))
+def desk_joined(db: AnyDb, call_id: str, queue: str, joined: float, phone: str | None = None) -> None:
+    db.execute(
+        "INSERT INTO desk_calls (call_id, queue, joined, phone) VALUES (?, ?, ?, ?)",
+        (call_id, queue, joined, phone),
+    )
+
+
+def desk_missed(db: AnyDb, call_id: str, queue: str, agent: str, time: float) -> None:
+    """An offer `agent` let ring out (the reports' missed, by agent)."""
+    db.execute(
+        "INSERT INTO desk_misses (call_id, queue, agent, time) VALUES (?, ?, ?, ?)",
+        (call_id, queue, agent, time),
+    )
 
 
 def desk_ended(db: AnyDb, e: DeskCallEnded) -> None:

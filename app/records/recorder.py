@@ -222,8 +222,12 @@ class Recorder:
 
     # desk calls: written with the next batch of lines (within FLUSH_EVERY), in the order they came:
     # on disk within a second of the end, across kill -9 (the batch's commit is in the database's log)
-    def desk_joined(self, call_id: str, queue: str, joined: float) -> None:
-        self._calls.append(("desk", (dbm.desk_joined, (call_id, queue, joined))))
+    def desk_joined(self, call_id: str, queue: str, joined: float, phone: str | None = None) -> None:
+        """A caller entered a queue; `phone`: their `phone` variable, kept in full (the abandoned list)."""
+        self._calls.append(("desk", (dbm.desk_joined, (call_id, queue, joined, phone))))
+
+    def desk_missed(self, call_id: str, queue: str, agent: str, time: float) -> None:
+        self._calls.append(("desk", (dbm.desk_missed, (call_id, queue, agent, time))))
 
     def desk_ended(self, end: Any) -> None:
         """`end`: the desk's DeskCallEnd (any object with DeskCallEnded's fields)."""

@@ -156,6 +156,8 @@ class _Builder:
                 return self.scalars.construct_object(node)
             except yaml.constructor.ConstructorError as exc:
                 raise YamlError(f"YAML value: {exc.problem}", _pos(node)) from None
+            except ValueError:  # a date that is no day (2026-10-32): the text, for the model to refuse
+                return str(node.value)
         if isinstance(node, yaml.SequenceNode | yaml.MappingNode) and node.tag not in _COLLECTION_TAGS:
             raise YamlError(f"YAML value: the tag {node.tag!r} is not allowed here", _pos(node))
         if isinstance(node, yaml.SequenceNode):
