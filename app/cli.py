@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app import __version__, logs
+from app.hooks import commands as hooks_commands
 from app.menu.graph import Graph
 from app.settings import Settings, SettingsError, load_settings
 
@@ -53,7 +54,9 @@ def _check(config: str | None) -> int:
     g, desk = result.graph, result.desk
     print(  # the summary is the command's answer: on stdout, after the problems
         f"{g.source}: ok, menu '{g.name}' with {len(g.nodes)} nodes, {len(desk.queues)} queue(s), "
-        f"{len(desk.agents)} agent(s), {len(result.warnings)} warning(s)"
+        f"{len(desk.agents)} agent(s), "
+        + (f"{len(result.hooks.webhooks)} webhook(s), " if result.hooks.webhooks else "")
+        + f"{len(result.warnings)} warning(s)"
     )
     return 0
 
@@ -302,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--coverage", action="store_true", help="list the menu nodes no conversation visits")
     _records_parsers(sub)
+    hooks_commands.add_parser(sub)
     _robot_parser(sub)
     sub.add_parser(
         "passwd",
@@ -433,6 +437,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.command == "robot":
         try:
             return _robot_eval(args)
+        except SettingsError as exc:
+            print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
+            return 2
+    if args.command == "hooks":
+        try:
+            return hooks_commands.run(args)
         except SettingsError as exc:
             print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
             return 2
