@@ -148,7 +148,8 @@ MIGRATIONS: tuple[str, ...] = (
         last_error TEXT,
         done_at {real}                  -- delivered or failed then
     );
-    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (webhook, status, next_at);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (webhook, status, id);
+    CREATE INDEX webhook_deliveries_next ON webhook_deliveries (webhook, status, next_at);
     CREATE INDEX webhook_deliveries_by_call ON webhook_deliveries (webhook, call_id, id);
     """,
 )

@@ -169,8 +169,8 @@ def claim(db: AnyDb, webhook: str, limit: int, now: float, lease: float) -> list
         "SELECT id, event_id, type, body, attempts, since FROM webhook_deliveries d"
         " WHERE webhook = ? AND status = 'pending' AND next_at <= ?"
         " AND (lease_until IS NULL OR lease_until <= ?)"
-        " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook = d.webhook"
-        " AND e.call_id = d.call_id AND e.status = 'pending' AND e.id < d.id)"
+        " AND d.id = (SELECT min(e.id) FROM webhook_deliveries e WHERE e.webhook = d.webhook"
+        " AND e.call_id = d.call_id AND e.status = 'pending')"
         " ORDER BY id LIMIT ?"
     )
     rows = db.execute(sql + db.dialect.skip_locked, (webhook, now, now, limit)).fetchall()
