@@ -219,3 +219,45 @@ def _cli(folder: Path) -> Callable[..., Any]:
 def test_retries_double_from_the_first_to_the_most() -> None:
     retry = Retry(first=1.0, most=600.0)
     assert [retry.after(n) for n in (1, 2, 3, 10, 11, 100)] == [1.0, 2.0, 4.0, 512.0, 600.0, 600.0]
+
+
+async def test_the_receiver_of_the_docs_takes_a_signed_delivery_and_refuses_a_forged_one(box: Outbox) -> None:
+    import socket
+
+    from tests.servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/webhook_receiver.py", str(port)],
+        cwd=REPO, env={"WEBHOOK_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            except OSError:
+                return False
+            return True
+
+        assert await wait_until(listening)
+        url = f"http://127.0.0.1:{port}/"
+        good = Webhook("good", url, url, frozenset(outbox.EVENTS), b"s" * 32, 2.0)
+        forged = Webhook("forged", url, url, frozenset(outbox.EVENTS), b"f" * 32, 2.0)
+        box.add(("good", "forged"), "call-a", 1)
+        deliveries = await deliver(box, [good, forged])
+        try:
+
+            def settled() -> bool:
+                rows = {r["webhook"]: r for r in box.rows()}
+                return rows["good"]["status"] == "delivered" and rows["forged"]["last_status"] == 400
+
+            assert await wait_until(settled)
+        finally:
+            await deliveries.close()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    event_id = box.rows()[0]["event_id"]
+    assert out.splitlines() == [f"{event_id} ticket.created "]
