@@ -188,6 +188,7 @@ class Deliveries:
             for due in got.claimed:
                 w.sending[due.id] = asyncio.get_running_loop().create_task(self._send(w, hook, due))
             if w.stopping and not w.sending and not w.outcomes:
+                self.pending.pop(hook.name, None)  # no longer a webhook: its gauge goes
                 return
             if w.outcomes:
                 continue  # requests ended while the database answered

@@ -197,6 +197,16 @@ def release_leases(db: AnyDb) -> int:
     )
 
 
+def purge(db: AnyDb, before: float) -> int:
+    """Delete deliveries delivered before `before` (with the transcripts' retention); failed and
+    pending ones stay. The rows deleted."""
+    return int(
+        db.execute(
+            "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND done_at < ?", (before,)
+        ).rowcount
+    )
+
+
 # ---- the CLI's side --------------------------------------------------------------------------------
 
 

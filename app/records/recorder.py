@@ -436,13 +436,14 @@ class Recorder:
         try:
             self.db.begin(durable=False)
             deleted = dbm.purge_lines(self.db, before)
+            delivered = outbox.purge(self.db, before)  # events delivered as long ago (failed ones stay)
             self.db.commit()
         except Exception as exc:
             self._rollback()
             self._log_soon("error", "transcript_purge_failed", error=str(exc))
             return
-        if deleted:
-            self._log_soon("info", "transcripts_purged", lines=deleted)
+        if deleted or delivered:
+            self._log_soon("info", "transcripts_purged", lines=deleted, webhook_deliveries=delivered)
 
     def _log_soon(self, level: str, event: str, **fields: Any) -> None:
         """Log from the event loop's thread (structlog's processors are not shared across threads)."""

@@ -261,3 +261,14 @@ async def test_the_receiver_of_the_docs_takes_a_signed_delivery_and_refuses_a_fo
         out, _ = proc.communicate(timeout=10)
     event_id = box.rows()[0]["event_id"]
     assert out.splitlines() == [f"{event_id} ticket.created "]
+
+
+def test_delivered_deliveries_go_with_the_transcripts_and_failed_ones_stay(box: Outbox) -> None:
+    for call in ("old", "failed", "new"):
+        box.add(("crm",), call, 1)
+    now = time.time()
+    outbox.settle(box.db, [outbox.Outcome(1, outbox.DELIVERED, now, 200, None)], now - 100)
+    outbox.settle(box.db, [outbox.Outcome(2, outbox.FAILED, now, 503, "status 503")], now - 100)
+    outbox.settle(box.db, [outbox.Outcome(3, outbox.DELIVERED, now, 200, None)], now)
+    assert outbox.purge(box.db, now - 50) == 1
+    assert [(r["call_id"], r["status"]) for r in box.rows()] == [("failed", "failed"), ("new", "delivered")]

@@ -204,3 +204,34 @@ def test_two_replicas_sharing_postgresql_deliver_each_event_once(
         one.stop()
         two.stop()
         receiver.close()
+
+
+async def test_a_reload_that_adds_hooks_yaml_starts_sending(tmp_path: Path) -> None:
+    from tests.conftest import Caller, start_server, wait_until
+
+    receiver = Receiver()
+    folder = tmp_path / "config"
+    shutil.copytree(CONFIG, folder)
+    server = await start_server(folder, reload_watch=False, data=tmp_path / "data")
+    try:
+        caller = await Caller.dial(server.tcp_port)
+        caller.send("0", "第一条")
+        await caller.expect("工单号是")
+        (folder / "hooks.yaml").write_text(
+            f"version: 1\nwebhooks:\n  - {{name: crm, url: '{receiver.url}', events: [ticket.created], "
+            f"secret: '{SECRET}'}}\n",
+            encoding="utf-8",
+        )
+        assert server.reload("test")
+        caller.send("0", "第二条")
+        await caller.expect("工单号是")
+        assert await wait_until(lambda: len(receiver.requests) == 1)
+        [body] = receiver.of_type("ticket.created", SECRET)
+        assert body["data"]["message"] == "第二条"  # the first was stored before there was a webhook
+        (folder / "hooks.yaml").unlink()
+        assert server.reload("test")
+        assert server.hub.records is not None and server.hub.records.hooks["ticket.created"] == ()
+        caller.close()
+    finally:
+        await server.shutdown()
+        receiver.close()
