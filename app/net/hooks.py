@@ -168,35 +168,46 @@ class Deliveries:
 
     async def _serve(self, w: _Worker) -> None:
         while True:
-            outcomes, w.outcomes = w.outcomes, []
-            free = 0 if w.stopping else MAX_IN_FLIGHT - len(w.sending)
-            now = self._clock()
-            count = now >= w.next_count
-            hook = w.hook
             try:
-                got = await self._in_thread(
-                    self._exchange, hook.name, outcomes, free, now, hook.timeout + LEASE_MARGIN, count
-                )
-            except Exception as exc:  # the database is unwell: keep the outcomes, look again later
-                w.outcomes[:0] = outcomes
-                self._db_failed(exc)
+                if await self._round(w):
+                    return
+            except Exception:  # a bug here must not stop this webhook for good: log, look again later
+                log.exception("webhook_worker_failed", webhook=w.hook.name)
                 await _wait(w.wake, POLL)
-                continue
-            if got.pending is not None:
-                w.next_count = now + COUNT_EVERY
-                self.pending[hook.name] = got.pending
-            for due in got.claimed:
-                w.sending[due.id] = asyncio.get_running_loop().create_task(self._send(w, hook, due))
-            if w.stopping and not w.sending and not w.outcomes:
-                self.pending.pop(hook.name, None)  # no longer a webhook: its gauge goes
-                return
-            if w.outcomes:
-                continue  # requests ended while the database answered
-            wait = POLL
-            if got.next_at is not None:
-                wait = min(wait, max(0.0, got.next_at - self._clock()))
-            w.wake.clear()
-            await _wait(w.wake, wait)
+
+    async def _round(self, w: _Worker) -> bool:
+        """One exchange with the outbox, the requests it claimed started, then the wait for
+        something to do; True when the webhook was removed and nothing of it is left under way."""
+        outcomes, w.outcomes = w.outcomes, []
+        free = 0 if w.stopping else MAX_IN_FLIGHT - len(w.sending)
+        now = self._clock()
+        count = now >= w.next_count
+        hook = w.hook
+        try:
+            got = await self._in_thread(
+                self._exchange, hook.name, outcomes, free, now, hook.timeout + LEASE_MARGIN, count
+            )
+        except Exception as exc:  # the database is unwell: keep the outcomes, look again later
+            w.outcomes[:0] = outcomes
+            self._db_failed(exc)
+            await _wait(w.wake, POLL)
+            return False
+        if got.pending is not None:
+            w.next_count = now + COUNT_EVERY
+            self.pending[hook.name] = got.pending
+        for due in got.claimed:
+            w.sending[due.id] = asyncio.get_running_loop().create_task(self._send(w, hook, due))
+        if w.stopping and not w.sending and not w.outcomes:
+            self.pending.pop(hook.name, None)  # no longer a webhook: its gauge goes
+            return True
+        if w.outcomes:
+            return False  # requests ended while the database answered
+        wait = POLL
+        if got.next_at is not None:
+            wait = min(wait, max(0.0, got.next_at - self._clock()))
+        w.wake.clear()
+        await _wait(w.wake, wait)
+        return False
 
     async def _send(self, w: _Worker, hook: Webhook, due: outbox.Due) -> None:
         try:

@@ -33,6 +33,7 @@ class Receiver:
     def __init__(self, port: int = 0, answer: Callable[[Request], int] | None = None) -> None:
         self.requests: list[Request] = []
         self.answer = answer or (lambda _: 200)
+        self.location = ""  # sent with a 3xx answer
         self.active = 0
         self.most_active = 0
         self._lock = threading.Lock()
@@ -52,6 +53,8 @@ class Receiver:
                     with owner._lock:
                         owner.active -= 1
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", owner.location)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

@@ -106,6 +106,22 @@ async def test_410_fails_the_delivery_at_once(box: Outbox) -> None:
         receiver.close()
 
 
+async def test_a_redirect_is_not_followed_but_retried(box: Outbox) -> None:
+    elsewhere = Receiver()
+    answers = iter([307, 200])
+    receiver = Receiver(answer=lambda _: next(answers))
+    receiver.location = elsewhere.url
+    box.add(("crm",), "call-a", 1)
+    deliveries = await deliver(box, [hook("crm", receiver)])
+    try:
+        assert await wait_until(lambda: box.statuses() == ["delivered"])
+        assert len(receiver.requests) == 2 and elsewhere.requests == []
+    finally:
+        await deliveries.close()
+        receiver.close()
+        elsewhere.close()
+
+
 async def test_a_calls_events_go_in_order_and_other_calls_do_not_wait(box: Outbox) -> None:
     failures = {"n": 0}
     lock = threading.Lock()
