@@ -3,8 +3,9 @@
 How this works: one asyncio task per webhook, one thread for the database (its own connection: the
 recorder's thread keeps writing meanwhile), one pooled aiohttp client. A webhook's task loops: in
 one transaction (`outbox.exchange`, run in the thread) it records how the attempts that finished
-went and claims what is due, up to MAX_IN_FLIGHT sent at once; it starts one request per claimed
-row, then sleeps until a request ends, the recorder committed new events (`wake`), the next retry
+went and claims what is due: MAX_IN_FLIGHT requests at once, and as many rows again claimed ahead
+(`ready`), so that a request that ends is followed by the next at once, not after the database's
+answer. It then sleeps until a request ends, the recorder committed new events (`wake`), the next retry
 is due, or POLL passes (events other replicas wrote, `hotline hooks retry`). So a slow receiver holds
 up its own webhook's deliveries only: the others' tasks and the callers never wait on it, and the
 event loop never waits on the database.
@@ -16,7 +17,8 @@ event's id, the same on every attempt), `webhook-timestamp` (this attempt's) and
 again after first, 2 x first, 4 x first ... seconds, at most `most` apart, until `give_up` seconds
 after the event: then it is failed, and kept (`hotline hooks retry`).
 
-A row being sent is leased to its sender for the webhook's timeout and LEASE_MARGIN; a sender that
+A row claimed is leased to its sender for twice the webhook's timeout and LEASE_MARGIN (it may wait
+for a request before its own); a sender that
 died (kill -9) leaves a lease that lapses, and the row is claimed again: at least once. SQLite has
 one server, so at start its leases are all this server's old ones and are dropped at once.
 `webhook_failed` is logged once per webhook a minute (with the attempts not logged since).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +49,7 @@ from app.records.dialects import AnyDb, is_postgres, one_line
 log = structlog.get_logger("hotline.hooks")
 
 MAX_IN_FLIGHT: Final = 8  # requests at once per webhook
+AHEAD: Final = MAX_IN_FLIGHT  # rows claimed ahead of the requests, started as others end
 POLL: Final = 1.0  # seconds between looks at the outbox when nothing woke the worker
 LEASE_MARGIN: Final = 10.0  # seconds a lease outlives the request's timeout
 COUNT_EVERY: Final = 1.0  # seconds between counts of a webhook's pending rows (the gauge)
@@ -78,6 +82,7 @@ class _Worker:
     hook: Webhook
     task: asyncio.Task[None] | None = None
     sending: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # delivery id -> its request
+    ready: deque[outbox.Due] = field(default_factory=deque)  # claimed, waiting for a free request
     outcomes: list[outbox.Outcome] = field(default_factory=list)  # finished, not yet recorded
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False  # removed from hooks.yaml: finish what is under way, claim nothing more
@@ -142,7 +147,10 @@ class Deliveries:
         """Stop sending: requests under way are cancelled and their rows released at once."""
         workers = list(self._workers.values())
         self._workers.clear()
-        unsent = [i for w in workers for i in w.sending]  # their rows stay leased unless released
+        # their rows stay leased unless released
+        unsent = [i for w in workers for i in (*w.sending, *(d.id for d in w.ready))]
+        for worker in workers:
+            worker.ready.clear()  # none started any more
         for worker in workers:
             if worker.task is not None:
                 worker.task.cancel()
@@ -179,13 +187,13 @@ class Deliveries:
         """One exchange with the outbox, the requests it claimed started, then the wait for
         something to do; True when the webhook was removed and nothing of it is left under way."""
         outcomes, w.outcomes = w.outcomes, []
-        free = 0 if w.stopping else MAX_IN_FLIGHT - len(w.sending)
+        free = 0 if w.stopping else MAX_IN_FLIGHT + AHEAD - len(w.sending) - len(w.ready)
         now = self._clock()
         count = now >= w.next_count
         hook = w.hook
         try:
             got = await self._in_thread(
-                self._exchange, hook.name, outcomes, free, now, hook.timeout + LEASE_MARGIN, count
+                self._exchange, hook.name, outcomes, free, now, 2 * hook.timeout + LEASE_MARGIN, count
             )
         except Exception as exc:  # the database is unwell: keep the outcomes, look again later
             w.outcomes[:0] = outcomes
@@ -195,9 +203,9 @@ class Deliveries:
         if got.pending is not None:
             w.next_count = now + COUNT_EVERY
             self.pending[hook.name] = got.pending
-        for due in got.claimed:
-            w.sending[due.id] = asyncio.get_running_loop().create_task(self._send(w, hook, due))
-        if w.stopping and not w.sending and not w.outcomes:
+        w.ready.extend(got.claimed)
+        self._start(w)
+        if w.stopping and not w.sending and not w.ready and not w.outcomes:
             self.pending.pop(hook.name, None)  # no longer a webhook: its gauge goes
             return True
         if w.outcomes:
@@ -208,6 +216,13 @@ class Deliveries:
         w.wake.clear()
         await _wait(w.wake, wait)
         return False
+
+    def _start(self, w: _Worker) -> None:
+        """Requests for claimed rows, up to MAX_IN_FLIGHT at once."""
+        loop = asyncio.get_running_loop()
+        while w.ready and len(w.sending) < MAX_IN_FLIGHT:
+            due = w.ready.popleft()
+            w.sending[due.id] = loop.create_task(self._send(w, w.hook, due))
 
     async def _send(self, w: _Worker, hook: Webhook, due: outbox.Due) -> None:
         try:
@@ -220,6 +235,7 @@ class Deliveries:
         finally:
             w.sending.pop(due.id, None)
             w.wake.set()
+        self._start(w)  # the next row claimed, at once
 
     async def _post(self, hook: Webhook, due: outbox.Due) -> tuple[int | None, str | None]:
         """(HTTP status, None) when an answer came, else (None, why not)."""
