@@ -251,11 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     check = sub.add_parser(
         "check",
-        help="load and lint menu.yaml, robot.yaml and desk.yaml; print problems as path:line:col",
+        help="load and lint menu.yaml, robot.yaml, desk.yaml and hooks.yaml; print problems as path:line:col",
         description="Check the config folder: menu.yaml (and the data files it names), robot.yaml "
-        "(the robot's knowledge base) and desk.yaml (agent queues and agents), together, as the "
-        "server loads them. Prints every problem as path:line:col: error|warning: message, then a "
-        "summary line; exits 1 on any error.",
+        "(the robot's knowledge base), desk.yaml (agent queues and agents) and hooks.yaml (webhooks, "
+        "optional), together, as the server loads them. Prints every problem as "
+        "path:line:col: error|warning: message, then a summary line; exits 1 on any error.",
     )
     check.add_argument(
         "--config",

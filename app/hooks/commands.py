@@ -7,7 +7,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from app.records.dialects import AnyDb
 
 STATUSES = ("pending", "failed", "delivered")  # app/records/outbox.py's; kept here: `--help` stays light
 
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         db.close()
 
 
-def _open(target: Path | str, write: bool) -> Any:
+def _open(target: Path | str, write: bool) -> AnyDb:
     from app.records import database as dbm  # noqa: PLC0415
     from app.records.dialects import is_postgres  # noqa: PLC0415
 
