@@ -5,10 +5,10 @@ recorder's thread keeps writing meanwhile), one pooled aiohttp client. A webhook
 one transaction (`outbox.exchange`, run in the thread) it records how the attempts that finished
 went and claims what is due: MAX_IN_FLIGHT requests at once, and as many rows again claimed ahead
 (`ready`), so that a request that ends is followed by the next at once, not after the database's
-answer. It then sleeps until a request ends, the recorder committed new events (`wake`), the next retry
-is due, or POLL passes (events other replicas wrote, `hotline hooks retry`). So a slow receiver holds
-up its own webhook's deliveries only: the others' tasks and the callers never wait on it, and the
-event loop never waits on the database.
+answer. It then sleeps until a request ends, the recorder committed new events (`wake`), the next
+retry is due, or POLL passes (events other replicas wrote, `hotline hooks retry`). So a slow
+receiver holds up its own webhook's deliveries only: the others' tasks and the callers never wait
+on it, and the event loop never waits on the database.
 
 A request is a Standard Webhooks POST (app/hooks/signing.py): the stored body, `webhook-id` (the
 event's id, the same on every attempt), `webhook-timestamp` (this attempt's) and its signature. Any
@@ -18,9 +18,9 @@ again after first, 2 x first, 4 x first ... seconds, at most `most` apart, until
 after the event: then it is failed, and kept (`hotline hooks retry`).
 
 A row claimed is leased to its sender for twice the webhook's timeout and LEASE_MARGIN (it may wait
-for a request before its own); a sender that
-died (kill -9) leaves a lease that lapses, and the row is claimed again: at least once. SQLite has
-one server, so at start its leases are all this server's old ones and are dropped at once.
+for a request before its own); a sender that died (kill -9) leaves a lease that lapses, and the row
+is claimed again: at least once. SQLite has one server, so at start its leases are all this
+server's old ones and are dropped at once.
 `webhook_failed` is logged once per webhook a minute (with the attempts not logged since).
 """
 
