@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 
-.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-lookup bench-desk bench-board bench-shared bench-records bench-report bench-udp lock clean
+.PHONY: run test system-tools lint format check bench bench-tcp bench-mixed bench-lookup bench-hooks bench-desk bench-board bench-shared bench-records bench-report bench-udp lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,6 +54,9 @@ bench-mixed: $(STAMP)  ## the mixed workload on the shipped menu, then the cost 
 
 bench-lookup: $(STAMP)  ## a menu step with an HTTP look-up (a local backend answering at once) beside a table look-up
 	$(BIN)/python -m benchmarks.lookup $(ARGS)
+
+bench-hooks: $(STAMP) system-tools  ## webhook deliveries drained per second to a local receiver (SQLite; ARGS=--postgres also PostgreSQL)
+	$(BIN)/python -m benchmarks.hooks $(ARGS)
 
 bench-desk: $(STAMP)
 	$(BIN)/python -m benchmarks.desk $(ARGS)

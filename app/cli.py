@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app import __version__, logs
+from app.hooks import commands as hooks_commands
 from app.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -53,7 +54,9 @@ def _check(config: str | None) -> int:
     g, desk = result.graph, result.desk
     print(  # the summary is the command's answer: on stdout, after the problems
         f"{g.source}: ok, menu '{g.name}' with {len(g.nodes)} nodes, {len(desk.queues)} queue(s), "
-        f"{len(desk.agents)} agent(s), {len(result.warnings)} warning(s)"
+        f"{len(desk.agents)} agent(s), "
+        + (f"{len(result.hooks.webhooks)} webhook(s), " if result.hooks.webhooks else "")
+        + f"{len(result.warnings)} warning(s)"
     )
     return 0
 
@@ -248,11 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     check = sub.add_parser(
         "check",
-        help="load and lint menu.yaml, robot.yaml and desk.yaml; print problems as path:line:col",
+        help="load and lint menu.yaml, robot.yaml, desk.yaml and hooks.yaml; print problems as path:line:col",
         description="Check the config folder: menu.yaml (and the data files it names), robot.yaml "
-        "(the robot's knowledge base) and desk.yaml (agent queues and agents), together, as the "
-        "server loads them. Prints every problem as path:line:col: error|warning: message, then a "
-        "summary line; exits 1 on any error.",
+        "(the robot's knowledge base), desk.yaml (agent queues and agents) and hooks.yaml (webhooks, "
+        "optional), together, as the server loads them. Prints every problem as "
+        "path:line:col: error|warning: message, then a summary line; exits 1 on any error.",
     )
     check.add_argument(
         "--config",
@@ -303,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--coverage", action="store_true", help="list the menu nodes no conversation visits")
     _records_parsers(sub)
     _report_parser(sub)
+    hooks_commands.add_parser(sub)
     _robot_parser(sub)
     sub.add_parser(
         "passwd",
@@ -489,6 +493,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.command == "robot":
         try:
             return _robot_eval(args)
+        except SettingsError as exc:
+            print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
+            return 2
+    if args.command == "hooks":
+        try:
+            return hooks_commands.run(args)
         except SettingsError as exc:
             print(f"hotline: bad settings:\n{exc}", file=sys.stderr)
             return 2

@@ -1,6 +1,6 @@
-"""The config folder: `menu.yaml` (with its data files), `robot.yaml` and `desk.yaml`, loaded and
-checked together (a transfer naming a queue desk.yaml lacks, or an on_intent naming an intent
-robot.yaml lacks, is an error).
+"""The config folder: `menu.yaml` (with its data files), `robot.yaml`, `desk.yaml` and the optional
+`hooks.yaml` (webhooks), loaded and checked together (a transfer naming a queue desk.yaml lacks, or
+an on_intent naming an intent robot.yaml lacks, is an error).
 
 `hotline check`, the server at start-up and every reload go through `load_config`, so they agree on
 what is an error. The robot is attached to the menu graph so that `robot` nodes and the UDP endpoint
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.desk.loader import DeskConfig, load_desk
+from app.hooks.config import HooksConfig, load_hooks
 from app.menu import Graph, load_menu
 from app.robot import Matcher, load_robot
 from app.robot.schema import RobotFile
@@ -28,6 +29,7 @@ class Config(HasProblems):
     robot: Matcher | None
     problems: list[Problem] = field(default_factory=list)
     desk: DeskConfig | None = None
+    hooks: HooksConfig = field(default_factory=HooksConfig)  # hooks.yaml's webhooks (none without it)
 
 
 def load_config(folder: str | Path, *, env_required: bool = False) -> Config:
@@ -46,7 +48,8 @@ def load_config(folder: str | Path, *, env_required: bool = False) -> Config:
     if desk.desk is not None:
         known["queue"] = set(desk.desk.queues)
     menu = load_menu(menu_path, known, env_required=env_required)
-    problems = list(menu.problems) + desk.problems
+    hooks = load_hooks(menu_path.parent / "hooks.yaml", env_required=env_required)
+    problems = list(menu.problems) + desk.problems + hooks.problems
     if loaded is not None:
         problems += loaded.problems
         robot = loaded.matcher
@@ -62,6 +65,6 @@ def load_config(folder: str | Path, *, env_required: bool = False) -> Config:
                     "there is no robot.yaml: robot nodes answer every question with the fallback",
                 )
             )
-    if menu.graph is None or robot is None or desk.desk is None:
+    if menu.graph is None or robot is None or desk.desk is None or hooks.hooks is None:
         return Config(None, None, problems)
-    return Config(dataclasses.replace(menu.graph, robot=robot), robot, problems, desk.desk)
+    return Config(dataclasses.replace(menu.graph, robot=robot), robot, problems, desk.desk, hooks.hooks)

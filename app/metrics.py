@@ -49,6 +49,20 @@ class LookupTallies(Protocol):
         ...
 
 
+class HookTallies(Protocol):
+    """Webhook deliveries (app/net/hooks.py's Deliveries)."""
+
+    @property
+    def results(self) -> dict[tuple[str, str], int]:
+        """(webhook, delivered|retried|failed|gone) -> attempts that ended so."""
+        ...
+
+    @property
+    def pending(self) -> dict[str, int]:
+        """webhook -> deliveries pending (all replicas')."""
+        ...
+
+
 class Scraped(Protocol):
     """What the metrics read of the server (app/server.py's Hub provides it); read-only."""
 
@@ -80,6 +94,8 @@ class Scraped(Protocol):
     def live(self) -> Pages | None: ...
     @property
     def lookups(self) -> LookupTallies: ...
+    @property
+    def hooks(self) -> HookTallies | None: ...
 
 
 class HubCollector(Collector):
@@ -124,6 +140,23 @@ class HubCollector(Collector):
         yield from _desk_metrics(hub)
         yield from _records_metrics(hub)
         yield from _lookup_metrics(hub.lookups)
+        if hub.hooks is not None:
+            yield from _hook_metrics(hub.hooks)
+
+
+def _hook_metrics(hooks: HookTallies) -> Iterator[Metric]:
+    """Webhook deliveries: attempts by result, and what waits to be sent."""
+    total = CounterMetricFamily(
+        "hotline_webhook_deliveries",
+        "Webhook delivery attempts by webhook and result (delivered, retried, failed, gone).",
+        labels=["webhook", "result"],
+    )
+    for (name, result), count in sorted(hooks.results.items()):
+        total.add_metric([name, result], count)
+    yield total
+    yield _gauge(
+        "hotline_webhook_pending", "Webhook deliveries waiting to be sent.", "webhook", hooks.pending
+    )
 
 
 def _lookup_metrics(lookups: LookupTallies) -> Iterator[Metric]:
@@ -227,6 +260,13 @@ def _desk_metrics(hub: Scraped) -> Iterator[Metric]:
 
 def _labelled(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
+def _gauge(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
     for key, value in sorted(values.items()):
         family.add_metric([key], value)
     return family

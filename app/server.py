@@ -34,6 +34,7 @@ from app.menu import Graph
 from app.menu.engine import Stats
 from app.metrics import registry_for, render
 from app.net.agents import AgentConnection
+from app.net.hooks import Deliveries, Retry
 from app.net.rates import Rate
 from app.net.sources import Lookups
 from app.net.tcp import CallerSession, ProxyWait
@@ -139,6 +140,7 @@ class Hub:
         self.records = records  # tickets and transcripts; None only in tests of other parts
         self.tasks: set[asyncio.Task[None]] = set()  # tickets being stored (a reference keeps them alive)
         self.lookups = Lookups()  # HTTP look-ups of lookup nodes: one pooled client, each source's limits
+        self.hooks: Deliveries | None = None  # webhook deliveries (hooks.yaml), once the server runs
         desk = desk or DeskConfig.default()
         store = RedisStore(settings.redis_url, settings.replica or "") if settings.redis_url else None
         self.desk = Desk(desk, _desk_log, store, records)
@@ -199,6 +201,10 @@ class Server:
         prepare_folder(settings.data)  # the console's secret is kept there, with or without SQLite
         records = Recorder(settings.database_url or settings.data, settings.transcript_days)
         self.hub = Hub(settings, config.graph, config.robot, config.desk, records)
+        retry = Retry(settings.webhook_retry_first, settings.webhook_retry_max, settings.webhook_retry_for)
+        self.hub.hooks = Deliveries(settings.database_url or settings.data, config.hooks, retry)
+        records.hooks = config.hooks.subscriptions()  # events go to the outbox with their records
+        records.on_outbox = self.hub.hooks.wake
         self.stopping = asyncio.Event()
         self.tcp: asyncio.Server | None = None
         self.agents: asyncio.Server | None = None
@@ -219,6 +225,8 @@ class Server:
         raise_file_limit(s)
         if self.hub.records is not None:
             self.hub.records.start()
+        if self.hub.hooks is not None:
+            self.hub.hooks.start()
         await self.hub.desk.start()
         if not s.redis_url:  # in process, queued callbacks live in the records (Redis keeps its own)
             await self._restore_callbacks()
@@ -253,6 +261,7 @@ class Server:
             pid=os.getpid(),
             encoding=s.encoding,
             records=self.hub.records.where if self.hub.records is not None else None,  # URL: no password
+            webhooks=[h.name for h in self.hub.hooks.hooks.webhooks] if self.hub.hooks is not None else [],
         )
         demo = sorted(a.id for a in self.hub.desk.config.agents.values() if a.password_hash in DEMO_HASHES)
         if demo and not _is_loopback(s.host):
@@ -305,6 +314,9 @@ class Server:
         hub.graph = result.graph
         hub.robot = result.robot
         hub.desk.configure(result.desk, time.time())
+        if hub.hooks is not None and hub.records is not None:
+            hub.records.hooks = result.hooks.subscriptions()
+            hub.hooks.configure(result.hooks)
         if hub.live is not None:
             hub.live.titles_changed()  # consoles show the new menu's and queues' titles
         log.info(
@@ -419,6 +431,8 @@ class Server:
         await self.hub.logins.close()
         if self.hub.records is not None:
             await self.hub.records.close()  # every transcript line gathered is written
+        if self.hub.hooks is not None:
+            await self.hub.hooks.close()  # requests under way end; their deliveries are due again
         log.info(
             "server_stopped",
             sessions_said_goodbye=len(sessions),

@@ -184,6 +184,15 @@ class Settings(BaseSettings):
     replica: Annotated[str | None, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
         None, description="this replica's name in Redis; unset: host-pid-random (a restart is a new replica)"
     )
+    webhook_retry_first: Annotated[float, Field(gt=0, le=3600)] = Field(
+        1.0, description="seconds before a failed webhook delivery is tried again; doubled each time"
+    )
+    webhook_retry_max: Annotated[float, Field(gt=0, le=86400)] = Field(
+        600.0, description="longest wait in seconds between two attempts of a webhook delivery"
+    )
+    webhook_retry_for: Annotated[float, Field(gt=0, le=30 * 86400)] = Field(
+        86400.0, description="seconds a webhook delivery is tried before it is failed (and kept)"
+    )
     shutdown_grace: Annotated[float, Field(ge=0, le=600)] = Field(
         5.0, description="seconds to let callers finish after the goodbye on shutdown"
     )

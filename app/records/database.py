@@ -143,6 +143,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX desk_calls_by_agent ON desk_calls (agent, joined, queue, outcome, talked, csat)
         WHERE agent IS NOT NULL;
     """,
+    # 6: webhooks' outbox (docs/integrations.md, "Webhooks"; app/records/outbox.py): one row per event and
+    # webhook, written in the transaction of the record it reports, kept once delivered or failed
+    """
+    CREATE TABLE webhook_deliveries (
+        id {serial},                    -- what `hotline hooks list` shows and `retry` takes
+        event_id TEXT NOT NULL,         -- the webhook-id header: the same on every attempt
+        webhook TEXT NOT NULL,          -- its name in hooks.yaml
+        type TEXT NOT NULL,             -- ticket.created | call.completed | survey.answered | ...
+        call_id TEXT NOT NULL,          -- a call's events go out in order, one at a time
+        created {real} NOT NULL,
+        body TEXT NOT NULL,             -- the JSON sent, as signed
+        status TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        since {real} NOT NULL,          -- retried until since + 24 h (a manual retry starts again)
+        next_at {real} NOT NULL,        -- the next attempt, not before
+        lease_until {real},             -- a replica is sending it until then
+        last_status INTEGER,            -- the last answer's HTTP status (NULL: none came)
+        last_error TEXT,
+        done_at {real}                  -- delivered or failed then
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (webhook, status, id);
+    CREATE INDEX webhook_deliveries_next ON webhook_deliveries (webhook, status, next_at);
+    CREATE INDEX webhook_deliveries_by_call ON webhook_deliveries (webhook, call_id, id);
+    """,
 )
 VERSION = len(MIGRATIONS)
 TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
@@ -151,6 +175,7 @@ TABLES: tuple[frozenset[str], ...] = (  # the tables each migration makes
     frozenset({"desk_calls"}),
     frozenset(),
     frozenset({"desk_misses"}),
+    frozenset({"webhook_deliveries"}),
 )
 assert len(TABLES) == len(MIGRATIONS)
 DDL = {d.name: d.ddl for d in (SQLITE, POSTGRESQL)}  # what MIGRATIONS' blanks are on each database
@@ -482,6 +507,15 @@ def desk_calls_of(db: AnyDb, call_id: str) -> list[dict[str, Any]]:
         _desk_call(row)
         for row in db.rows("SELECT * FROM desk_calls WHERE call_id = ? ORDER BY joined, rowid", (call_id,))
     ]
+
+
+def latest_desk_call(db: AnyDb, call_id: str) -> dict[str, Any] | None:
+    """The session's latest desk call, as `desk_calls_of` has each (what a webhook event carries)."""
+    rows = db.rows(
+        "SELECT * FROM desk_calls WHERE rowid = (SELECT MAX(rowid) FROM desk_calls WHERE call_id = ?)",
+        (call_id,),
+    )
+    return _desk_call(rows[0]) if rows else None
 
 
 def _desk_call(row: Any) -> dict[str, Any]:

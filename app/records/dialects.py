@@ -17,6 +17,8 @@ database.py is written once for both; each difference is one member of the diale
 - transactions (`begin`, `rollback`): the writer's lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
   advisory lock held to the commit) and how durable the commit is (SQLite synchronous=FULL or NORMAL,
   PostgreSQL synchronous_commit on or off); nothing to roll back on a lost PostgreSQL connection.
+- claiming rows (`skip_locked`, `begin(writing=True)`): PostgreSQL's replicas claim webhook deliveries
+  at once, each skipping the rows another holds; SQLite's one writer takes the write lock first.
 - migrating (`migrating`): one migrator at a time (SQLite: BEGIN IMMEDIATE; PostgreSQL: a session
   advisory lock taken before the transaction).
 - numbers for shared texts (`text_numbers`): after the last one (SQLite has one writer); the n-th
@@ -101,10 +103,12 @@ class Db(Generic[C]):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur]
 
-    def begin(self, *, lock: int = 0, durable: bool = True) -> None:
+    def begin(self, *, lock: int = 0, durable: bool = True, writing: bool = False) -> None:
         """Start a transaction. `lock`: as the writer (SQLite: BEGIN IMMEDIATE; PostgreSQL: that
-        advisory lock, held to the commit). `durable`: the commit reaches the disk before it returns."""
-        self.dialect.begin(self, lock=lock, durable=durable)
+        advisory lock, held to the commit). `durable`: the commit reaches the disk before it returns.
+        `writing`: it will write after reading (SQLite: BEGIN IMMEDIATE, so that it waits for the
+        other writer rather than fail; PostgreSQL: no lock, rows are locked as they are claimed)."""
+        self.dialect.begin(self, lock=lock, durable=durable, writing=writing)
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
@@ -137,6 +141,7 @@ class Dialect(ABC, Generic[C]):
 
     name: ClassVar[str]  # what a Db's `kind` says
     ddl: ClassVar[Mapping[str, str]]  # what MIGRATIONS' blanks are here
+    skip_locked: ClassVar[str]  # ends a SELECT that claims rows several processes may want at once
 
     @abstractmethod
     def execute(self, db: Db[C], sql: str, args: Sequence[Any]) -> Cursor: ...
@@ -145,7 +150,7 @@ class Dialect(ABC, Generic[C]):
     def executemany(self, db: Db[C], sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     @abstractmethod
-    def begin(self, db: Db[C], *, lock: int, durable: bool) -> None: ...
+    def begin(self, db: Db[C], *, lock: int, durable: bool, writing: bool = False) -> None: ...
 
     @abstractmethod
     def rollback(self, db: Db[C]) -> None: ...
@@ -212,7 +217,14 @@ class SQLite(Dialect[sqlite3.Connection]):
     """The default: one file in the data folder."""
 
     name = "sqlite"
-    ddl: ClassVar[Mapping[str, str]] = {"real": "REAL", "int64": "INTEGER", "rowid": "", "text_blocks": ""}
+    ddl: ClassVar[Mapping[str, str]] = {
+        "real": "REAL",
+        "int64": "INTEGER",
+        "rowid": "",
+        "text_blocks": "",
+        "serial": "INTEGER PRIMARY KEY",  # the rowid itself: kept across VACUUM
+    }
+    skip_locked = ""  # one writer: nothing to skip
 
     def open(self, path: Path, *, create: bool, readonly: bool) -> Db[sqlite3.Connection]:
         if not path.exists():
@@ -241,9 +253,9 @@ class SQLite(Dialect[sqlite3.Connection]):
     def executemany(self, db: Db[sqlite3.Connection], sql: str, rows: Iterable[Sequence[Any]]) -> None:
         db.conn.executemany(sql, rows)
 
-    def begin(self, db: Db[sqlite3.Connection], *, lock: int, durable: bool) -> None:
+    def begin(self, db: Db[sqlite3.Connection], *, lock: int, durable: bool, writing: bool = False) -> None:
         db.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        db.conn.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
+        db.conn.execute("BEGIN IMMEDIATE" if lock or writing else "BEGIN")
 
     def rollback(self, db: Db[sqlite3.Connection]) -> None:
         db.conn.execute("ROLLBACK")
@@ -306,7 +318,9 @@ class PostgreSQL(Dialect[psycopg.Connection[Any]]):
         "int64": "BIGINT",
         "rowid": "rowid BIGINT GENERATED ALWAYS AS IDENTITY,",
         "text_blocks": "CREATE SEQUENCE text_blocks;",  # a replica's numbers for texts: a block each
+        "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     }
+    skip_locked = " FOR UPDATE SKIP LOCKED"  # replicas claim at once: each skips the rows another holds
 
     def __init__(self) -> None:
         self._marks: dict[str, str] = {}  # a query with ? marks -> with psycopg's %s marks
@@ -358,7 +372,9 @@ class PostgreSQL(Dialect[psycopg.Connection[Any]]):
         with db.conn.cursor() as cur:
             cur.executemany(self._q(sql), rows)
 
-    def begin(self, db: Db[psycopg.Connection[Any]], *, lock: int, durable: bool) -> None:
+    def begin(
+        self, db: Db[psycopg.Connection[Any]], *, lock: int, durable: bool, writing: bool = False
+    ) -> None:
         # one round trip (lock is one of our constants, never outside input)
         sync = "" if durable else "; SET LOCAL synchronous_commit = off"
         db.execute(f"BEGIN{sync}" + (f"; SELECT pg_advisory_xact_lock({int(lock)})" if lock else ""))

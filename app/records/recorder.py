@@ -11,6 +11,10 @@ waits on it.
   one log line per incident; callers are never slowed. A call keeps at most MAX_CALL_BYTES of
   transcript; past it, one line says so and the rest of the call is counted, not kept.
 
+- Webhook events (app/records/outbox.py): for the webhooks `hooks` names, an event row goes into the
+  transaction of the record it reports (a ticket's, a batch's desk call); after the commit
+  `on_outbox` is called on the loop (the delivery worker wakes).
+
 This is the storage interface the server uses (Storage). The thread writes to SQLite (a file in the
 data folder) or to PostgreSQL (`HOTLINE_DATABASE_URL`, replicas sharing one): the same queries
 (database.py), the same group commit; the thread connects again by itself after PostgreSQL went away.
@@ -32,6 +36,7 @@ from typing import Any, Protocol
 import structlog
 
 from app.records import database as dbm
+from app.records import outbox
 from app.records.database import Chunks, NewTicket
 from app.records.dialects import DatabaseError, is_postgres
 
@@ -137,6 +142,9 @@ class Recorder:
         self._dropping = False
         self._thread = threading.Thread(target=self._run, name="hotline-records", daemon=True)
         self._flusher: asyncio.Task[None] | None = None
+        # event type -> webhooks taking it (replaced whole on reload; the thread reads it per batch)
+        self.hooks: outbox.Subscriptions = {}
+        self.on_outbox: Callable[[], None] | None = None  # events were committed to the outbox
 
     @property
     def where(self) -> str:
@@ -224,22 +232,24 @@ class Recorder:
     # on disk within a second of the end, across kill -9 (the batch's commit is in the database's log)
     def desk_joined(self, call_id: str, queue: str, joined: float, phone: str | None = None) -> None:
         """A caller entered a queue; `phone`: their `phone` variable, kept in full (the abandoned list)."""
-        self._calls.append(("desk", (dbm.desk_joined, (call_id, queue, joined, phone))))
+        self._calls.append(("desk", (dbm.desk_joined, (call_id, queue, joined, phone), None, call_id)))
 
     def desk_missed(self, call_id: str, queue: str, agent: str, time: float) -> None:
-        self._calls.append(("desk", (dbm.desk_missed, (call_id, queue, agent, time))))
+        self._calls.append(("desk", (dbm.desk_missed, (call_id, queue, agent, time), None, call_id)))
 
     def desk_ended(self, end: Any) -> None:
         """`end`: the desk's DeskCallEnd (any object with DeskCallEnded's fields)."""
         fields = {f: getattr(end, f) for f in dbm.DeskCallEnded.__dataclass_fields__}
-        self._calls.append(("desk", (dbm.desk_ended, (dbm.DeskCallEnded(**fields),))))
+        ended = dbm.DeskCallEnded(**fields)
+        self._calls.append(("desk", (dbm.desk_ended, (ended,), "call.completed", ended.call_id)))
 
     def desk_disposition(self, call_id: str, disposition: str) -> None:
-        self._calls.append(("desk", (dbm.desk_note, (call_id, "disposition", disposition))))
+        self._calls.append(("desk", (dbm.desk_note, (call_id, "disposition", disposition), None, call_id)))
 
     def desk_callback(self, call_id: str, number: str, context: str, expires: float) -> None:
         """A caller booked a callback: the number in full (agents dial it), kept like a ticket's."""
-        self._calls.append(("desk", (dbm.desk_note, (call_id, "callback", number, context, expires))))
+        note = (call_id, "callback", number, context, expires)
+        self._calls.append(("desk", (dbm.desk_note, note, "callback.booked", call_id)))
 
     async def pending_callbacks(self) -> list[dict[str, Any]]:
         """Callbacks still waiting (after a restart of a server that keeps its queues in process)."""
@@ -247,7 +257,7 @@ class Recorder:
 
     def desk_score(self, call_id: str, csat: int) -> None:
         """A satisfaction score (1-5) for the session's latest desk call."""
-        self._calls.append(("desk", (dbm.desk_note, (call_id, "csat", csat))))
+        self._calls.append(("desk", (dbm.desk_note, (call_id, "csat", csat), "survey.answered", call_id)))
 
     async def last_lines(self, session_id: str, count: int) -> list[tuple[str, str | None, str]]:
         """The call's last lines as stored, after everything recorded so far is written."""
@@ -347,6 +357,7 @@ class Recorder:
             # durable: the commit reaches the disk before anyone hears an id
             self.db.begin(lock=dbm.TICKET_LOCK)
             ids = dbm.insert_tickets(self.db, [t for t, _ in batch])
+            events = outbox.tickets_created(self.db, self.hooks, ids, time.time())
             self.db.commit()
         except Exception as exc:
             self._rollback()
@@ -360,6 +371,8 @@ class Recorder:
         self.counters.commits += 1
         for (_, future), ticket_id in zip(batch, ids, strict=True):
             self._call_soon(_succeed, future, ticket_id)
+        if events:
+            self._outbox_filled()
 
     def _write_lines(
         self,
@@ -377,13 +390,18 @@ class Recorder:
                     dbm.call_started(self.db, *args)
             dbm.insert_texts(self.db, texts)
             dbm.insert_chunks(self.db, chunks)
+            events, hooks, now = 0, self.hooks, time.time()
             for what, args in calls:
                 if what == "end":
                     dbm.call_ended(self.db, *args)
                 elif what == "desk":
-                    write, values = args
+                    write, values, event, call_id = args
                     write(self.db, *values)
+                    if event is not None and hooks:
+                        events += outbox.desk_event(self.db, hooks, event, call_id, now)
             self.db.commit()
+            if events:
+                self._outbox_filled()
             self.counters.lines += count
             self.counters.commits += 1
             if self._dropping and count:
@@ -395,6 +413,10 @@ class Recorder:
         finally:
             with self._lock:
                 self._backlog -= count
+
+    def _outbox_filled(self) -> None:
+        if self.on_outbox is not None:
+            self._call_soon(self.on_outbox)
 
     def _recovered(self) -> None:
         if self._dropping:
@@ -418,13 +440,14 @@ class Recorder:
         try:
             self.db.begin(durable=False)
             deleted = dbm.purge_lines(self.db, before)
+            delivered = outbox.purge(self.db, before)  # events delivered as long ago (failed ones stay)
             self.db.commit()
         except Exception as exc:
             self._rollback()
             self._log_soon("error", "transcript_purge_failed", error=str(exc))
             return
-        if deleted:
-            self._log_soon("info", "transcripts_purged", lines=deleted)
+        if deleted or delivered:
+            self._log_soon("info", "transcripts_purged", lines=deleted, webhook_deliveries=delivered)
 
     def _log_soon(self, level: str, event: str, **fields: Any) -> None:
         """Log from the event loop's thread (structlog's processors are not shared across threads)."""
