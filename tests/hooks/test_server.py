@@ -235,3 +235,39 @@ async def test_a_reload_that_adds_hooks_yaml_starts_sending(tmp_path: Path) -> N
     finally:
         await server.shutdown()
         receiver.close()
+
+
+def test_a_booked_callback_and_its_end_are_delivered(tmp_path: Path) -> None:
+    """callback.booked with the number in full (the CRM dials it), then call.completed with the
+    outcome callback once an agent served it: a live caller books one at the shipped menu."""
+    from app.desk.passwords import hash_password
+    from tests.records.test_callbacks import NUMBER, _agent_on_break, _book
+
+    receiver = Receiver()
+    records_at = RecordsAt("sqlite", tmp_path / "data")
+    server = serve(
+        hooks_config(tmp_path, receiver.url, DESK.format(hash=hash_password(PASSWORD))), records_at
+    )
+    try:
+        agent = _agent_on_break(server)
+        caller, call_id = _book(server, NUMBER)
+        caller.close()
+        until(lambda: receiver.of_type("callback.booked", SECRET), what="callback.booked")
+        [booked] = receiver.of_type("callback.booked", SECRET)
+        assert (booked["data"]["call_id"], booked["data"]["callback"]) == (call_id, NUMBER)
+        agent.send("/ready")
+        agent.expect(f"CONTEXT {call_id} callback {NUMBER}\r\n")
+        agent.send("/accept")
+        agent.expect(f"CONNECTED {call_id}\r\n")
+        agent.send("/end 已回电")
+        until(lambda: receiver.of_type("call.completed", SECRET), what="call.completed")
+        [done] = receiver.of_type("call.completed", SECRET)
+        assert (done["data"]["call_id"], done["data"]["outcome"], done["data"]["agent"]) == (
+            call_id,
+            "callback",
+            "1001",
+        )
+        assert all(r.verified(SECRET) for r in receiver.requests)
+    finally:
+        server.stop()
+        receiver.close()
