@@ -93,16 +93,25 @@ def loadgen_steps(table: dict[str, object]) -> tuple[str, list[str]]:
 NAMES = {
     "hotline": "hotline",
     "quiet": "hotline, transcripts off",
+    "before": "hotline before (--before)",
+    "before-quiet": "hotline before, transcripts off",
     "protocol": "bare uvloop Protocol",
     "streams": "asyncio streams, uvloop",
 }
 
 
-def designs(folder: Path, table_path: Path) -> list[Design]:
+def designs(folder: Path, table_path: Path, before: Path | None = None) -> list[Design]:
     serve = lambda port: [python(), "-m", "app", "serve", "--tcp-port", str(port)]  # noqa: E731
+    then = []
+    if before is not None:  # another checkout's hotline (the code before a change), side by side
+        then = [
+            Design("before", NAMES["before"], serve, env_for(folder), before),
+            Design("before-quiet", NAMES["before-quiet"], serve, env_for(folder, transcripts=False), before),
+        ]
     return [
         Design("hotline", NAMES["hotline"], serve, env_for(folder)),
         Design("quiet", NAMES["quiet"], serve, env_for(folder, transcripts=False)),
+        *then,
         Design(
             "protocol",
             NAMES["protocol"],
@@ -133,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--menus", default=",".join(s.key for s in SHAPES), help="comma-separated shapes")
     parser.add_argument("--no-steps", action="store_true", help="skip the per-step-kind instruction counts")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of the code before a change (git archive): measured beside this one",
+    )
     args = parser.parse_args(argv)
     raise_file_limit()
     shapes = [BY_KEY[k] for k in args.menus.split(",")]
@@ -144,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
             folder = shape.folder(root / "menus")
             table_path = root / f"{shape.key}.json"
             greeting, steps = loadgen_steps(record(shape.script, folder, table_path))
-            plans.append((shape, designs(folder, table_path), greeting, steps))
+            plans.append((shape, designs(folder, table_path, args.before), greeting, steps))
         for conns in CONNS:
             for _ in range(args.rounds):
                 for shape, menu_designs, greeting, steps in plans:
@@ -179,6 +193,8 @@ def report(args: argparse.Namespace, shapes: list[Shape], results: Results) -> N
         print("| design | 100 sessions | hotline is | p50 / p99 | 5,000 sessions | hotline is | p50 / p99 |")
         print("|---|---|---|---|---|---|---|")
         for key, name in NAMES.items():
+            if (shape.key, key, CONNS[0]) not in results:
+                continue
             cells = [name]
             for conns in CONNS:
                 r, h = _med(results, shape.key, key, conns), _med(results, shape.key, "hotline", conns)
@@ -193,16 +209,19 @@ def report(args: argparse.Namespace, shapes: list[Shape], results: Results) -> N
             print("| " + " | ".join(cells) + " |")
     # the summary: per menu, the ratios the issue asks for (medians of the round-by-round ratios)
     print("\n#### Every menu: hotline's ratios (median of the rounds; the worst menu last)\n")
-    head = "| menu | " + " | ".join(
-        f"{what} at {conns:,}" for conns in CONNS for what in ("on ÷ Protocol", "off ÷ Protocol", "on ÷ off")
-    )
-    print(head + " |\n|---" * 1 + "|---" * (3 * len(CONNS)) + "|")
+    pairs = [("hotline", "protocol"), ("quiet", "protocol"), ("hotline", "quiet")]
+    labels = ["on ÷ Protocol", "off ÷ Protocol", "on ÷ off"]
+    if args.before is not None:
+        pairs += [("before", "protocol"), ("before-quiet", "protocol"), ("hotline", "before")]
+        labels += ["before, on ÷ Protocol", "before, off ÷ Protocol", "on ÷ before (on)"]
+    head = "| menu | " + " | ".join(f"{what} at {conns:,}" for conns in CONNS for what in labels)
+    print(head + " |\n|---" + "|---" * (len(labels) * len(CONNS)) + "|")
     worst: dict[tuple[str, int], float] = {}
     rows: list[tuple[str, str, bool]] = []
     for shape in shapes:
         cells = [shape.title]
         for conns in CONNS:
-            for a, b in (("hotline", "protocol"), ("quiet", "protocol"), ("hotline", "quiet")):
+            for a, b in pairs:
                 rounds = _rounds(results, shape.key, a, b, conns)
                 value = median(rounds) if rounds else 0.0
                 cells.append(f"{value:.2f}×" if rounds else "—")
@@ -232,7 +251,7 @@ def report(args: argparse.Namespace, shapes: list[Shape], results: Results) -> N
                 )
     cells = ["**the worst**"]
     for conns in CONNS:
-        for a, b in (("hotline", "protocol"), ("quiet", "protocol"), ("hotline", "quiet")):
+        for a, b in pairs:
             value = worst.get((a + b, conns))
             cells.append(f"**{value:.2f}×**" if value is not None else "—")
     print("| " + " | ".join(cells) + " |")
