@@ -122,21 +122,13 @@ class Waiting:
     max_failures: int
     on_max_failures: str | None
     keys: Mapping[str, str]
-    # Input -> the waiting node it leads to directly, for options that no global key shadows, that
-    # folding leaves alone (so the typed line is looked up as is), printable, and whose target has a
-    # fixed prompt.
-    # Filled once the whole graph is compiled; the engine takes these moves without calling handle().
-    # A key's full-width form (what a Chinese IME types: ２ for 2) is here too, when it folds to it.
-    moves: dict[str, WaitNode] = field(default_factory=dict, compare=False, repr=False)
-    # The global keys `back`, `top` and `repeat` as typed (and in full width): taken by Session.press
-    # when the node they lead to has a fixed prompt (see Session._fast_key).
-    fast_keys: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-    # Single keys a menu refuses (no option, global key or pattern takes them) -> the invalid line and
-    # the short prompt as one Say; only when both are fixed texts. Session.press counts the failure.
-    refused: dict[str, Say] = field(default_factory=dict, compare=False, repr=False)
-    # An input's pattern and its retry (the invalid line and the short prompt, one Say): Session.press
-    # answers a line the pattern refuses without the handler. None unless both texts are fixed.
-    check: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    # What Session.press may take without the handler, compiled when the menu loads (loader.steps):
+    # each line as typed (and a key's full-width form, ２ for 2) -> (action, argument): ("go", node)
+    # for an option or a global key to a node, ("back" | "top" | "repeat", "") for those global
+    # keys, ("refuse", "") for a single key a menu refuses. Lines typed in another form (upper case,
+    # padded) are looked up folded; what a step says is rendered from the templates' parts.
+    steps: dict[str, tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
+    # The invalid line and the short prompt as one Say, when both are fixed texts (else rendered).
     retry: Say | None = field(default=None, compare=False, repr=False)
     secret: bool = field(default=False, compare=False, repr=False)  # node.sensitive, without a call
 
