@@ -38,8 +38,13 @@ from app.menu.events import (
     TicketSaved,
     ToAgent,
 )
-from app.menu.graph import LOOKS_UP, SAYS, WAITS, WALK_LIMIT, Graph
+from app.menu.graph import Graph
 from app.menu.nodes import (
+    LOOKS_UP,
+    SAYS,
+    WAITS,
+    WALK_LIMIT,
+    Arrival,
     Callback,
     InputNode,
     LookupNode,
@@ -259,10 +264,12 @@ class Session:
         `feed_line` (a robot's question, a transfer, a ticket, a hang-up, the last failure, a
         template with a variable not set, anything traced)."""
         node = self.node
-        if node is None or self.trace or self.desk is not None or self.saving is not None:
+        if node is None:
             return None
         wait = node.wait
         step = wait.steps.get(line)
+        if self.trace or self.desk is not None or self.saving is not None:
+            return None
         if step is None:
             if not line.isascii():  # fold() would normalise it: full-width keys are in `steps`
                 return None
@@ -274,10 +281,20 @@ class Session:
                     return None
                 self._now = now
                 return self._handled(node, text, folded, now)
+        if type(step) is Arrival:  # the common keypress: a move whose walk is fixed
+            target = step.node
+            if step.one:
+                self._arrive(target)
+            else:
+                for passed in step.nodes:
+                    self._arrive(passed)
+            self.node = target
+            self.deadline = now + target.wait.timeout
+            return step.say
         self._now = now
-        action, target = step
+        action, name = step  # type: ignore[misc]
         if action == "go":
-            return self._move(target, None, None, now)
+            return self._move(name, None, None, now)
         if action == "refuse":
             return self._refuse(node, now)
         if action == "repeat":

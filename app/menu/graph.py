@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from app.menu.events import Say
-from app.menu.nodes import Answerer, LookupNode, MessageNode, Node, Reply, Text, WaitNode
+from app.menu.nodes import Answerer, Arrival, Node, Reply, Text, fixed_arrival, walks
 from app.menu.sources import Source
 
 
@@ -71,56 +70,3 @@ class Graph:
         object.__setattr__(self, "arrivals", arrivals)
         object.__setattr__(self, "nodes", MappingProxyType(table))
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
-
-
-WAITS, SAYS, LOOKS_UP, OTHER = 0, 1, 2, 3  # how a node is walked on arrival (Graph.walk)
-WALK_LIMIT = 20  # nodes Session.press walks in one step; longer walks take the general path
-
-
-def walks(node: Node) -> int:
-    """WAITS: says its prompt and waits (no handler of its own on arrival); SAYS: a message that
-    goes on; LOOKS_UP: a table look-up; OTHER: anything else (a transfer, a ticket, a hang-up, an
-    HTTP look-up, a message that ends the call), which only the node's handler walks."""
-    if isinstance(node, WaitNode):
-        return WAITS if type(node).enter is WaitNode.enter else OTHER
-    if type(node) is MessageNode:
-        return SAYS if node.next is not None else OTHER
-    if type(node) is LookupNode:
-        return LOOKS_UP
-    return OTHER
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """A walk fixed at load time: the nodes arrived at in order, the last one waiting, and the Say
-    of all they said (one text, lines joined)."""
-
-    nodes: tuple[Node, ...]
-    node: WaitNode
-    say: Say
-
-
-def fixed_arrival(table: Mapping[str, Node], name: str) -> Arrival | None:
-    nodes: list[Node] = []
-    texts: list[str] = []
-    for _ in range(WALK_LIMIT):
-        node = table[name]
-        nodes.append(node)
-        kind = walks(node)
-        if kind == SAYS:
-            assert isinstance(node, MessageNode) and node.next is not None
-            if node.text.say is None:
-                return None
-            texts.append(node.text.say.text)
-            name = node.next
-        elif kind == WAITS:
-            assert isinstance(node, WaitNode)
-            say = node.wait.prompt.say
-            if say is None:
-                return None
-            if texts:
-                say = Say("\n".join([*texts, say.text]))
-            return Arrival(tuple(nodes), node, say)
-        else:
-            return None
-    return None

@@ -589,8 +589,9 @@ def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -
 
     def add(key: str, step: tuple[str, str]) -> None:
         if key and _as_typed(key):
+            move = handlers.fixed_arrival(compiled, step[1]) if step[0] == "go" else None
             for typed in _widths(key):
-                steps.setdefault(typed, step)
+                steps.setdefault(typed, move or step)
 
     if node.sensitive:
         object.__setattr__(wait, "secret", True)  # Waiting is frozen: set once, at compile time
