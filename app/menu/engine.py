@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from app import zone
 from app.menu.events import (
@@ -47,9 +47,7 @@ from app.menu.nodes import (
     Arrival,
     Callback,
     InputNode,
-    LookupNode,
     MenuNode,
-    MessageNode,
     Node,
     SourceLookupNode,
     Text,
@@ -58,7 +56,7 @@ from app.menu.nodes import (
     WaitNode,
 )
 from app.menu.sources import FOUND, MISSING, WAIT_PROMPT_AFTER
-from app.menu.templates import BUILTINS, Ref, value_text
+from app.menu.templates import Ref, value_text
 
 LOOP_LIMIT = 100
 _NO_EVENTS: list[Event] = []  # never appended to: every API call starts a new list first
@@ -379,36 +377,34 @@ class Session:
         how = self.graph.walk
         nodes: list[Node] = []
         texts: list[str] = []
+        said: str | None
+        node: Any  # what `how` says it is (no cast(): a call per node)
         for _ in range(WALK_LIMIT):
             node = table[name]
             kind = how[name]
             nodes.append(node)
-            said: str | None
+            if kind == WAITS:
+                said = self._fill(node.wait.prompt, saves)
+                if said is None:
+                    return None
+                texts.append(said)
+                return nodes, node, texts, saves
             if kind == SAYS:
-                message = cast(MessageNode, node)
-                said = self._fill(message.text, saves)
-                if said is None or message.next is None:
-                    return None
-                texts.append(said)
-                name = message.next
-            elif kind == WAITS:
-                waiting = cast(WaitNode, node)
-                said = self._fill(waiting.wait.prompt, saves)
+                said = self._fill(node.text, saves)
                 if said is None:
                     return None
                 texts.append(said)
-                return nodes, waiting, texts, saves
+                name = node.next
             elif kind == LOOKS_UP:
-                lookup = cast(LookupNode, node)
-                said = self._fill(lookup.key, saves)
+                said = self._fill(node.key, saves)
                 if said is None:
                     return None
-                record = self.graph.tables.get(lookup.table, {}).get(said.strip())
+                record = self.graph.tables.get(node.table, _NO_VARS).get(said.strip())
                 if record is None:
-                    name = lookup.missing
+                    name = node.missing
                     continue
-                saves = {**saves, lookup.save_as: record} if saves else {lookup.save_as: record}
-                name = lookup.found
+                saves = {**saves, node.save_as: record} if saves else {node.save_as: record}
+                name = node.found
             else:
                 return None
         return None
@@ -421,25 +417,33 @@ class Session:
             return say.text
         out: list[str] = []
         found = self.vars
+        part: Any
         for part in text.template.parts:
             if type(part) is str:
                 out.append(part)
                 continue
-            ref = cast(Ref, part)
-            name = ref.name
-            value = saves.get(name, _UNSET) if saves else _UNSET
-            if value is _UNSET:
+            name = part.name
+            if saves is not None and name in saves:
+                value = saves[name]
+            else:
                 value = found.get(name, _UNSET)
-                if value is _UNSET:
-                    if name in BUILTINS and ref.field in BUILTINS[name]:
-                        out.append(self._lookup(ref))
-                        continue
-                    return None
-            field = ref.field
+                if value is _UNSET:  # a built-in, or not set
+                    field = part.field
+                    if name == "caller" and field == "address":
+                        out.append(self.caller)
+                    elif name == "session" and field == "id":
+                        out.append(self.session_id)
+                    elif name == "now" and field in ("date", "time"):
+                        out.append(self._lookup(part))
+                    else:
+                        return None
+                    continue
+            field = part.field
             if field is None:
-                out.append(value_text(value))
-            elif isinstance(value, dict) and field in value:
-                out.append(value_text(value[field]))
+                out.append(value if type(value) is str else value_text(value))
+            elif type(value) is dict and field in value:
+                value = value[field]
+                out.append(value if type(value) is str else value_text(value))
             else:
                 return None
         return "".join(out)
