@@ -49,7 +49,7 @@ bench: $(BENCH_STAMP) system-tools  ## side-by-side benchmarks: TCP, mixed workl
 bench-tcp: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.tcp $(ARGS)
 
-bench-mixed: $(STAMP)  ## the mixed workload on the shipped menu, then the cost of each step kind (callgrind)
+bench-mixed: $(STAMP)  ## the mixed workload on the shipped menu and four generated shapes (benchmarks/menus.py), then the cost of each step kind on each (callgrind)
 	$(BIN)/python -m benchmarks.mixed $(ARGS)
 
 bench-lookup: $(STAMP)  ## a menu step with an HTTP look-up (a local backend answering at once) beside a table look-up

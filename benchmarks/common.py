@@ -64,13 +64,14 @@ class Proc:
         tcp_port: int | None = None,
         udp_port: int | None = None,
         udp_probe: bytes = b"hi",
+        cwd: Path | None = None,
     ) -> None:
         self.proc = subprocess.Popen(
             pinned(SERVER_CPU, argv),
             env={**os.environ, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            cwd=REPO,
+            cwd=cwd or REPO,  # another checkout (benchmarks.mixed --before) runs its own app/
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -2,10 +2,11 @@
 
     .venv/bin/python -m benchmarks.steps            (run by `make bench-mixed` after the socket runs)
 
-In process, on uvloop: the shipped config (config/) with its robot and desk, a Hub as the server
+In process, on uvloop: one menu of the mixed workload (benchmarks/menus.py: the shipped config/ or
+a generated one) with the shipped robot and desk, a Hub as the server
 builds it (transcripts on, gathered on the loop as in the server; the writer thread is not started,
 so its work, done on another thread, is not in these counts), and SESSIONS real CallerSessions on a
-stand-in transport (it keeps nothing). For each step of the mixed workload's SCRIPT, every session
+stand-in transport (it keeps nothing). For each step of the menu's script, every session
 is walked to the step (not counted), then each takes the step: `data_received(line + CRLF)`, the
 whole path a read takes (line discipline, line rate, the coroutine, the engine, the transcript, the
 write). Counted: only those calls, divided by SESSIONS.
@@ -101,11 +102,13 @@ async def walk(counted: Callable[[str, Prepare], None]) -> None:
     from app.records import Recorder
     from app.server import Hub
     from app.settings import Settings
-    from benchmarks.mixed import SCRIPT
+    from benchmarks.menus import BY_KEY
 
+    shape = BY_KEY[os.environ.get("HOTLINE_STEPS_MENU", "shipped")]
+    script = shape.script
     data = tempfile.mkdtemp(prefix="hotline-steps-")
     settings = Settings(
-        config=REPO / "config",
+        config=shape.folder(Path(data) / "menus"),
         data=data,
         max_lines_per_second=1e9,
         max_sessions=100_000,
@@ -117,7 +120,7 @@ async def walk(counted: Callable[[str, Prepare], None]) -> None:
     hub = Hub(settings, config.graph, config.robot, config.desk, records)
     gone: list[Any] = []
     try:
-        for index, (kind, line) in enumerate(SCRIPT):
+        for index, (kind, line) in enumerate(script):
 
             def prepare(index: int = index, line: str = line) -> Callable[[], None]:
                 """SESSIONS new callers walked to just before the step; the step, to call once."""
@@ -126,7 +129,7 @@ async def walk(counted: Callable[[str, Prepare], None]) -> None:
                     s = CallerSession(hub)
                     s.connection_made(Transport(40000 + i))  # type: ignore[arg-type]
                     sessions.append(s)
-                for _, before in SCRIPT[:index]:
+                for _, before in script[:index]:
                     for s in sessions:
                         s.data_received(before.encode() + b"\r\n")
                 data_in = line.encode() + b"\r\n"
@@ -142,14 +145,15 @@ async def walk(counted: Callable[[str, Prepare], None]) -> None:
             for s in gone:
                 s.connection_lost(None)
             gone.clear()
-        question = next(line for kind, line in SCRIPT if kind == "robot question")
+        question = next((line for kind, line in script if kind == "robot question"), None)
         robot = hub.robot
+        if question is not None:
 
-        def match() -> None:
-            for _ in range(SESSIONS):
-                robot._answer(question)  # matching itself, not the kept answer
+            def match() -> None:
+                for _ in range(SESSIONS):
+                    robot._answer(question)  # matching itself, not the kept answer
 
-        counted("robot matching alone", lambda: match)
+            counted("robot matching alone", lambda: match)
     finally:
         hub.timers.close()
         shutil.rmtree(data, ignore_errors=True)
@@ -189,8 +193,8 @@ def _timed(fn: Callable[[], None]) -> float:
     return time.process_time() - start
 
 
-def instructions() -> list[tuple[str, float]]:
-    """Run the walk under callgrind; instructions per step for each dump."""
+def instructions(menu: str) -> list[tuple[str, float]]:
+    """Run the walk on `menu` under callgrind; instructions per step for each dump."""
     with tempfile.TemporaryDirectory(prefix="hotline-cg-") as tmp:
         out = Path(tmp) / "cg.out"
         subprocess.run(
@@ -206,7 +210,7 @@ def instructions() -> list[tuple[str, float]]:
             ],
             check=True,
             cwd=REPO,
-            env={**os.environ, "HOTLINE_STEPS_CALLGRIND": "1"},
+            env={**os.environ, "HOTLINE_STEPS_CALLGRIND": "1", "HOTLINE_STEPS_MENU": menu},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -221,10 +225,13 @@ def instructions() -> list[tuple[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from benchmarks.menus import BY_KEY, SHAPES
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--time", action="store_true", help="CPU time even where valgrind is installed")
     parser.add_argument("--no-transcripts", action="store_true", help="sessions keep no transcript")
+    parser.add_argument("--menus", default=",".join(s.key for s in SHAPES), help="comma-separated shapes")
     args = parser.parse_args(argv)
     if args.no_transcripts:
         os.environ["HOTLINE_STEPS_NO_TRANSCRIPTS"] = "1"
@@ -232,26 +239,61 @@ def main(argv: list[str] | None = None) -> None:
         inner()
         return
     use_valgrind = shutil.which("valgrind") is not None and shutil.which("gcc") is not None and not args.time
-    if use_valgrind:
-        costs, unit = instructions(), "instructions"
-    else:
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.steps", "--inner"],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        costs = [(line.split(" ", 1)[1], float(line.split(" ", 1)[0])) for line in out.splitlines()]
-        unit = "µs of CPU"
-    report(costs, unit)
+    unit = "instructions" if use_valgrind else "µs of CPU"
+    every: dict[str, list[tuple[str, float]]] = {}
+    for menu in args.menus.split(","):
+        if use_valgrind:
+            costs = instructions(menu)
+        else:
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.steps", "--inner"],
+                cwd=REPO,
+                check=True,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "HOTLINE_STEPS_MENU": menu},
+            ).stdout
+            costs = [(line.split(" ", 1)[1], float(line.split(" ", 1)[0])) for line in out.splitlines()]
+        every[menu] = costs
+        report(costs, unit, BY_KEY[menu].title)
+    if len(every) > 1:
+        by_kind(every, unit)
 
 
-def report(costs: list[tuple[str, float]], unit: str) -> None:
+def by_kind(every: dict[str, list[tuple[str, float]]], unit: str) -> None:
+    """One table: each kind of step (rows) on each menu (columns), the mean where a script takes
+    it more than once."""
+    from benchmarks.menus import BY_KEY
+
+    kinds: dict[str, dict[str, list[float]]] = {}
+    for menu, costs in every.items():
+        for name, value in costs:
+            kind = name[3:] if name[:2].isdigit() else name
+            kinds.setdefault(kind, {}).setdefault(menu, []).append(value)
+    menus = list(every)
+    print(f"\n### Each kind of step on each menu ({unit} per step; in process, transcripts on)\n")
+    print("| step kind | " + " | ".join(BY_KEY[m].key for m in menus) + " |")
+    print("|---" * (len(menus) + 1) + "|")
+    for kind, cells in kinds.items():
+        shown = []
+        for m in menus:
+            values = cells.get(m)
+            if not values:
+                shown.append("")
+            else:
+                v = sum(values) / len(values)
+                shown.append(f"{v:,.0f}" if unit == "instructions" else f"{v:.2f}")
+        print(f"| {kind} | " + " | ".join(shown) + " |")
+
+
+def report(costs: list[tuple[str, float]], unit: str, title: str = "") -> None:
     by_name = dict(costs)
-    options = [v for k, v in costs if k.split(" ", 1)[1] == "option"]
+    # the base: an option into a submenu (the shapes' cheapest keypress that moves)
+    options = [v for k, v in costs if k[3:] == "option" or k[3:].endswith("option into a submenu")]
     base = min(options) if options else 0.0
-    print(f"\n### What each step costs the server ({unit} per step, {SESSIONS} sessions each; in process)\n")
+    print(
+        f"\n### {title}: what each step costs the server ({unit} per step, {SESSIONS} sessions each; in process)\n"
+    )
     print(f"| step of the mixed workload | {unit} | × an option keypress |\n|---|---|---|")
     for name, value in costs:
         ratio = f"{value / base:.2f}×" if base else "—"

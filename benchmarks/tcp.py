@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from benchmarks.common import (
     CLIENT_CPU,
@@ -58,6 +59,7 @@ class Design:
     name: str
     argv: Callable[[int], list[str]]
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None  # the checkout whose app/ it runs (default: this one)
 
 
 def baseline(module: str, *extra: str) -> Callable[[int], list[str]]:
@@ -125,7 +127,7 @@ def measure(
     """Start the design's server, run loadgen's steps against it, stop it."""
     port = free_port()
     try:
-        server = Proc(design.argv(port), env=design.env, tcp_port=port)
+        server = Proc(design.argv(port), env=design.env, tcp_port=port, cwd=design.cwd)
     except RuntimeError as exc:
         return Run(failed=str(exc)[:80])
     try:

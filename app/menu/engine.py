@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, Final
 
 from app import zone
@@ -38,7 +39,22 @@ from app.menu.events import (
     ToAgent,
 )
 from app.menu.graph import Graph
-from app.menu.nodes import Callback, Node, SourceLookupNode, Text, TicketNode, TransferNode, WaitNode
+from app.menu.nodes import (
+    LOOKS_UP,
+    SAYS,
+    WAITS,
+    WALK_LIMIT,
+    Arrival,
+    Callback,
+    InputNode,
+    MenuNode,
+    Node,
+    SourceLookupNode,
+    Text,
+    TicketNode,
+    TransferNode,
+    WaitNode,
+)
 from app.menu.sources import FOUND, MISSING, WAIT_PROMPT_AFTER
 from app.menu.templates import Ref, value_text
 
@@ -237,63 +253,200 @@ class Session:
         return self._done(out)
 
     def press(self, line: str, now: float) -> Say | None:
-        """`feed` for the common keypresses, with one event and no list: an option typed as is (or in
-        full width) that leads straight to a node that waits and has a fixed prompt (Waiting.moves);
-        `*` back, `#` top and `9` repeat to such a node (Waiting.fast_keys); a single key a menu
-        refuses (Waiting.refused) or a line an input's pattern refuses (Waiting.check): the invalid
-        line and the short prompt, one Say. Returns what to
-        say, or None having changed nothing: then call `feed_line`."""
+        """`feed` for a line that needs no handler's own work, with one event and no list: an option
+        or a global key (`*` back, `#` top, `9` repeat, one to a node), typed as is, in full width or
+        in another case; a line an input's pattern takes; a menu's pattern with its captures; a line
+        a menu or an input refuses. Where it leads is walked like `_go` through messages and table
+        look-ups to the node that waits, and what they say is one Say (lines joined; rendered from
+        the templates' parts when not fixed). Returns it, or None having changed nothing: then call
+        `feed_line` (a robot's question, a transfer, a ticket, a hang-up, the last failure, a
+        template with a variable not set, anything traced)."""
         node = self.node
-        if node is None or self.trace:
+        if node is None:
             return None
         wait = node.wait
-        nxt = wait.moves.get(line)
-        if nxt is None:
-            if self.desk is not None or self.saving is not None:
+        step = wait.steps.get(line)
+        if self.trace or self.desk is not None or self.saving is not None:
+            return None
+        if step is None:
+            if not line.isascii():  # fold() would normalise it: full-width keys are in `steps`
                 return None
-            action = wait.fast_keys.get(line)
-            if action is not None:
-                return self._fast_key(action, node, now)
-            retry = wait.refused.get(line)
-            if retry is None:
-                check = wait.check  # an input: a line its pattern refuses (and no global key takes)
-                if check is None or not line.isascii():
+            text = line.strip()
+            folded = text.lower()  # fold() of an ASCII line
+            step = wait.steps.get(folded)
+            if step is None:
+                if not text or folded in wait.keys or not text.isprintable():
                     return None
-                text = line.strip()
-                if not text or text.lower() in wait.keys or check.fullmatch(text) is not None:
-                    return None
-                retry = wait.retry
-            if retry is None or self.failures + 1 >= wait.max_failures:
-                return None
-            self.failures += 1  # fail(), below the limit
-            self.stats.invalid += 1
-            self.deadline = now + wait.timeout
-            return retry
-        self._arrive(nxt)
-        wait = nxt.wait  # WaitNode.enter, inlined
-        self.node = nxt
-        self.deadline = now + wait.timeout
-        return wait.prompt.say
-
-    def _fast_key(self, action: str, node: WaitNode, now: float) -> Say | None:
-        """`_key` for back, top and repeat, when where it leads says a fixed prompt and waits."""
-        wait = node.wait
+                self._now = now
+                return self._handled(node, text, folded, now)
+        if type(step) is Arrival:  # the common keypress: a move whose walk is fixed
+            target = step.node
+            if step.one:
+                self._arrive(target)
+            else:
+                for passed in step.nodes:
+                    self._arrive(passed)
+            self.node = target
+            self.deadline = now + target.wait.timeout
+            return step.say
+        self._now = now
+        action, name = step  # type: ignore[misc]
+        if action == "go":
+            return self._move(name, None, None, now)
+        if action == "refuse":
+            return self._refuse(node, now)
         if action == "repeat":
             say = wait.prompt.say
-            if say is not None:
-                self.failures = self.timeouts = 0  # accept()
-                self.deadline = now + wait.timeout
+            if say is None:
+                prompt = self._fill(wait.prompt, None)
+                if prompt is None:
+                    return None
+                say = Say(prompt, True)
+            self.failures = self.timeouts = 0  # accept()
+            self.deadline = now + wait.timeout
             return say
-        trail, name = self._returning(action, node)
-        target = self.graph.direct.get(name)
-        if target is None:
+        trail, name = self._returning(action, node)  # back, top
+        return self._move(name, None, trail, now)
+
+    def _handled(self, node: WaitNode, text: str, folded: str, now: float) -> Say | None:
+        """press() for a line no step takes: what an input's or a menu's handler would do."""
+        if type(node) is InputNode:
+            pattern = node.pattern
+            if pattern is None or pattern.fullmatch(text) is not None:
+                return self._move(node.next, {node.save_as: text}, None, now)
+            return self._refuse(node, now)
+        if type(node) is MenuNode:
+            if folded in node.options:  # an option not typed as is
+                return None
+            for rule in node.rules:
+                m = rule.regex.search(text)
+                if m is not None:
+                    return self._move(rule.go, {var: m.group(g) or "" for var, g in rule.save}, None, now)
+            return self._refuse(node, now)
+        return None
+
+    def _refuse(self, node: WaitNode, now: float) -> Say | None:
+        """fail() below the limit: the invalid line and the short prompt."""
+        wait = node.wait
+        if self.failures + 1 >= wait.max_failures:
             return None
-        self.trail = trail
-        self._arrive(target)
-        wait = target.wait
-        self.node = target
+        say = wait.retry
+        if say is None:
+            invalid = self._fill(wait.invalid, None)
+            short = self._fill(wait.short_prompt, None)
+            if invalid is None or short is None:
+                return None
+            say = Say(invalid + "\n" + short, True)
+        self.failures += 1
+        self.stats.invalid += 1
         self.deadline = now + wait.timeout
-        return wait.prompt.say
+        return say
+
+    def _move(self, name: str, saves: dict[str, Any] | None, trail: Trail | None, now: float) -> Say | None:
+        """Go to `name` having saved `saves` (and with `trail` for back and top), as `_go` would, when
+        the walk needs no handler: a fixed one compiled at load (Graph.arrivals), else walked here
+        without changing anything until it is known to need none."""
+        arrival = self.graph.arrivals.get(name)
+        nodes: Sequence[Node]
+        if arrival is not None:
+            nodes, target, say = arrival.nodes, arrival.node, arrival.say
+        else:
+            walked = self._walk(name, saves)
+            if walked is None:
+                return None
+            nodes, target, texts, saves = walked
+            say = Say(texts[0] if len(texts) == 1 else "\n".join(texts), True)
+        if saves:
+            for var, value in saves.items():
+                self.save(var, value)
+        if trail is not None:
+            self.trail = trail
+        for node in nodes:
+            self._arrive(node)
+        self.node = target
+        self.deadline = now + target.wait.timeout
+        return say
+
+    def _walk(
+        self, name: str, saves: dict[str, Any] | None
+    ) -> tuple[list[Node], WaitNode, list[str], dict[str, Any] | None] | None:
+        """The nodes `_go(name)` would arrive at, the one that waits, what they say and what they
+        save (after `saves`), or None when a node needs its handler or a template a variable not
+        set: nothing is changed here."""
+        table = self.graph.table
+        how = self.graph.walk
+        nodes: list[Node] = []
+        texts: list[str] = []
+        said: str | None
+        node: Any  # what `how` says it is (no cast(): a call per node)
+        for _ in range(WALK_LIMIT):
+            node = table[name]
+            kind = how[name]
+            nodes.append(node)
+            if kind == WAITS:
+                said = self._fill(node.wait.prompt, saves)
+                if said is None:
+                    return None
+                texts.append(said)
+                return nodes, node, texts, saves
+            if kind == SAYS:
+                said = self._fill(node.text, saves)
+                if said is None:
+                    return None
+                texts.append(said)
+                name = node.next
+            elif kind == LOOKS_UP:
+                said = self._fill(node.key, saves)
+                if said is None:
+                    return None
+                record = self.graph.tables.get(node.table, _NO_VARS).get(said.strip())
+                if record is None:
+                    name = node.missing
+                    continue
+                saves = {**saves, node.save_as: record} if saves else {node.save_as: record}
+                name = node.found
+            else:
+                return None
+        return None
+
+    def _fill(self, text: Text, saves: dict[str, Any] | None) -> str | None:
+        """`text` rendered with `saves` before the session's variables, or None where render() would
+        warn (a variable not set, a field missing)."""
+        say = text.say
+        if say is not None:
+            return say.text
+        out: list[str] = []
+        found = self.vars
+        part: Any
+        for part in text.template.parts:
+            if type(part) is str:
+                out.append(part)
+                continue
+            name = part.name
+            if saves is not None and name in saves:
+                value = saves[name]
+            else:
+                value = found.get(name, _UNSET)
+                if value is _UNSET:  # a built-in, or not set
+                    field = part.field
+                    if name == "caller" and field == "address":
+                        out.append(self.caller)
+                    elif name == "session" and field == "id":
+                        out.append(self.session_id)
+                    elif name == "now" and field in ("date", "time"):
+                        out.append(self._lookup(part))
+                    else:
+                        return None
+                    continue
+            field = part.field
+            if field is None:
+                out.append(value if type(value) is str else value_text(value))
+            elif type(value) is dict and field in value:
+                value = value[field]
+                out.append(value if type(value) is str else value_text(value))
+            else:
+                return None
+        return "".join(out)
 
     def feed(self, line: str, now: float) -> list[Event]:
         """The caller typed `line` (without its line ending)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from app.menu.nodes import Answerer, Node, Reply, Text, WaitNode
+from app.menu.nodes import Answerer, Arrival, Node, Reply, Text, fixed_arrival, walks
 from app.menu.sources import Source
 
 
@@ -52,19 +52,21 @@ class Graph:
     titles: Titles = field(default_factory=Titles)
     sources: Mapping[str, Source] = field(default_factory=dict)  # `sources:`: HTTP backends of lookups
     table: dict[str, Node] = field(init=False, repr=False, compare=False)
-    # nodes that only say a fixed prompt and wait: a global key leading to one needs no handler
-    direct: dict[str, WaitNode] = field(init=False, repr=False, compare=False)
+    # How Session.press walks each node on arrival (see `walks`), by name
+    walk: dict[str, int] = field(init=False, repr=False, compare=False)
+    # Arriving at a node whose walk is all fixed (messages with fixed texts, then a node that says a
+    # fixed prompt and waits): the nodes passed through and what they say, as one Say, by name
+    arrivals: dict[str, Arrival] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         table = dict(self.nodes)
         object.__setattr__(self, "table", table)  # the plain dict behind `nodes`, for the engine's lookups
-        object.__setattr__(self, "direct", {n: node for n, node in table.items() if says_and_waits(node)})
+        object.__setattr__(self, "walk", {n: walks(node) for n, node in table.items()})
+        arrivals = {}
+        for name in table:
+            arrival = fixed_arrival(table, name)
+            if arrival is not None:
+                arrivals[name] = arrival
+        object.__setattr__(self, "arrivals", arrivals)
         object.__setattr__(self, "nodes", MappingProxyType(table))
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))
-
-
-def says_and_waits(node: Node) -> bool:
-    """The node says a fixed prompt on arrival and waits, nothing else (no handler needs to run)."""
-    return (
-        isinstance(node, WaitNode) and type(node).enter is WaitNode.enter and node.wait.prompt.say is not None
-    )

@@ -23,7 +23,7 @@ from app.menu import lint, schema, sources, templates
 from app.menu import nodes as handlers
 from app.menu.engine import fold
 from app.menu.events import Say
-from app.menu.graph import Graph, Titles, says_and_waits
+from app.menu.graph import Graph, Titles
 from app.yamlfile import HasProblems, Problem, Reporter, YPath, read_yaml, suggest
 
 MAX_FILE_BYTES = 1 << 20
@@ -581,37 +581,43 @@ def _as_typed(key: str) -> bool:
 
 
 def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -> None:
-    """What the engine may do for a typed line without running the node's handler: each shortcut
-    does exactly what feed() would (tests/menu/test_engine.py walks both ways and compares)."""
+    """What Session.press may take for a typed line without running the node's handler (see
+    Waiting.steps): each does exactly what feed() would (tests/menu/test_engine.py walks both ways
+    on every menu shape of the mixed benchmark and compares)."""
     wait = node.wait
-    for key, action in wait.keys.items():
-        if action in ("back", "top", "repeat") and _as_typed(key):
+    steps = wait.steps
+
+    def add(key: str, step: tuple[str, str]) -> None:
+        if key and _as_typed(key):
+            move = handlers.fixed_arrival(compiled, step[1]) if step[0] == "go" else None
             for typed in _widths(key):
-                wait.fast_keys[typed] = action
-    retry = None
-    if wait.invalid.say is not None and wait.short_prompt.say is not None:
-        retry = Say(wait.invalid.say.text + "\n" + wait.short_prompt.say.text)
+                steps.setdefault(typed, move or step)
+
     if node.sensitive:
         object.__setattr__(wait, "secret", True)  # Waiting is frozen: set once, at compile time
-    if type(node) is handlers.InputNode and node.pattern is not None and retry is not None:
-        object.__setattr__(wait, "check", node.pattern)  # Waiting is frozen: set once, at compile time
+    if wait.invalid.say is not None and wait.short_prompt.say is not None:
+        retry = Say(wait.invalid.say.text + "\n" + wait.short_prompt.say.text)
         object.__setattr__(wait, "retry", retry)
-    if not isinstance(node, handlers.MenuNode):
+    if type(node) is handlers.TransferNode:  # its lines go to the desk (Session._desk_line)
         return
-    for key, target in node.options.items():
-        nxt = compiled[target]
-        if key not in wait.keys and says_and_waits(nxt) and _as_typed(key):
-            for typed in _widths(key):
-                wait.moves[typed] = nxt  # type: ignore[assignment]  # says_and_waits: a WaitNode
-    if type(node) is handlers.MenuNode and retry is not None:
+    for key, action in wait.keys.items():  # global keys come first, as in feed()
+        if action in ("back", "top", "repeat"):
+            add(key, (action, ""))
+        elif action in compiled:
+            add(key, ("go", action))
+    if type(node) in (handlers.MenuNode, handlers.RobotNode):
+        options: Mapping[str, str] = node.options  # type: ignore[attr-defined]
+        for key, target in options.items():
+            if key not in wait.keys:
+                add(key, ("go", target))
+    if type(node) is handlers.MenuNode:
         for key in _SINGLE_KEYS:
             if (
                 key not in node.options
                 and key not in wait.keys
                 and not any(rule.regex.search(key) for rule in node.rules)
             ):
-                for typed in _widths(key):
-                    wait.refused[typed] = retry
+                add(key, ("refuse", ""))
 
 
 def load_menu(

@@ -122,21 +122,14 @@ class Waiting:
     max_failures: int
     on_max_failures: str | None
     keys: Mapping[str, str]
-    # Input -> the waiting node it leads to directly, for options that no global key shadows, that
-    # folding leaves alone (so the typed line is looked up as is), printable, and whose target has a
-    # fixed prompt.
-    # Filled once the whole graph is compiled; the engine takes these moves without calling handle().
-    # A key's full-width form (what a Chinese IME types: ２ for 2) is here too, when it folds to it.
-    moves: dict[str, WaitNode] = field(default_factory=dict, compare=False, repr=False)
-    # The global keys `back`, `top` and `repeat` as typed (and in full width): taken by Session.press
-    # when the node they lead to has a fixed prompt (see Session._fast_key).
-    fast_keys: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-    # Single keys a menu refuses (no option, global key or pattern takes them) -> the invalid line and
-    # the short prompt as one Say; only when both are fixed texts. Session.press counts the failure.
-    refused: dict[str, Say] = field(default_factory=dict, compare=False, repr=False)
-    # An input's pattern and its retry (the invalid line and the short prompt, one Say): Session.press
-    # answers a line the pattern refuses without the handler. None unless both texts are fixed.
-    check: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    # What Session.press may take without the handler, compiled when the menu loads (loader.steps):
+    # each line as typed (and a key's full-width form, ２ for 2) -> (action, argument): ("go", node)
+    # for an option or a global key to a node, ("back" | "top" | "repeat", "") for those global
+    # keys, ("refuse", "") for a single key a menu refuses. Lines typed in another form (upper case,
+    # padded) are looked up folded; what a step says is rendered from the templates' parts.
+    # An Arrival is a move whose walk is fixed (compiled whole at load); ("go", node) one to render.
+    steps: dict[str, Arrival | tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
+    # The invalid line and the short prompt as one Say, when both are fixed texts (else rendered).
     retry: Say | None = field(default=None, compare=False, repr=False)
     secret: bool = field(default=False, compare=False, repr=False)  # node.sensitive, without a call
 
@@ -365,6 +358,61 @@ class HangupNode(Node):
         s.say(self.text or s.goodbye)
         s.end("completed")
         return None
+
+
+WAITS, SAYS, LOOKS_UP, OTHER = 0, 1, 2, 3  # how a node is walked on arrival (Graph.walk)
+WALK_LIMIT = 20  # nodes Session.press walks in one step; longer walks take the general path
+
+
+def walks(node: Node) -> int:
+    """WAITS: says its prompt and waits (no handler of its own on arrival); SAYS: a message that
+    goes on; LOOKS_UP: a table look-up; OTHER: anything else (a transfer, a ticket, a hang-up, an
+    HTTP look-up, a message that ends the call), which only the node's handler walks."""
+    if isinstance(node, WaitNode):
+        return WAITS if type(node).enter is WaitNode.enter else OTHER
+    if type(node) is MessageNode:
+        return SAYS if node.next is not None else OTHER
+    if type(node) is LookupNode:
+        return LOOKS_UP
+    return OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A walk fixed at load time: the nodes arrived at in order, the last one waiting, and the Say
+    of all they said (one text, lines joined)."""
+
+    nodes: tuple[Node, ...]
+    node: WaitNode
+    say: Say
+    one: bool = False  # the walk is the waiting node alone (no message before it)
+
+
+def fixed_arrival(table: Mapping[str, Node], name: str) -> Arrival | None:
+    """Arriving at `name` when its walk is all fixed, compiled once; else None."""
+    nodes: list[Node] = []
+    texts: list[str] = []
+    for _ in range(WALK_LIMIT):
+        node = table[name]
+        nodes.append(node)
+        kind = walks(node)
+        if kind == SAYS:
+            assert isinstance(node, MessageNode) and node.next is not None
+            if node.text.say is None:
+                return None
+            texts.append(node.text.say.text)
+            name = node.next
+        elif kind == WAITS:
+            assert isinstance(node, WaitNode)
+            say = node.wait.prompt.say
+            if say is None:
+                return None
+            if texts:
+                say = Say("\n".join([*texts, say.text]))
+            return Arrival(tuple(nodes), node, say, len(nodes) == 1)
+        else:
+            return None
+    return None
 
 
 # ---- compiling validated models into handlers -------------------------------------------------

@@ -367,6 +367,7 @@ class CallerSession(asyncio.Protocol):
         self._emit(engine.start(self._now))
         trace = self.hub.trace
         encoded = self.hub.encoded
+        encoding = self.hub.settings.encoding
         rec = self._rec
         item: Any  # a line (str), or a signal or desk event from _deliver
         while not engine.ended:
@@ -382,22 +383,30 @@ class CallerSession(asyncio.Protocol):
             kind = type(item)
             if kind is str:  # a line (a Signal is a str subclass)
                 node = engine.node
-                say = engine.press(item, self._now)  # the common keypress: one prompt
+                say = engine.press(item, self._now)  # a step with no handler's work: one Say
                 if say is not None:
-                    if rec is not None:  # the key and the screen (an input's refused line may be secret)
+                    fresh = say.fresh  # rendered for this caller: not kept encoded, not numbered
+                    if rec is not None:  # the key and the screen (an input's line may be secret)
                         key = mask(item) if node.wait.secret else item  # type: ignore[union-attr]  # press: set
-                        kept = self._kept + len(key) + len(say.text)
+                        screen = self._masked(say.text) if fresh else say.text
+                        kept = self._kept + len(key) + len(screen)
                         if kept <= MAX_CALL_BYTES and not self._cut:
                             self._kept = kept
                             here, there = node.name, engine.node.name  # type: ignore[union-attr]  # press: both set
-                            rec.step(engine.session_id, self._now, here, key, there, say.text)
+                            if fresh:
+                                rec.line(engine.session_id, self._now, "caller", here, None, key)
+                                rec.line(engine.session_id, self._now, "system", there, None, screen)
+                            else:
+                                rec.step(engine.session_id, self._now, here, key, there, screen)
                         else:  # at the bound, or past it: _note keeps what still fits, counts the rest
                             self._note("caller", key, at=node)
-                            self._note("system", say.text, shared=True)
-                    if self._clear and (data := encoded.get(say.text)) is not None:
-                        self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
-                    else:
-                        self._emit([say], record=False)
+                            self._note("system", screen, shared=not fresh)
+                    if self._clear:
+                        data = encode_text(say.text, encoding) if fresh else encoded.get(say.text)
+                        if data is not None:
+                            self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
+                            continue
+                    self._emit([say], record=False)
                     continue
                 if rec is not None:
                     self._note("caller", mask(item) if engine.masked_input else item)

@@ -358,7 +358,7 @@ def test_trails_past_the_bound_are_made_fresh_and_still_right(monkeypatch: pytes
     assert start.arrive("x").arrive("never-seen") is start
 
 
-def test_options_typed_in_any_form_or_to_prompts_with_variables_take_the_full_path(tmp_path: Path) -> None:
+def test_options_typed_in_any_form_or_to_prompts_with_variables_take_one_step(tmp_path: Path) -> None:
     graph = graph_of(
         tmp_path,
         """
@@ -381,14 +381,51 @@ def test_options_typed_in_any_form_or_to_prompts_with_variables_take_the_full_pa
     )
     main = graph.table["main"]
     assert isinstance(main, MenuNode)
-    # `you` renders its prompt, so it is not a direct move; ｂ is b as a Chinese IME types it
-    assert set(main.wait.moves) == {"b", "ｂ"}
+    # every option is a step, whatever its target says; ｂ is b as a Chinese IME types it
+    assert {"a", "ａ", "b", "ｂ"} <= set(main.wait.steps)
     walk = Walk(graph)
-    assert walk.session.press("a", walk.now) is None and walk.session.node is main  # nothing changed
-    assert said(walk("a")) == "您的号码 127.0.0.1"
+    say = walk.session.press("A", walk.now)  # upper case: looked up folded
+    assert say is not None and say.fresh and say.text == "您的号码 127.0.0.1"
     assert said(walk("1")) == "主菜单"
-    assert said(walk(" Ｂ ")) == "普通"  # full-width, padded, upper case: folded, then the same move
+    assert walk.session.press(" Ｂ ", walk.now) is None  # padded full width: the full path folds it
+    assert said(walk(" Ｂ ")) == "普通"
     assert walk.session.trail.names() == ["main", "plain"]
+
+
+def test_a_step_with_a_variable_not_set_takes_the_full_path_and_warns(tmp_path: Path) -> None:
+    graph = graph_of(
+        tmp_path,
+        """
+        version: 1
+        start: main
+        nodes:
+          main:
+            type: menu
+            prompt: 主菜单 1 2
+            options: {"1": hello, "2": ask}
+          ask:
+            type: input
+            prompt: 您的名字
+            save_as: name
+            next: main
+          hello:
+            type: message
+            text: 您好 {name}
+            next: main
+        """,
+    )
+    walk = Walk(graph)
+    before = (walk.session.node, walk.session.visits)
+    assert walk.session.press("1", walk.now) is None
+    assert (walk.session.node, walk.session.visits) == before  # nothing changed
+    events = walk("1")
+    assert said(events) == "您好 \n主菜单 1 2"
+    assert any(type(e) is Notice and e.event == "template_variable_unset" for e in events)
+    assert walk.session.press("2", walk.now) is not None
+    assert walk.session.press("小王", walk.now) is None  # not ASCII: the full path folds it
+    walk("小王")
+    say = walk.session.press("1", walk.now)
+    assert say is not None and say.text == "您好 小王\n主菜单 1 2"
 
 
 @settings(max_examples=2000, deadline=None)
@@ -471,3 +508,72 @@ def test_the_agents_context_flattens_nested_records(tmp_path: Path) -> None:
     assert context["var:account.balance"] == "86.5"
     assert (context["var:account.plan.name"], context["var:account.plan.fee"]) == ("5G", "128")
     assert not any("{" in value for value in context.values())  # never a mapping's repr
+
+
+def _shape_graphs() -> list[tuple[str, Any, list[str]]]:
+    """Every menu of the mixed benchmark (benchmarks/menus.py), with its script's lines."""
+    if not _SHAPES:
+        import tempfile
+
+        from app.configdir import load_config
+        from benchmarks.menus import SHAPES
+
+        root = Path(tempfile.mkdtemp(prefix="hotline-shapes-"))
+        for shape in SHAPES:
+            graph = load_config(shape.folder(root)).graph
+            _SHAPES.append((shape.key, graph, sorted({line for _, line in shape.script})))
+    return _SHAPES
+
+
+_SHAPES: list[tuple[str, Any, list[str]]] = []
+MORE_LINES = [
+    "*",
+    "#",
+    "9",
+    "0",
+    "x",
+    "X",
+    " 1 ",
+    "１",
+    "＊",
+    "exit",
+    "?",
+    "",
+    "2026-13",
+    "abc",
+    "13912345678",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 4), st.lists(st.integers(0, 40), max_size=40))
+def test_steps_do_exactly_what_the_full_path_does_on_every_shape(shape: int, picks: list[int]) -> None:
+    """On every menu shape of the mixed benchmark (templated prompts, patterns, deep submenus,
+    robot nodes, the shipped menu), a line Session.press takes says the same and ends in the same
+    state (variables too) as the handlers' path (trace turns press off)."""
+    _, graph, lines = _shape_graphs()[shape]
+    pool = lines + MORE_LINES
+    fast = Session(graph, session_id="a", caller="127.0.0.1")
+    full = Session(graph, session_id="b", caller="127.0.0.1", trace=True)
+    now = 1_700_000_000.0
+    assert said(fast.start(now)) == said(full.start(now))
+    for pick in picks:
+        line = pool[pick % len(pool)]
+        if fast.ended or full.desk is not None:
+            break
+        quick = fast.press(line, now)
+        a = quick.text if quick is not None else said(answer_offline(fast, fast.feed_line(line, now), now))
+        b = said(answer_offline(full, full.feed_line(line, now), now))
+        assert a == b, line
+        assert (fast.node, fast.trail, fast.failures, fast.timeouts, fast.deadline, fast.ended) == (
+            full.node,
+            full.trail,
+            full.failures,
+            full.timeouts,
+            full.deadline,
+            full.ended,
+        ), line
+        assert fast.vars == full.vars and list(fast.vars) == list(full.vars), line
+        assert fast.path == full.path and fast.visits == full.visits, line
+    assert fast.stats.invalid == full.stats.invalid
+    assert fast.stats.node_visits == full.stats.node_visits

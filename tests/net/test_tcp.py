@@ -298,18 +298,18 @@ async def test_admin_health_and_readiness(server: Server) -> None:
 
 
 async def test_a_crashing_session_costs_only_that_caller(dial: Any, server: Server, monkeypatch: Any) -> None:
-    from app.menu.nodes import MenuNode
+    from app.menu.engine import Session
 
     ok: Caller = await dial()
     await ok.expect(WELCOME)
-    original = MenuNode.handle
+    original = Session.press  # a line a menu refuses is taken there, without the node's handler
 
-    def boom(self: MenuNode, s: Any, text: str, folded: str) -> str | None:
-        if text == "boom":
+    def boom(self: Session, line: str, now: float) -> Any:
+        if line == "boom":
             raise RuntimeError("a bug")
-        return original(self, s, text, folded)
+        return original(self, line, now)
 
-    monkeypatch.setattr(MenuNode, "handle", boom)
+    monkeypatch.setattr(Session, "press", boom)
     bad: Caller = await dial()
     await bad.expect(WELCOME)
     with structlog.testing.capture_logs() as logs:
