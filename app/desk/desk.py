@@ -484,6 +484,7 @@ class Desk:
             raise DeskError("supervisors take no calls")
         if agent.status != status:
             agent.status = status
+            self._on_status(agent)
             if status == "available":
                 agent.missed = 0
             self.store.agent_changed(agent)
@@ -620,7 +621,7 @@ class Desk:
         shared = self.store.summary(q.config.name)
         if shared is not None:
             return shared.logged_in > 0 and shared.on_break >= shared.logged_in
-        return bool(q.agents) and all(a.status == "on_break" for a in q.agents.values())
+        return bool(q.agents) and not q.back  # a set kept by _enrol and _on_status: no walk of the agents
 
     # ---- time -----------------------------------------------------------------------------------
 
@@ -768,6 +769,7 @@ class Desk:
         agent.link.agent_event(Missed(call.id, on_break))
         if on_break:
             agent.status = "on_break"
+            self._on_status(agent)
             self.store.agent_changed(agent)
             self.log("agent_status", agent=agent.id, status="on_break", reason="max_missed")
             agent.link.agent_event(Status(agent.status, agent.state))
@@ -846,9 +848,22 @@ class Desk:
                 continue
             if member:
                 q.agents[agent.id] = agent
+                if agent.status != "on_break":
+                    q.back.add(agent.id)
             else:
                 q.agents.pop(agent.id, None)
+                q.back.discard(agent.id)
         self.store.agent_changed(agent)
+
+    def _on_status(self, agent: Agent) -> None:
+        """The agent's status changed: their queues' count of agents not on break follows."""
+        for name in agent.queues:
+            q = self.queues.get(name)
+            if q is not None and q.agents.get(agent.id) is agent:
+                if agent.status == "on_break":
+                    q.back.discard(agent.id)
+                else:
+                    q.back.add(agent.id)
 
     def _announce(
         self,

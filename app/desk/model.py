@@ -143,6 +143,7 @@ class QueueState:
     waiting: dict[str, Call] = field(default_factory=dict)  # this process's callers, in join order
     callbacks: dict[str, Call] = field(default_factory=dict)  # of those, queued callbacks (tick prunes)
     agents: dict[str, Agent] = field(default_factory=dict)  # logged in here (not supervisors)
+    back: set[str] = field(default_factory=set)  # of those, the ids not on break (Desk.agents_away)
     handle_time: float = DEFAULT_HANDLE  # moving average, seconds
     next_announce: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)  # answered, abandoned, timeout, busy, closed
