@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.action == "retry" and bool(args.failed) == bool(args.ids):
         print("hotline hooks retry: name the deliveries (ID ...) or --failed, not both", file=sys.stderr)
         return 2
-    from app.records.commands import table  # noqa: PLC0415
+    from app.records.columns import table  # noqa: PLC0415
     from app.records.dialects import DatabaseError, DatabaseErrors, one_line  # noqa: PLC0415
     from app.records.outbox import list_deliveries, retry  # noqa: PLC0415
     from app.settings import load_settings  # noqa: PLC0415

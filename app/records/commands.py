@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-import unicodedata
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from app.records import database as dbm
+from app.records.columns import table
+from app.records.columns import width as _width
 from app.records.dialects import AnyDb, DatabaseError, DatabaseErrors, is_postgres, one_line
 
 MESSAGE_SHOWN = 40  # characters of a message in the list
-
-
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def _cut(text: str, width: int) -> str:
@@ -34,14 +30,6 @@ def _cut(text: str, width: int) -> str:
         out += ch
         used += w
     return out
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    """Columns padded by display width (a Chinese character takes two)."""
-    widths = [max([_width(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for row in [list(headers), *rows]:
-        cells = [c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=True)]
-        out.write("  ".join(cells).rstrip() + "\n")
 
 
 def _open(target: Path | str, write: bool = False) -> AnyDb:
@@ -62,7 +50,7 @@ def run(command: str, action: str, args: Any, target: Path | str, out: TextIO = 
         return 1
     try:
         if command == "report":
-            from app.records import report  # noqa: PLC0415 - it imports this module
+            from app.records import report  # noqa: PLC0415 - loaded only for `hotline report`
 
             return report.run(db, args, args.levels, args.names, out, lambda: _open(target))
         return _run(db, command, action, args, out)

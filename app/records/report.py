@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
 from app import zone
-from app.records.commands import table
+from app.records.columns import table
 from app.records.dialects import AnyDb
 from app.text import strip_unsafe
 
