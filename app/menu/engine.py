@@ -13,6 +13,7 @@ nodes without waiting ends the call: a `message` cycle must not spin forever.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import defaultdict
@@ -66,6 +67,7 @@ _NO_QUESTIONS: list[str] = []  # never appended to: `ask` gives each session its
 _NO_BOOKINGS: dict[str, str] = {}  # never written to: `_book` gives a session its own dict
 ASKED_KEPT = 10  # robot questions remembered per call (the agent sees them on hand-off)
 PATH_LIMIT = 20  # the first nodes of a call, remembered for the session_ended log line
+_alone = functools.lru_cache(maxsize=4096)(lambda name: (name,))  # a path of one node, shared
 TRAILS_KEPT = 10_000  # trails remembered for reuse; past this, new ones are made per arrival
 
 
@@ -231,7 +233,9 @@ class Session:
         self.timeouts = 0
         self.ended = False
         self.end_reason = ""
-        self.path: list[str] = []
+        # the first PATH_LIMIT nodes: a shared 1-tuple until the call moves on (callers held at the
+        # first prompt are the many), then a list of its own
+        self.path: list[str] | tuple[str, ...] = ()
         self.visits = 0
         self.deadline: float | None = None  # when `timeout()` should be called next; None when ended
         self.desk: InQueue | None = None  # in a transfer node: waiting for an agent, or connected
@@ -860,7 +864,11 @@ class Session:
         visits = self.visits = self.visits + 1
         name = node.name
         if visits <= PATH_LIMIT:
-            self.path.append(name)
+            path = self.path
+            if type(path) is list:
+                path.append(name)
+            else:
+                self.path = [*path, name] if path else _alone(name)
         self.stats.node_visits[name] += 1
         if node.is_menu:
             trail = self.trail  # arrive()'s own first lookup, inlined: arrivals are per keypress

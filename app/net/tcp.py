@@ -58,7 +58,7 @@ from app.menu.events import (
 from app.menu.nodes import WaitNode
 from app.menu.templates import value_text
 from app.net import proxy
-from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, Signal, encode_text
+from app.net.telnet import INTERRUPT, OVERFLOW, LineDiscipline, Signal, encode_text, whole_line
 from app.records import NewTicket, RecordError
 from app.records.recorder import MAX_CALL_BYTES, TRUNCATED
 
@@ -234,7 +234,7 @@ class CallerSession(asyncio.Protocol):
         self._first_deadline = now + settings.first_input_timeout
         self._line_due = now  # line rate, as GCRA: when the next line is due at the steady rate
         self._throttled_at = 0.0
-        self._discipline = LineDiscipline(max_line=settings.max_line, encoding=settings.encoding)
+        self._discipline: LineDiscipline | None = None  # made when a read needs one (data_received)
         session_id = f"{_RUN_PREFIX}{next(_COUNTER):x}"
         self.engine = Session(
             hub.graph, session_id=session_id, caller=address, trace=hub.trace, stats=hub.stats
@@ -253,13 +253,22 @@ class CallerSession(asyncio.Protocol):
                 self._proxy_header(wait, data)
             return
         # A key pressed alone with nothing pending: the line discipline's own shortcut, looked up here.
-        discipline = self._discipline
-        items = self.hub.keys.get(data) if discipline.idle else None
+        discipline = self._discipline  # None: between lines, nothing to remember (most callers)
+        items = self.hub.keys.get(data) if discipline is None or discipline.idle else None
         if items is None:
-            items = discipline.feed(data)
-            if discipline.reply:
-                self._write(bytes(discipline.reply))
-                discipline.reply = b""
+            if discipline is None:
+                settings = self.hub.settings
+                items = whole_line(data, settings.encoding, settings.max_line)
+                if items is None:  # a partial line, telnet commands, editing keys: the discipline's work
+                    discipline = LineDiscipline(max_line=settings.max_line, encoding=settings.encoding)
+                    self._discipline = discipline
+            if discipline is not None:
+                items = discipline.feed(data)
+                if discipline.reply:
+                    self._write(bytes(discipline.reply))
+                    discipline.reply = b""
+                if discipline.spent:
+                    self._discipline = None
             if not items:
                 return
         now = self._now = _clock()
@@ -276,8 +285,9 @@ class CallerSession(asyncio.Protocol):
         if self._coro is None:
             return False
         self._now = time.time()
-        for item in self._discipline.flush():
-            self._deliver(item)
+        if self._discipline is not None:
+            for item in self._discipline.flush():
+                self._deliver(item)
         self._deliver(EOF)
         return True  # keep the transport open so that the answers and the goodbye still go out
 
@@ -363,6 +373,8 @@ class CallerSession(asyncio.Protocol):
 
     @types.coroutine
     def _run(self) -> Generator[Any, Any, None]:
+        # Few locals: the frame keeps every one for the whole call, and idle callers are many
+        # (what a step records, or traces, is in a method of its own).
         engine = self.engine
         self._emit(engine.start(self._now))
         trace = self.hub.trace
@@ -385,24 +397,10 @@ class CallerSession(asyncio.Protocol):
                 node = engine.node
                 say = engine.press(item, self._now)  # a step with no handler's work: one Say
                 if say is not None:
-                    fresh = say.fresh  # rendered for this caller: not kept encoded, not numbered
-                    if rec is not None:  # the key and the screen (an input's line may be secret)
-                        key = mask(item) if node.wait.secret else item  # type: ignore[union-attr]  # press: set
-                        screen = self._masked(say.text) if fresh else say.text
-                        kept = self._kept + len(key) + len(screen)
-                        if kept <= MAX_CALL_BYTES and not self._cut:
-                            self._kept = kept
-                            here, there = node.name, engine.node.name  # type: ignore[union-attr]  # press: both set
-                            if fresh:
-                                rec.line(engine.session_id, self._now, "caller", here, None, key)
-                                rec.line(engine.session_id, self._now, "system", there, None, screen)
-                            else:
-                                rec.step(engine.session_id, self._now, here, key, there, screen)
-                        else:  # at the bound, or past it: _note keeps what still fits, counts the rest
-                            self._note("caller", key, at=node)
-                            self._note("system", screen, shared=not fresh)
+                    if rec is not None:
+                        self._record_step(rec, node, item, say)  # type: ignore[arg-type]  # press: set
                     if self._clear:
-                        data = encode_text(say.text, encoding) if fresh else encoded.get(say.text)
+                        data = encode_text(say.text, encoding) if say.fresh else encoded.get(say.text)
                         if data is not None:
                             self.transport.write(data)  # type: ignore[union-attr]  # _clear: open, below the high-water mark
                             continue
@@ -411,9 +409,7 @@ class CallerSession(asyncio.Protocol):
                 if rec is not None:
                     self._note("caller", mask(item) if engine.masked_input else item)
                 if trace:
-                    node = engine.node
-                    shown = "***" if engine.masked_input else item
-                    self._log("debug", "input", node=node.name if node else None, input=shown)
+                    self._trace_input(item)
                 self._emit(engine.feed_line(item, self._now))
             elif item is TIMEOUT:
                 self._emit(engine.timeout(self._now))
@@ -435,6 +431,33 @@ class CallerSession(asyncio.Protocol):
                 self._write(self._encode(LINE_TOO_LONG))
             else:
                 self._emit(engine.hangup(_HANGUP_REASONS[item], self._now))
+
+    def _record_step(self, rec: Recorder, node: WaitNode, key: str, say: Say) -> None:
+        """The transcript of a step Session.press took at `node`: the key (masked when the node's
+        input is secret) and the screen it brought."""
+        if node.wait.secret:
+            key = mask(key)
+        fresh = say.fresh  # rendered for this caller: not numbered
+        screen = self._masked(say.text) if fresh else say.text
+        kept = self._kept + len(key) + len(screen)
+        if kept > MAX_CALL_BYTES or self._cut:  # at the bound, or past it: _note keeps what still fits
+            self._note("caller", key, at=node)
+            self._note("system", screen, shared=not fresh)
+            return
+        self._kept = kept
+        engine = self.engine
+        here, there = node.name, engine.node.name  # type: ignore[union-attr]  # press: both set
+        if fresh:
+            rec.line(engine.session_id, self._now, "caller", here, None, key)
+            rec.line(engine.session_id, self._now, "system", there, None, screen)
+        else:
+            rec.step(engine.session_id, self._now, here, key, there, screen)
+
+    def _trace_input(self, item: str) -> None:
+        engine = self.engine
+        node = engine.node
+        shown = "***" if engine.masked_input else item
+        self._log("debug", "input", node=node.name if node else None, input=shown)
 
     def _resume(self, value: Any) -> None:
         """Run the coroutine until it waits for its next input again (or ends)."""
@@ -618,6 +641,7 @@ class CallerSession(asyncio.Protocol):
         if self._rec is not None:
             self._rec.call_ended(engine.session_id, time.time(), self._cut)
         self.hub.durations.observe(time.time() - self._started)
+        replaced = self._discipline.replaced if self._discipline is not None else 0
         self._log(
             "info",
             "session_ended",
@@ -626,7 +650,7 @@ class CallerSession(asyncio.Protocol):
             nodes=engine.visits,
             path=engine.path,  # its first PATH_LIMIT nodes
             **self._transfer_fields(),
-            **({"undecodable_lines": self._discipline.replaced} if self._discipline.replaced else {}),
+            **({"undecodable_lines": replaced} if replaced else {}),
         )
 
     # -- records: the transcript and tickets ---------------------------------------------------------

@@ -70,6 +70,36 @@ def keypresses(encoding: str) -> dict[bytes, list[str]]:
     return KEYPRESSES.setdefault(encoding, {})
 
 
+def whole_line(data: bytes, encoding: str, max_line: int) -> list[str] | None:
+    """What a discipline between lines (`idle`) makes of `data` when it is one whole line of plain
+    text, the usual read: a key or a number pressed alone ("1\r\n", "#\r\n", "13800138000\n"), or
+    printable text; None for anything else (a partial line, telnet commands, editing keys, controls,
+    undecodable bytes: the discipline's own work). Leaves nothing to remember: a caller's session
+    keeps no discipline until a read needs one."""
+    keys = keypresses(encoding)  # not a slot: idle callers are many, encodings one or two
+    hit = keys.get(data)
+    if hit is not None:
+        return hit
+    if data[-1:] != b"\n":
+        return None
+    body = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
+    if len(body) > max_line:
+        return None
+    if body.isalnum():
+        lines = [body.decode("ascii")]
+    else:
+        try:
+            text = body.decode(encoding)
+        except UnicodeDecodeError:
+            return None  # the discipline counts and replaces it
+        if not (text.isprintable() and text):
+            return None
+        lines = [text]  # (no telnet command, editing key or control: still idle after)
+    if len(data) <= 8 and len(keys) < KEYS_KEPT:
+        keys[data] = lines  # shared: callers only iterate over what is returned
+    return lines
+
+
 _SLOW = re.compile(rb"[\xff\x08\x7f\x03\x04\x1b]")
 _CONTROL = bytes(sorted(c for c in UNSAFE if c < 0x80))  # the ASCII ones, removed as bytes
 _strip_unsafe = UNSAFE_RE.sub
@@ -108,32 +138,19 @@ class LineDiscipline:
 
     def feed(self, data: bytes) -> list[str]:
         """Consume `data`; return the complete lines (str) and Signals, in order (do not modify the list)."""
-        keys = keypresses(self.encoding)  # not a slot: idle callers are many, encodings one or two
         if self.idle:
-            # A key or a number pressed alone ("1\r\n", "#\r\n", "13800138000\n") with nothing pending.
-            hit = keys.get(data)
-            if hit is not None:
-                return hit
-        if self.idle and data[-1:] == b"\n":
-            body = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
-            if body.isalnum() and len(body) <= self.max_line:
-                lines = [body.decode("ascii")]
-                if len(data) <= 8 and len(keys) < KEYS_KEPT:
-                    keys[data] = lines  # shared: callers only iterate over what feed returns
+            lines = whole_line(data, self.encoding, self.max_line)
+            if lines is not None:
                 return lines
-            if len(body) <= self.max_line:
-                try:
-                    text = body.decode(self.encoding)
-                except UnicodeDecodeError:
-                    text = ""  # the general path counts and replaces it
-                if text.isprintable() and text:  # one whole line of plain text, the usual read
-                    lines = [text]  # (no telnet command, editing key or control: still idle after)
-                    if len(data) <= 8 and len(keys) < KEYS_KEPT:
-                        keys[data] = lines
-                    return lines
         lines = self._fast(data) if self._state == _DATA and _SLOW.search(data) is None else self._slow(data)
         self.idle = self._state == _DATA and not self._buf and not self._after_cr and not self._discard
         return lines
+
+    @property
+    def spent(self) -> bool:
+        """Between lines with nothing to remember (no refused option, no undecodable line counted, no
+        reply to send): a fresh discipline would do the same from here (see whole_line)."""
+        return self.idle and not self.replaced and self._refused is None and not self.reply
 
     def flush(self) -> list[str]:
         """End of input: an unterminated last line still counts."""
