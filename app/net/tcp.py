@@ -397,8 +397,14 @@ class CallerSession(asyncio.Protocol):
                 node = engine.node
                 say = engine.press(item, self._now)  # a step with no handler's work: one Say
                 if say is not None:
-                    if rec is not None:
-                        self._record_step(rec, node, item, say)  # type: ignore[arg-type]  # press: set
+                    if rec is not None:  # the key and the screen
+                        kept = self._kept + len(item) + len(say.text)
+                        if say.fresh or node.wait.secret or kept > MAX_CALL_BYTES or self._cut:  # type: ignore[union-attr]  # press: set
+                            self._record_step(rec, node, item, say)  # type: ignore[arg-type]  # masked, bounded
+                        else:  # the common step: a fixed screen (numbered), as one entry
+                            self._kept = kept
+                            there = engine.node  # press: set (as `node`)
+                            rec.step(engine.session_id, self._now, node.name, item, there.name, say.text)  # type: ignore[union-attr]
                     if self._clear:
                         data = encode_text(say.text, encoding) if say.fresh else encoded.get(say.text)
                         if data is not None:
@@ -434,7 +440,8 @@ class CallerSession(asyncio.Protocol):
 
     def _record_step(self, rec: Recorder, node: WaitNode, key: str, say: Say) -> None:
         """The transcript of a step Session.press took at `node`: the key (masked when the node's
-        input is secret) and the screen it brought."""
+        input is secret) and the screen it brought (a rendered one masked), within the call's bound.
+        (_run records a fixed screen's step itself: the common one.)"""
         if node.wait.secret:
             key = mask(key)
         fresh = say.fresh  # rendered for this caller: not numbered
