@@ -39,9 +39,9 @@ from typing import Any, Final, TypeVar
 import aiohttp
 import structlog
 
-from app import __version__
 from app.hooks.config import HooksConfig, Webhook
 from app.hooks.signing import sign
+from app.net.sources import outbound_session
 from app.records import database as dbm
 from app.records import outbox
 from app.records.dialects import AnyDb, is_postgres, one_line
@@ -312,13 +312,7 @@ class Deliveries:
     def _session(self) -> aiohttp.ClientSession:
         client = self._client
         if client is None:
-            client = self._client = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),  # bounded per webhook instead
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                headers={"User-Agent": f"hotline/{__version__}", "Accept-Encoding": "identity"},
-            )
+            client = self._client = outbound_session()  # bounded per webhook (MAX_IN_FLIGHT)
         return client
 
     # ---- the database thread ------------------------------------------------------------------

@@ -70,6 +70,20 @@ def _log_info(event: str, fields: dict[str, Any]) -> None:
     log.info(event, **fields)
 
 
+def outbound_session(headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    """The HTTP client of the server's outbound requests (look-ups here, webhooks in app/net/hooks.py):
+    no pool-wide connection limit (each user bounds its own), timeouts set per request, no cookies
+    kept (one caller's are not another's), bodies as sent (no decompression), `headers` added to the
+    User-Agent and Accept-Encoding every request carries."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        headers={"User-Agent": f"hotline/{__version__}", "Accept-Encoding": "identity", **(headers or {})},
+    )
+
+
 @dataclass
 class _State:
     """One source's breaker, in-flight count and cache."""
@@ -272,17 +286,7 @@ class Lookups:
     def _session(self) -> aiohttp.ClientSession:
         client = self._client
         if client is None:
-            client = self._client = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),  # bounded per source instead
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None),
-                cookie_jar=aiohttp.DummyCookieJar(),  # one caller's cookies are not another's
-                auto_decompress=False,
-                headers={
-                    "User-Agent": f"hotline/{__version__}",
-                    "Accept": "application/json",
-                    "Accept-Encoding": "identity",
-                },
-            )
+            client = self._client = outbound_session({"Accept": "application/json"})
         return client
 
     def _count(self, source: str, result: str) -> None:
