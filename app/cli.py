@@ -427,16 +427,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _records(args: argparse.Namespace) -> int:
-    from app.records.commands import run  # noqa: PLC0415
+    from app.records.commands import records_target, run  # noqa: PLC0415
 
-    target: Path | str
-    if getattr(args, "database_url", None):
-        target = args.database_url
-    elif args.data:
-        target = Path(args.data)
-    else:
-        settings = load_settings()
-        target = settings.database_url or settings.data
+    target = records_target(getattr(args, "database_url", None), args.data)
     return run(args.command, getattr(args, "action", ""), args, target)
 
 

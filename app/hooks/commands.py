@@ -6,11 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
-
-if TYPE_CHECKING:
-    from app.records.dialects import AnyDb
+from typing import Any, TextIO
 
 STATUSES = ("pending", "failed", "delivered")  # app/records/outbox.py's; kept here: `--help` stays light
 
@@ -49,20 +45,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print("hotline hooks retry: name the deliveries (ID ...) or --failed, not both", file=sys.stderr)
         return 2
     from app.records.columns import table  # noqa: PLC0415
+    from app.records.commands import open_records, records_target  # noqa: PLC0415
     from app.records.dialects import DatabaseError, DatabaseErrors, one_line  # noqa: PLC0415
     from app.records.outbox import list_deliveries, retry  # noqa: PLC0415
-    from app.settings import load_settings  # noqa: PLC0415
 
-    target: Path | str
-    if args.database_url:
-        target = args.database_url
-    elif args.data:
-        target = Path(args.data)
-    else:
-        settings = load_settings()
-        target = settings.database_url or settings.data
+    target = records_target(args.database_url, args.data)
     try:
-        db = _open(target, write=args.action == "retry")
+        db = open_records(target, write=args.action == "retry")
     except DatabaseError as exc:
         print(f"hotline hooks: {exc}", file=sys.stderr)
         return 1
@@ -90,19 +79,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         db.close()
 
 
-def _open(target: Path | str, write: bool) -> AnyDb:
-    from app.records import database as dbm  # noqa: PLC0415
-    from app.records.dialects import is_postgres  # noqa: PLC0415
-
-    where = target if is_postgres(target) else Path(target) / dbm.FILE
-    return dbm.connect(where, create=False, readonly=not write)
-
-
 def _row(r: dict[str, Any]) -> list[str]:
+    from app.records.commands import short_time  # noqa: PLC0415 - loaded by run() already
+
     last = r["last_error"] or (str(r["last_status"]) if r["last_status"] is not None else "")
     return [
         str(r["id"]),
-        (r["created"] or "")[:19].replace("T", " "),
+        short_time(r["created"]),
         r["webhook"],
         r["type"],
         r["call_id"],

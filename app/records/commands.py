@@ -32,19 +32,33 @@ def _cut(text: str, width: int) -> str:
     return out
 
 
-def _open(target: Path | str, write: bool = False) -> AnyDb:
+def records_target(database_url: str | None, data: str | None) -> Path | str:
+    """The records a command reads (`hotline tickets|calls|report|hooks`): `--database-url`, else
+    `--data`, else the server's own (HOTLINE_DATABASE_URL, else HOTLINE_DATA)."""
+    if database_url:
+        return database_url
+    if data:
+        return Path(data)
+    from app.settings import load_settings  # noqa: PLC0415 - only when neither flag is given
+
+    settings = load_settings()
+    return settings.database_url or settings.data
+
+
+def open_records(target: Path | str, write: bool = False) -> AnyDb:
     """The database of the data folder `target`, or the PostgreSQL database at the URL `target`."""
     where = target if is_postgres(target) else Path(target) / dbm.FILE
     return dbm.connect(where, create=False, readonly=not write)
 
 
-def _short(iso: str | None) -> str:
+def short_time(iso: str | None) -> str:
+    """An ISO time as the tables show it: to the second, a space for the T."""
     return (iso or "")[:19].replace("T", " ")
 
 
 def run(command: str, action: str, args: Any, target: Path | str, out: TextIO = sys.stdout) -> int:
     try:
-        db = _open(target, write=action == "close")
+        db = open_records(target, write=action == "close")
     except DatabaseError as exc:
         print(f"hotline {command}: {exc}", file=sys.stderr)
         return 1
@@ -52,7 +66,7 @@ def run(command: str, action: str, args: Any, target: Path | str, out: TextIO = 
         if command == "report":
             from app.records import report  # noqa: PLC0415 - loaded only for `hotline report`
 
-            return report.run(db, args, args.levels, args.names, out, lambda: _open(target))
+            return report.run(db, args, args.levels, args.names, out, lambda: open_records(target))
         return _run(db, command, action, args, out)
     except DatabaseErrors as exc:
         print(f"hotline {command}: {db.where}: {one_line(exc)}", file=sys.stderr)
@@ -80,7 +94,7 @@ def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
             rows = [
                 [
                     t["id"],
-                    _short(t["created"]),
+                    short_time(t["created"]),
                     t["status"],
                     t["queue"] or "",
                     t["callback"] or "",
@@ -126,7 +140,7 @@ def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
             _dump(out, calls)
         else:
             rows = [
-                [c["session_id"], _short(c["started"]), _short(c["ended"]), c["caller"]]
+                [c["session_id"], short_time(c["started"]), short_time(c["ended"]), c["caller"]]
                 + [c[k] or "" for k in ("queue", "agent", "outcome", "disposition")]
                 for c in calls
             ]
@@ -140,7 +154,7 @@ def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
         if as_json:
             _dump(out, call)
             return 0
-        span = f"{_short(call['started'])} to {_short(call['ended']) or '(going on)'}"
+        span = f"{short_time(call['started'])} to {short_time(call['ended']) or '(going on)'}"
         out.write(f"call {call['session_id']} from {call['caller']}, {span}\n")
         for line in call["lines"]:
             who = line["direction"] + (f" {line['agent']}" if "agent" in line else "")
@@ -151,7 +165,8 @@ def _run(db: AnyDb, command: str, action: str, args: Any, out: TextIO) -> int:
             out.write(f"({call['dropped']} lines not kept)\n")
         for d in call["desk_calls"]:
             out.write(
-                f"desk call: queue {d['queue']}, joined {_short(d['joined'])}, {d['outcome'] or 'going on'}"
+                f"desk call: queue {d['queue']}, joined {short_time(d['joined'])}, "
+                f"{d['outcome'] or 'going on'}"
                 + (f" by {d['ended_by']}" if d["ended_by"] else "")
                 + (f", agent {d['agent']}" if d["agent"] else "")
                 + (f", waited {d['waited']} s" if d["waited"] is not None else "")
