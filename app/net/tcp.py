@@ -374,7 +374,7 @@ class CallerSession(asyncio.Protocol):
     @types.coroutine
     def _run(self) -> Generator[Any, Any, None]:
         # Few locals: the frame keeps every one for the whole call, and idle callers are many
-        # (what a step records, or traces, is in a method of its own).
+        # (a rendered, secret or bounded step's record, and the trace, are methods of their own).
         engine = self.engine
         self._emit(engine.start(self._now))
         trace = self.hub.trace
