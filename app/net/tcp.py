@@ -397,14 +397,21 @@ class CallerSession(asyncio.Protocol):
                 node = engine.node
                 say = engine.press(item, self._now)  # a step with no handler's work: one Say
                 if say is not None:
-                    if rec is not None:  # the key and the screen
+                    if rec is not None:  # the key and the screen, in one call
                         kept = self._kept + len(item) + len(say.text)
-                        if say.fresh or node.wait.secret or kept > MAX_CALL_BYTES or self._cut:  # type: ignore[union-attr]  # press: set
+                        if node.wait.secret or kept > MAX_CALL_BYTES or self._cut:  # type: ignore[union-attr]  # press: set
                             self._record_step(rec, node, item, say)  # type: ignore[arg-type]  # masked, bounded
-                        else:  # the common step: a fixed screen (numbered), as one entry
+                        else:  # the common step: a fixed screen (numbered), or a rendered one (masked)
                             self._kept = kept
-                            there = engine.node  # press: set (as `node`)
-                            rec.step(engine.session_id, self._now, node.name, item, there.name, say.text)  # type: ignore[union-attr]
+                            rec.step(
+                                engine.session_id,
+                                self._now,
+                                node.name,  # type: ignore[union-attr]
+                                item,
+                                engine.node.name,  # type: ignore[union-attr]  # press: set
+                                self._masked(say.text) if say.fresh and engine.vars else say.text,
+                                say.fresh,
+                            )
                     if self._clear:
                         data = encode_text(say.text, encoding) if say.fresh else encoded.get(say.text)
                         if data is not None:
@@ -441,7 +448,8 @@ class CallerSession(asyncio.Protocol):
     def _record_step(self, rec: Recorder, node: WaitNode, key: str, say: Say) -> None:
         """The transcript of a step Session.press took at `node`: the key (masked when the node's
         input is secret) and the screen it brought (a rendered one masked), within the call's bound.
-        (_run records a fixed screen's step itself: the common one.)"""
+        (_run records the common steps itself: any screen, when the key is not secret and the call
+        within its bound.)"""
         if node.wait.secret:
             key = mask(key)
         fresh = say.fresh  # rendered for this caller: not numbered
@@ -453,12 +461,7 @@ class CallerSession(asyncio.Protocol):
             return
         self._kept = kept
         engine = self.engine
-        here, there = node.name, engine.node.name  # type: ignore[union-attr]  # press: both set
-        if fresh:
-            rec.line(engine.session_id, self._now, "caller", here, None, key)
-            rec.line(engine.session_id, self._now, "system", there, None, screen)
-        else:
-            rec.step(engine.session_id, self._now, here, key, there, screen)
+        rec.step(engine.session_id, self._now, node.name, key, engine.node.name, screen, fresh)  # type: ignore[union-attr]  # press: set
 
     def _trace_input(self, item: str) -> None:
         engine = self.engine

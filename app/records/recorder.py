@@ -194,14 +194,26 @@ class Recorder:
         self._gathered += 1
 
     def step(
-        self, session_id: str, t: float, node: str | None, key: str, after: str | None, screen: str
+        self,
+        session_id: str,
+        t: float,
+        node: str | None,
+        key: str,
+        after: str | None,
+        screen: str,
+        fresh: bool = False,
     ) -> None:
-        """`line` twice: a caller's key at `node` and the screen (a fixed prompt) it brought at `after`,
-        as one entry when the screen has its number (see database.insert_chunks)."""
+        """`line` twice, in one call (this runs for every keypress): a caller's key at `node` and the
+        screen it brought at `after`. A fixed prompt is one entry when it has its number (see
+        database.insert_chunks); a `fresh` one (rendered for this caller, masked already) is kept in
+        full, as two plain lines."""
         ms = _ms(t * 1000)
-        said = self._text_ids.get(after, _NO_IDS).get(screen) or self._text_id(screen, after)
+        if fresh:
+            said: str | int = screen
+        else:
+            said = self._text_ids.get(after, _NO_IDS).get(screen) or self._text_id(screen, after)
         chunk = self._chunks.get(session_id)
-        if type(said) is not int:  # past MAX_SHARED_TEXTS: two plain lines
+        if type(said) is not int:  # rendered, or past MAX_SHARED_TEXTS: two plain lines
             entry: tuple[Any, ...] = (ms, "caller", node, None, key, ms, "system", after, None, said)
         else:
             entry = (ms, "k", node, key, said)
