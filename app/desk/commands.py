@@ -277,10 +277,7 @@ def run(desk: Desk, agent: Agent, command: DeskCommand, now: float, out: Out) ->
     try:
         kind = type(command)
         if kind is Say:
-            text = cast(Say, command).text
-            if text[:1] == ":":
-                text = desk.config.canned.get(text[1:].strip(), text)
-            desk.agent_line(agent, text)
+            say(desk, agent, cast(Say, command).text, out)
         elif kind is Ready or kind is Break:
             what = "ready" if kind is Ready else "break"
             out(Ok(what))  # before any offer the change brings
@@ -313,6 +310,17 @@ def run(desk: Desk, agent: Agent, command: DeskCommand, now: float, out: Out) ->
                 out(*(infos or [Info("you are in no queue")]))
 
             desk.counts(names, now, counted)
+    except DeskError as exc:
+        out(Error(str(exc)))
+
+
+def say(desk: Desk, agent: Agent, text: str, out: Out) -> None:
+    """A chat line (stripped, not a command) to the agent's caller; `:code` sends one of desk.yaml's
+    canned replies. The agent port calls it directly for the relay's every line."""
+    if text[:1] == ":":
+        text = desk.config.canned.get(text[1:].strip(), text)
+    try:
+        desk.agent_line(agent, text)
     except DeskError as exc:
         out(Error(str(exc)))
 

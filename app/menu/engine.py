@@ -662,6 +662,25 @@ class Session:
         else:
             self._go(target)
 
+    def chat(self, line: str) -> str | None:
+        """The relay's every line, without an event list: the text for the agent when `line` is
+        conversation with a connected agent (what feed_line would send as ToAgent); None for anything
+        else (then feed it)."""
+        q = self.desk
+        if q is None or not q.connected or self.ended:
+            return None
+        text = line.strip()
+        return text if len(text) > q.node.chat_beyond else None
+
+    def agent_said(self, text: str, now: float) -> str | None:
+        """What the caller hears of an agent's line (AgentLine: `agent_says` rendered), without an
+        event list; None when the call has left the desk (late news)."""
+        q = self.desk
+        if q is None or self.ended:
+            return None
+        self._now = now
+        return self._render(q.node.agent_says, {"agent": q.agent, "text": text})
+
     def _desk_line(self, q: InQueue, line: str) -> None:
         """A line typed while waiting (the node's keys act, else `hold`) or connected (chat, except
         the hang-up keys)."""

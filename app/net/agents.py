@@ -263,6 +263,10 @@ class AgentConnection(asyncio.Protocol):
     # -- commands --------------------------------------------------------------------------------
 
     def _line(self, line: str) -> None:
+        text = line.strip()
+        if text and text[0] != "/" and self.agent is not None:  # chat: the relay's every line
+            commands.say(self.hub.desk, self.agent, text, self.emit)
+            return
         command = commands.parse_line(line)
         if command is None:
             return

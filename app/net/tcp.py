@@ -394,6 +394,8 @@ class CallerSession(asyncio.Protocol):
                 item = yield _WAIT
             kind = type(item)
             if kind is str:  # a line (a Signal is a str subclass)
+                if engine.desk is not None and not trace and self._chat(item):
+                    continue  # a line of the conversation with an agent, relayed
                 node = engine.node
                 say = engine.press(item, self._now)  # a step with no handler's work: one Say
                 if say is not None:
@@ -424,16 +426,15 @@ class CallerSession(asyncio.Protocol):
                 if trace:
                     self._trace_input(item)
                 self._emit(engine.feed_line(item, self._now))
+            elif kind is AgentLine:  # the relay's every line the other way
+                self._agent_said(item)
+                item = None  # a waiting caller's frame keeps no event alive
             elif item is TIMEOUT:
                 self._emit(engine.timeout(self._now))
             elif kind in DESK_EVENTS:
                 if self._call is not None:
                     self._call.heard(item, self._now)
-                if kind is AgentLine and rec is not None:  # kept as the agent's line, not as shown
-                    self._note("agent", item.text, self._call.agent if self._call is not None else None)
-                    self._emit(engine.desk_event(item, self._now), record=False)
-                else:
-                    self._emit(engine.desk_event(item, self._now))
+                self._emit(engine.desk_event(item, self._now))
                 item = None  # a waiting caller's frame keeps no event alive
             elif kind is TicketSaved or kind is TicketFailed:
                 self._emit(engine.ticket_result(item, self._now))
@@ -462,6 +463,28 @@ class CallerSession(asyncio.Protocol):
         self._kept = kept
         engine = self.engine
         rec.step(engine.session_id, self._now, node.name, key, engine.node.name, screen, fresh)  # type: ignore[union-attr]  # press: set
+
+    def _chat(self, line: str) -> bool:
+        """A line of the caller's conversation with a connected agent, straight to the agent (what
+        feed_line's ToAgent does, without the event list): True if it was one."""
+        engine = self.engine
+        text = engine.chat(line)
+        if text is None or self._call is None:
+            return False
+        if self._rec is not None:
+            self._note("caller", mask(line) if engine.masked_input else line)
+        self._call.say(text)
+        return True
+
+    def _agent_said(self, line: AgentLine) -> None:
+        """An agent's line: kept as the agent said it (not as shown), then said to the caller through
+        the node's `agent_says`."""
+        call = self._call
+        if self._rec is not None:
+            self._note("agent", line.text, call.agent if call is not None else None)
+        text = self.engine.agent_said(line.text, self._now)
+        if text is not None:
+            self._write(encode_text(text, self.hub.settings.encoding))
 
     def _trace_input(self, item: str) -> None:
         engine = self.engine
