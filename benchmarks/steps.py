@@ -1,6 +1,7 @@
 """What each kind of step costs the server, in instructions (callgrind) or CPU time.
 
     .venv/bin/python -m benchmarks.steps            (run by `make bench-mixed` after the socket runs)
+    .venv/bin/python -m benchmarks.steps --relay    (the agent desk's relay beside a keypress: `relay`)
 
 In process, on uvloop: one menu of the mixed workload (benchmarks/menus.py: the shipped config/ or
 a generated one) with the shipped robot and desk, a Hub as the server
@@ -21,6 +22,7 @@ question step is judged.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import os
 import re
@@ -159,6 +161,90 @@ async def walk(counted: Callable[[str, Prepare], None]) -> None:
         shutil.rmtree(data, ignore_errors=True)
 
 
+async def relay(counted: Callable[[str, Prepare], None]) -> None:
+    """The relay beside a keypress, on one Hub: the desk benchmark's config (benchmarks/desk.py: the
+    bench menu, its hidden transfer option, a queue of SESSIONS agents), SESSIONS callers connected
+    each to an agent (logged in directly: no password check), all on stand-in transports. Counted:
+    an option keypress on the bench menu; a caller's line to the agent (`data_received` of the
+    caller's session, down to the agent's write); an agent's line to the caller (`data_received` of
+    the agent's connection, down to the caller's write). Transcripts on, as in the server."""
+    from app.configdir import load_config
+    from app.net.agents import AgentConnection
+    from app.net.tcp import CallerSession
+    from app.records import Recorder
+    from app.server import Hub
+    from app.settings import Settings
+    from benchmarks.desk import ANSWER, ASK, write_config
+
+    data = Path(tempfile.mkdtemp(prefix="hotline-steps-"))
+    config_dir = write_config(data, {"default": range(3001, 3001 + SESSIONS)})
+    settings = Settings(
+        config=config_dir,
+        data=data / "data",
+        max_lines_per_second=1e9,
+        max_sessions=100_000,
+        max_sessions_per_address=100_000,
+        max_agent_connections=100_000,
+    )
+    config = load_config(settings.config)
+    assert config.graph is not None and config.robot is not None
+    hub = Hub(settings, config.graph, config.robot, config.desk, Recorder(settings.data, 30))
+    try:
+
+        def keypresses() -> Callable[[], None]:
+            sessions = []
+            for i in range(SESSIONS):
+                s = CallerSession(hub)
+                s.connection_made(Transport(30000 + i))  # type: ignore[arg-type]
+                sessions.append(s)
+
+            def step() -> None:
+                for s in sessions:
+                    s.data_received(b"1\r\n")
+
+            return step
+
+        counted("option keypress (bench menu)", keypresses)
+        agents, callers = [], []
+        for i in range(SESSIONS):
+            a = AgentConnection(hub)
+            a.connection_made(Transport(50000 + i))  # type: ignore[arg-type]
+            a.agent = hub.desk.login(str(3001 + i), a, time.time())
+            a._done_waiting()
+            a.data_received(b"/ready\r\n")
+            agents.append(a)
+        for i in range(SESSIONS):
+            s = CallerSession(hub)
+            s.connection_made(Transport(40000 + i))  # type: ignore[arg-type]
+            s.data_received(b"9\r\n")  # the hidden transfer option
+            callers.append(s)
+        for _ in range(500):  # offers go out on the desk's next turn
+            if all(a.agent is not None and a.agent.offer is not None for a in agents):
+                break
+            await asyncio.sleep(0.01)
+        for a in agents:
+            a.data_received(b"/accept\r\n")
+        for _ in range(500):
+            if all(s.engine.desk is not None and s.engine.desk.connected for s in callers):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise RuntimeError("the relay's callers were not all connected")
+        asked, answered = (ASK + "\r\n").encode(), (ANSWER + "\r\n").encode()
+
+        def caller_lines() -> Callable[[], None]:
+            return lambda: [s.data_received(asked) for s in callers] and None
+
+        def agent_lines() -> Callable[[], None]:
+            return lambda: [a.data_received(answered) for a in agents] and None
+
+        counted("caller's line to the agent", caller_lines)
+        counted("agent's line to the caller", agent_lines)
+    finally:
+        hub.timers.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def inner() -> None:
     """The measuring process: prints `name cost` lines (instructions dumped to files under valgrind)."""
     import uvloop
@@ -182,7 +268,7 @@ def inner() -> None:
         best = min(_timed(prepare()) for _ in range(5))
         results.append((name, best / SESSIONS * 1e6))
 
-    uvloop.run(walk(counted))
+    uvloop.run(relay(counted) if os.environ.get("HOTLINE_STEPS_MENU") == "relay" else walk(counted))
     for name, cost in results:
         print(f"{cost:.3f} {name}")
 
@@ -232,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time", action="store_true", help="CPU time even where valgrind is installed")
     parser.add_argument("--no-transcripts", action="store_true", help="sessions keep no transcript")
     parser.add_argument("--menus", default=",".join(s.key for s in SHAPES), help="comma-separated shapes")
+    parser.add_argument(
+        "--relay", action="store_true", help="the agent desk's relay beside a keypress instead"
+    )
     args = parser.parse_args(argv)
     if args.no_transcripts:
         os.environ["HOTLINE_STEPS_NO_TRANSCRIPTS"] = "1"
@@ -240,24 +329,52 @@ def main(argv: list[str] | None = None) -> None:
         return
     use_valgrind = shutil.which("valgrind") is not None and shutil.which("gcc") is not None and not args.time
     unit = "instructions" if use_valgrind else "µs of CPU"
+    if args.relay:
+        relay_report(dict(costs_of("relay", use_valgrind)), unit)
+        return
     every: dict[str, list[tuple[str, float]]] = {}
     for menu in args.menus.split(","):
-        if use_valgrind:
-            costs = instructions(menu)
-        else:
-            out = subprocess.run(
-                [sys.executable, "-m", "benchmarks.steps", "--inner"],
-                cwd=REPO,
-                check=True,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "HOTLINE_STEPS_MENU": menu},
-            ).stdout
-            costs = [(line.split(" ", 1)[1], float(line.split(" ", 1)[0])) for line in out.splitlines()]
+        costs = costs_of(menu, use_valgrind)
         every[menu] = costs
         report(costs, unit, BY_KEY[menu].title)
     if len(every) > 1:
         by_kind(every, unit)
+
+
+def costs_of(menu: str, use_valgrind: bool) -> list[tuple[str, float]]:
+    """(step, cost) for `menu` (or "relay"), in instructions under valgrind, else µs of CPU."""
+    if use_valgrind:
+        return instructions(menu)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.steps", "--inner"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOTLINE_STEPS_MENU": menu},
+    ).stdout
+    return [(line.split(" ", 1)[1], float(line.split(" ", 1)[0])) for line in out.splitlines()]
+
+
+def relay_report(costs: dict[str, float], unit: str) -> None:
+    key = costs["option keypress (bench menu)"]
+    print(
+        f"\n### The relay beside a keypress ({unit} per line, {SESSIONS} pairs; in process, transcripts on)\n"
+    )
+    print(f"| step | {unit} | × a keypress |\n|---|---|---|")
+    for name, value in costs.items():
+        shown = f"{value:,.0f}" if unit == "instructions" else f"{value:.2f}"
+        print(f"| {name} | {shown} | {value / key:.2f}× |")
+    line = (costs["caller's line to the agent"] + costs["agent's line to the caller"]) / 2
+    targets_table(
+        [
+            (
+                "a relayed line costs ≤ 1.5× a keypress (the server's Python only)",
+                f"{line / key:.2f}×",
+                line / key <= 1.5,
+            )
+        ]
+    )
 
 
 def by_kind(every: dict[str, list[tuple[str, float]]], unit: str) -> None:

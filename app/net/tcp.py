@@ -383,7 +383,10 @@ class CallerSession(asyncio.Protocol):
         rec = self._rec
         item: Any  # a line (str), or a signal or desk event from _deliver
         while not engine.ended:
-            if not 0.0 < self._timer_due <= (engine.deadline or 0.0):
+            # (a deadline of None: nothing times out, talking to an agent, unless a first line is due)
+            if not 0.0 < self._timer_due <= (engine.deadline or 0.0) and (
+                engine.deadline is not None or self._first_deadline
+            ):
                 self._arm_timer()  # else: an entry fires at or before the deadline; it re-arms then
             pending = self._pending
             if pending:
