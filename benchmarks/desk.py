@@ -357,6 +357,9 @@ def main() -> None:
         queue = drain(args, folder)
     core = {n: core_cost(args.agents, n) for n in (1000, 10000)}
     report(args, side, queue, core)
+    from benchmarks import steps
+
+    steps.main(["--relay"])  # the relay's Python alone, in instructions: repeatable where the above is noisy
 
 
 def report(
