@@ -685,8 +685,9 @@ class Session:
         """A line typed while waiting (the node's keys act, else `hold`) or connected (chat, except
         the hang-up keys)."""
         node = q.node
-        if q.connected and len(text := line.strip()) > node.chat_beyond:
-            self._out.append(ToAgent(text))  # the common line of a conversation
+        chat = self.chat(line)
+        if chat is not None:
+            self._out.append(ToAgent(chat))  # the common line of a conversation
             return
         text, folded = fold(line)
         action = node.wait.keys.get(folded)
