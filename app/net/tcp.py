@@ -279,7 +279,16 @@ class CallerSession(asyncio.Protocol):
                 self._too_fast(now)
                 continue
             self._line_due = (due if due > now else now) + rate.interval  # not max(): cheaper
-            self._deliver(item)
+            if self._waiting:  # _deliver and _resume inline: the coroutine takes the line now
+                self._waiting = False
+                try:
+                    self._coro.send(item)
+                except BaseException as exc:  # sorted out in _stopped
+                    self._stopped(exc)
+                else:
+                    self._waiting = True  # it only ever yields to wait for input
+            else:
+                self._deliver(item)
 
     def eof_received(self) -> bool:
         if self._coro is None:
@@ -310,6 +319,7 @@ class CallerSession(asyncio.Protocol):
             self._timer_due = 0.0
             hub.timers.forget()
         coro, self._coro = self._coro, None
+        self._waiting = False  # (data_received resumes the coroutine when this says so)
         hub.lookups.cancel(self)  # hung up during a look-up: it is cancelled
         if self._call is not None:
             self._call.done(time.time())  # hung up while waiting or talking
