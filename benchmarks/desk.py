@@ -357,9 +357,8 @@ def main() -> None:
         queue = drain(args, folder)
     core = {n: core_cost(args.agents, n) for n in (1000, 10000)}
     report(args, side, queue, core)
-    from benchmarks import steps
-
-    steps.main(["--relay"])  # the relay's Python alone, in instructions: repeatable where the above is noisy
+    # the relay's Python alone, in instructions (benchmarks/steps.py): repeatable where the above is noisy
+    subprocess.run([python(), "-m", "benchmarks.steps", "--relay"], cwd=REPO, check=True)
 
 
 def report(
