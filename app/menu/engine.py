@@ -526,8 +526,10 @@ class Session:
         self._now = now
         node = q.node
         kind = type(event)
-        if kind is AgentLine:  # the common one: a line of the conversation
-            self.say_text(self._render(node.agent_says, {"agent": q.agent, "text": event.text}))  # type: ignore[attr-defined]
+        if kind is AgentLine:  # the common one: a line of the conversation (the server calls agent_said)
+            said = self.agent_said(event.text, now)  # type: ignore[attr-defined]
+            if said is not None:  # (it is: the call is in the desk)
+                self.say_text(said)
         elif kind is QueuePosition:
             self._queue_position(q, event)  # type: ignore[arg-type]
         elif kind is AgentConnected:
