@@ -97,29 +97,39 @@ def _helper() -> Any:
 Prepare = Callable[[], Callable[[], None]]
 
 
-async def walk(counted: Callable[[str, Prepare], None]) -> None:
-    """Every step of SCRIPT, each measured over SESSIONS sessions in the same state."""
+def _hub(config: Path, data: Path, transcripts: bool = True) -> Any:
+    """A Hub as the server builds it, on `config`, its records in `data`; the limits a benchmark
+    from one address past them needs (lines per second, sessions, agent connections) raised."""
     from app.configdir import load_config
-    from app.net.tcp import CallerSession
     from app.records import Recorder
     from app.server import Hub
     from app.settings import Settings
+
+    settings = Settings(
+        config=config,
+        data=data,
+        max_lines_per_second=1e9,
+        max_sessions=100_000,
+        max_sessions_per_address=100_000,
+        max_agent_connections=100_000,
+    )
+    loaded = load_config(settings.config)
+    assert loaded.graph is not None and loaded.robot is not None
+    records = Recorder(settings.data, 30) if transcripts else None
+    return Hub(settings, loaded.graph, loaded.robot, loaded.desk, records)
+
+
+async def walk(counted: Callable[[str, Prepare], None]) -> None:
+    """Every step of SCRIPT, each measured over SESSIONS sessions in the same state."""
+    from app.net.tcp import CallerSession
     from benchmarks.menus import BY_KEY
 
     shape = BY_KEY[os.environ.get("HOTLINE_STEPS_MENU", "shipped")]
     script = shape.script
     data = tempfile.mkdtemp(prefix="hotline-steps-")
-    settings = Settings(
-        config=shape.folder(Path(data) / "menus"),
-        data=data,
-        max_lines_per_second=1e9,
-        max_sessions=100_000,
-        max_sessions_per_address=100_000,
+    hub = _hub(
+        shape.folder(Path(data) / "menus"), Path(data), not os.environ.get("HOTLINE_STEPS_NO_TRANSCRIPTS")
     )
-    config = load_config(settings.config)
-    assert config.graph is not None and config.robot is not None
-    records = None if os.environ.get("HOTLINE_STEPS_NO_TRANSCRIPTS") else Recorder(settings.data, 30)
-    hub = Hub(settings, config.graph, config.robot, config.desk, records)
     gone: list[Any] = []
     try:
         for index, (kind, line) in enumerate(script):
@@ -168,27 +178,12 @@ async def relay(counted: Callable[[str, Prepare], None]) -> None:
     an option keypress on the bench menu; a caller's line to the agent (`data_received` of the
     caller's session, down to the agent's write); an agent's line to the caller (`data_received` of
     the agent's connection, down to the caller's write). Transcripts on, as in the server."""
-    from app.configdir import load_config
     from app.net.agents import AgentConnection
     from app.net.tcp import CallerSession
-    from app.records import Recorder
-    from app.server import Hub
-    from app.settings import Settings
     from benchmarks.desk import ANSWER, ASK, write_config
 
     data = Path(tempfile.mkdtemp(prefix="hotline-steps-"))
-    config_dir = write_config(data, {"default": range(3001, 3001 + SESSIONS)})
-    settings = Settings(
-        config=config_dir,
-        data=data / "data",
-        max_lines_per_second=1e9,
-        max_sessions=100_000,
-        max_sessions_per_address=100_000,
-        max_agent_connections=100_000,
-    )
-    config = load_config(settings.config)
-    assert config.graph is not None and config.robot is not None
-    hub = Hub(settings, config.graph, config.robot, config.desk, Recorder(settings.data, 30))
+    hub = _hub(write_config(data, {"default": range(3001, 3001 + SESSIONS)}), data / "data")
     try:
 
         def keypresses() -> Callable[[], None]:
@@ -233,10 +228,18 @@ async def relay(counted: Callable[[str, Prepare], None]) -> None:
         asked, answered = (ASK + "\r\n").encode(), (ANSWER + "\r\n").encode()
 
         def caller_lines() -> Callable[[], None]:
-            return lambda: [s.data_received(asked) for s in callers] and None
+            def step() -> None:
+                for s in callers:
+                    s.data_received(asked)
+
+            return step
 
         def agent_lines() -> Callable[[], None]:
-            return lambda: [a.data_received(answered) for a in agents] and None
+            def step() -> None:
+                for a in agents:
+                    a.data_received(answered)
+
+            return step
 
         counted("caller's line to the agent", caller_lines)
         counted("agent's line to the caller", agent_lines)
