@@ -280,6 +280,11 @@ class CallerSession(asyncio.Protocol):
                 continue
             self._line_due = (due if due > now else now) + rate.interval  # not max(): cheaper
             if self._waiting:  # _deliver and _resume inline: the coroutine takes the line now
+                # the relay's every line: to the agent now, as _run would (the coroutine waits on:
+                # a line of conversation changes none of its state)
+                engine = self.engine
+                if engine.desk is not None and type(item) is str and not self.hub.trace and self._chat(item):
+                    continue
                 self._waiting = False
                 try:
                     self._coro.send(item)
@@ -650,6 +655,9 @@ class CallerSession(asyncio.Protocol):
     def desk_event(self, event: object) -> None:
         """From the desk (a CallerLink): handed to the coroutine in order with the caller's lines."""
         self._now = time.time()
+        if self._waiting and type(event) is AgentLine:  # the relay's every line: said now, as _run
+            self._agent_said(event)  # would, while the coroutine waits on (nothing else is queued)
+            return
         self._deliver(event)  # type: ignore[arg-type]
 
     def _encode(self, text: str) -> bytes:
