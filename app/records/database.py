@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 from app import zone
@@ -376,11 +377,24 @@ def insert_chunks(db: AnyDb, chunks: Chunks) -> None:
     in epoch milliseconds; text: the text, or the number of a row of `texts`). A keypress and the
     screen it brought are one entry: ms, "k", node, key, number of the screen's row in `texts`
     (which names the screen's node)."""
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     db.executemany(
         "INSERT INTO chunks (session_id, time, lines) VALUES (?, ?, ?)",
-        ((sid, chunk[0] / 1000, dumps(chunk)) for sid, chunk in chunks.items() if chunk),  # one at a time
+        ((sid, chunk[0] / 1000, chunk_json(chunk)) for sid, chunk in chunks.items() if chunk),  # one by one
     )
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def chunk_json(chunk: list[Any]) -> str:
+    """A chunk's JSON text, compact and not ASCII-escaped: orjson's, which is the standard library's
+    to the byte for what a chunk holds (ints, strings, null) and 4-7 times quicker (this runs in the
+    records thread, for every line); the standard library's for what orjson refuses (a string with
+    a lone surrogate)."""
+    try:
+        return orjson.dumps(chunk).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return _dumps(chunk)
 
 
 def insert_lines(db: AnyDb, lines: Iterable[Line]) -> None:

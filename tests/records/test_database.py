@@ -3,12 +3,15 @@ database alone, ticket numbers (also from replicas writing at once)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.records import database as dbm
 from app.records.database import DatabaseError, NewTicket
@@ -241,3 +244,23 @@ def test_transcripts_older_than_the_retention_are_purged_tickets_stay(records_at
     assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == 1
     assert len(dbm.list_tickets(db)) == 1
     db.close()
+
+
+@given(
+    st.lists(
+        st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.text(), st.none(), st.booleans())
+    )
+)
+def test_a_chunk_is_stored_as_the_standard_librarys_json_to_the_byte(chunk: list[object]) -> None:
+    """orjson writes the records thread's chunks; what is stored is exactly what json.dumps
+    (compact, not ASCII-escaped) would store, so readers and old rows see one format (a string
+    orjson refuses, a lone surrogate, goes through the standard library)."""
+    expected = json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
+    assert dbm.chunk_json(chunk) == expected
+
+
+def test_a_chunk_with_escapes_or_a_lone_surrogate_is_written_as_before() -> None:
+    assert dbm.chunk_json(
+        [1764800000123, "k", "main", "１", 7, 1764800000456, "system", None, None, '话费\n查询 "1"']
+    ) == ('[1764800000123,"k","main","１",7,1764800000456,"system",null,null,"话费\\n查询 \\"1\\""]')
+    assert dbm.chunk_json(["\ud800"]) == '["\ud800"]'  # what orjson refuses: as before
