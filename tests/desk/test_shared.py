@@ -79,11 +79,15 @@ def replicas(
 def _shared_agent(
     replicas: Replicas, server: ServerProcess, agent_id: str = "1001", ready: bool = True
 ) -> Line:
-    """An agent logged in on `server`, once every replica can see them (the write is asynchronous)."""
+    """An agent logged in on `server`, once every replica can see them (the writes are asynchronous):
+    logged in and, when `ready`, free to take a call (a caller joining on another replica before
+    that would hear an estimate)."""
     agent = _agent(server, agent_id, ready)
     end = time.monotonic() + 5
-    while replicas.redis.command("HEXISTS", "hotline:{q:default}:agents", agent_id) != b":1\r\n":
-        assert time.monotonic() < end, f"agent {agent_id} never reached Redis"
+    while replicas.redis.command("HEXISTS", "hotline:{q:default}:agents", agent_id) != b":1\r\n" or (
+        ready and replicas.redis.command("ZSCORE", "hotline:{q:default}:free", agent_id).startswith(b"$-1")
+    ):
+        assert time.monotonic() < end, f"agent {agent_id} never reached Redis (ready: {ready})"
         time.sleep(0.02)
     return agent
 
