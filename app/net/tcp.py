@@ -423,14 +423,16 @@ class CallerSession(asyncio.Protocol):
                             self._record_step(rec, node, item, say)  # type: ignore[arg-type]  # masked, bounded
                         else:  # the common step: a fixed screen (numbered), or a rendered one (masked)
                             self._kept = kept
-                            rec.step(
-                                engine.session_id,
-                                self._now,
-                                node.name,  # type: ignore[union-attr]
-                                item,
-                                engine.node.name,  # type: ignore[union-attr]  # press: set
-                                self._masked(say.text) if say.fresh and engine.vars else say.text,
-                                say.fresh,
+                            rec.entries.extend(  # as rec.step does, without the call
+                                (
+                                    engine.session_id,
+                                    self._now,
+                                    node.name,  # type: ignore[union-attr]
+                                    item,
+                                    engine.node.name,  # type: ignore[union-attr]  # press: set
+                                    self._masked(say.text) if say.fresh and engine.vars else say.text,
+                                    say.fresh,  # the kind: RENDERED (True) or FIXED
+                                )
                             )
                     if self._clear:
                         data = encode_text(say.text, encoding) if say.fresh else encoded.get(say.text)

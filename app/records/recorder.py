@@ -5,8 +5,11 @@ waits on it.
   stored it has committed (synchronous=FULL), or raises RecordError. The thread takes every ticket
   waiting when it starts a transaction, so under load many tickets share one commit (group commit),
   and each caller still hears their number only after theirs is on disk.
-- Transcripts: `line(...)` appends to a list on the loop (no lock, no syscall); every FLUSH_EVERY
-  seconds the list goes to the thread as one batch. When the thread is behind by more than
+- Transcripts: a line, or a keypress and the screen it brought, is one append of ENTRY values to
+  `entries` on the loop (no lock, no syscall, no look-up: `line`, `step`, or the caller's session
+  itself for a keypress); every FLUSH_EVERY seconds the list goes to the thread as one batch, and
+  the thread does the rest: each call's lines grouped into its chunk, times made milliseconds, fixed
+  prompts numbered, the JSON. When the thread is behind by more than
   MAX_BACKLOG lines (a slow or full disk), new lines are dropped and counted rather than held, with
   one log line per incident; callers are never slowed. A call keeps at most MAX_CALL_BYTES of
   transcript; past it, one line says so and the rest of the call is counted, not kept.
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import queue
 import threading
 import time
@@ -49,6 +51,15 @@ MAX_SHARED_TEXTS = 10_000  # distinct prompts stored once and referred to by num
 PURGE_EVERY = 3600.0  # seconds between retention sweeps
 TRUNCATED = "(记录已截断:本次通话后续内容未保存 / transcript truncated)"
 
+# An entry of Recorder.entries is ENTRY values, flat: session id, time (seconds), node, then
+#   a step (a keypress at node and the screen it brought):  key, the screen's node, screen, FIXED | RENDERED
+#   a line:                                                 direction, agent, text, LINE | SHARED
+# (FIXED: a prompt of the menu, numbered; RENDERED: rendered for this caller and masked, kept in full;
+# SHARED: a line whose text is a fixed prompt, numbered.) The loop appends; the thread reads them.
+ENTRY = 7
+FIXED, RENDERED = False, True  # a step's kind is its screen's `fresh` (Say.fresh), as it comes
+LINE, SHARED = "l", "s"
+
 
 class RecordError(Exception):
     """A ticket could not be stored (disk full, read-only, database error)."""
@@ -68,6 +79,7 @@ class Storage(Protocol):
     """What the server needs from a records backend (Recorder is checked against it below)."""
 
     counters: Counters
+    entries: list[Any]
 
     def start(self) -> None: ...
 
@@ -87,7 +99,14 @@ class Storage(Protocol):
     ) -> None: ...
 
     def step(
-        self, session_id: str, t: float, node: str | None, key: str, after: str | None, screen: str
+        self,
+        session_id: str,
+        t: float,
+        node: str | None,
+        key: str,
+        after: str | None,
+        screen: str,
+        fresh: bool = False,
     ) -> None: ...
 
     def call_ended(self, session_id: str, ended: float, dropped: int) -> None: ...
@@ -112,8 +131,9 @@ class _Job:
     futures: list[asyncio.Future[Any]] = field(default_factory=list)
 
 
-_ms = math.trunc  # float -> int: a third cheaper than int(), and this runs for every transcript line
+_ms = float.__trunc__  # float -> int: cheaper than int() or math.trunc, for every transcript line
 _NO_IDS: dict[str, int] = {}  # never written to
+_PLAIN = (FIXED, RENDERED)  # a step whose screen is not numbered is kept as two plain lines
 
 
 class Recorder:
@@ -127,14 +147,12 @@ class Recorder:
         self.counters = Counters()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._chunks: Chunks = {}  # session id -> its lines since the last flush, flat (see database)
-        self._gathered = 0  # lines in _chunks
-        # node -> prompt -> its row in `texts` (node None: a shared line's text)
+        self.entries: list[Any] = []  # since the last flush: ENTRY values each (see ENTRY)
+        # the thread's: node -> prompt -> its row in `texts` (node None: a shared line's text)
         self._text_ids = dbm.shared_texts(self.db, MAX_SHARED_TEXTS)
         self._shared = sum(map(len, self._text_ids.values()))
         numbers = dbm.text_numbers(self.db)
         self._next_text, self._text_end = numbers.start, numbers.stop
-        self._new_texts: list[tuple[int, str | None, str]] = []  # numbered since the last flush
         self._calls: list[tuple[str, Any]] = []  # ("start" | "end", args), in order with the lines
         self._tickets: list[tuple[NewTicket, asyncio.Future[str]]] = []
         self._backlog = 0  # lines handed to the thread, not yet written (the thread lowers it)
@@ -182,16 +200,7 @@ class Recorder:
         shared: bool = False,
     ) -> None:
         """One line of a call. `shared`: a fixed prompt, said again and again: stored once."""
-        ms = _ms(t * 1000)  # an int: JSON writes it three times faster than a float
-        said: str | int = text
-        if shared:
-            said = self._text_ids.get(None, _NO_IDS).get(text) or self._text_id(text)
-        chunk = self._chunks.get(session_id)
-        if chunk is None:
-            self._chunks[session_id] = [ms, direction, node, agent, said]
-        else:
-            chunk += (ms, direction, node, agent, said)
-        self._gathered += 1
+        self.entries.extend((session_id, t, node, direction, agent, text, SHARED if shared else LINE))
 
     def step(
         self,
@@ -203,39 +212,11 @@ class Recorder:
         screen: str,
         fresh: bool = False,
     ) -> None:
-        """`line` twice, in one call (this runs for every keypress): a caller's key at `node` and the
-        screen it brought at `after`. A fixed prompt is one entry when it has its number (see
-        database.insert_chunks); a `fresh` one (rendered for this caller, masked already) is kept in
-        full, as two plain lines."""
-        ms = _ms(t * 1000)
-        if fresh:
-            said: str | int = screen
-        else:
-            said = self._text_ids.get(after, _NO_IDS).get(screen) or self._text_id(screen, after)
-        chunk = self._chunks.get(session_id)
-        if type(said) is not int:  # rendered, or past MAX_SHARED_TEXTS: two plain lines
-            entry: tuple[Any, ...] = (ms, "caller", node, None, key, ms, "system", after, None, said)
-        else:
-            entry = (ms, "k", node, key, said)
-        if chunk is None:
-            self._chunks[session_id] = list(entry)
-        else:
-            chunk += entry
-        self._gathered += 2
-
-    def _text_id(self, text: str, node: str | None = None) -> str | int:
-        """The number a fixed prompt (of `node`) is stored under (numbered now if new), or the text
-        itself once MAX_SHARED_TEXTS are numbered."""
-        ids = self._text_ids.setdefault(node, {})
-        tid = ids.get(text)
-        if tid is None:
-            if self._shared >= MAX_SHARED_TEXTS or self._next_text >= self._text_end:
-                return text
-            tid = ids[text] = self._next_text
-            self._next_text += 1
-            self._shared += 1
-            self._new_texts.append((tid, node, text))
-        return tid
+        """`line` twice, in one entry: a caller's key at `node` and the screen it brought at `after`.
+        A fixed screen is stored as its number (see database.insert_chunks); a `fresh` one (rendered
+        for this caller, masked already) in full. (The caller's session appends a common step's
+        entry itself, without this call: it runs for every keypress.)"""
+        self.entries.extend((session_id, t, node, key, after, screen, fresh))
 
     def call_ended(self, session_id: str, ended: float, dropped: int) -> None:
         self._calls.append(("end", (session_id, ended, dropped)))
@@ -291,18 +272,19 @@ class Recorder:
 
     def flush(self) -> None:
         """Hand the lines and call records gathered so far to the thread (or drop them, counted)."""
-        chunks, calls, count, texts = self._chunks, self._calls, self._gathered, self._new_texts
-        if not chunks and not calls:
+        entries, calls = self.entries, self._calls
+        if not entries and not calls:
             return
-        self._chunks, self._calls, self._gathered, self._new_texts = {}, [], 0, []
+        self.entries, self._calls = [], []
+        count = _lines_in(entries)
         with self._lock:
             over = self._backlog + count > MAX_BACKLOG
             if not over:
                 self._backlog += count
         if over:
             self._dropped(count, "backlog")
-            chunks, count = {}, 0
-        self._jobs.put(_Job("lines", (chunks, count, calls, texts)))  # texts: even when lines were dropped
+            entries, count = [], 0
+        self._jobs.put(_Job("lines", (entries, count, calls)))
 
     async def close(self) -> None:
         """Write everything gathered, then stop the thread (on shutdown: SIGTERM loses nothing)."""
@@ -386,14 +368,56 @@ class Recorder:
         if events:
             self._outbox_filled()
 
-    def _write_lines(
-        self,
-        chunks: Chunks,
-        count: int,
-        calls: list[tuple[str, Any]],
-        texts: list[tuple[int, str | None, str]],
-    ) -> None:
+    def _chunks(self, entries: list[Any], texts: list[tuple[int, str | None, str]]) -> Chunks:
+        """A batch's entries as each call's chunk (see database.insert_chunks); the prompts it
+        numbered are added to `texts` (new rows of the table)."""
+        chunks: Chunks = {}
+        ids, number, get = self._text_ids, self._text_id, chunks.get
+        for sid, t, node, a, b, text, kind in zip(*[iter(entries)] * ENTRY, strict=True):
+            chunk = get(sid)
+            if chunk is None:
+                chunk = chunks[sid] = []
+            ms = _ms(t * 1000.0)  # an int: JSON writes it three times faster than a float
+            if kind is FIXED:  # a: the key, b: the screen's node
+                tid = ids.get(b, _NO_IDS).get(text) or number(text, b, texts)
+                if type(tid) is int:
+                    chunk += (ms, "k", node, a, tid)
+                    continue
+            if kind in _PLAIN:  # rendered, or past MAX_SHARED_TEXTS: two plain lines
+                chunk += (ms, "caller", node, None, a, ms, "system", b, None, text)
+            elif kind is SHARED:  # a: the direction, b: the agent
+                chunk += (ms, a, node, b, ids.get(None, _NO_IDS).get(text) or number(text, None, texts))
+            else:
+                chunk += (ms, a, node, b, text)
+        return chunks
+
+    def _text_id(self, text: str, node: str | None, texts: list[tuple[int, str | None, str]]) -> str | int:
+        """The number a fixed prompt (of `node`) is stored under (numbered now if new, and added
+        to `texts`), or the text itself once MAX_SHARED_TEXTS are numbered."""
+        ids = self._text_ids.setdefault(node, {})
+        tid = ids.get(text)
+        if tid is None:
+            if self._shared >= MAX_SHARED_TEXTS or self._next_text >= self._text_end:
+                return text
+            tid = ids[text] = self._next_text
+            self._next_text += 1
+            self._shared += 1
+            texts.append((tid, node, text))
+        return tid
+
+    def _forget(self, texts: list[tuple[int, str | None, str]]) -> None:
+        """Prompts numbered for a batch that was not written: numbered again when next said (so a
+        later batch stores their texts)."""
+        for tid, node, text in texts:
+            ids = self._text_ids.get(node)
+            if ids is not None and ids.get(text) == tid:
+                del ids[text]
+                self._shared -= 1
+
+    def _write_lines(self, entries: list[Any], count: int, calls: list[tuple[str, Any]]) -> None:
+        texts: list[tuple[int, str | None, str]] = []
         try:
+            chunks = self._chunks(entries, texts)
             # In the database's log before COMMIT returns, so a killed process loses nothing; without
             # an fsync per batch only a machine crash could take the last batches.
             self.db.begin(durable=False)
@@ -420,8 +444,9 @@ class Recorder:
                 self._call_soon(self._recovered)
         except Exception as exc:
             self._rollback()
+            self._forget(texts)
             self.counters.write_errors += 1
-            self._call_soon(self._write_failed, count, str(exc), [tid for tid, _, _ in texts])
+            self._call_soon(self._write_failed, count, str(exc))
         finally:
             with self._lock:
                 self._backlog -= count
@@ -435,15 +460,8 @@ class Recorder:
             self._dropping = False
             log.info("transcript_recovered", dropped_total=self.counters.dropped)
 
-    def _write_failed(self, count: int, error: str, lost: list[int]) -> None:
-        """A batch could not be written: its lines are counted as dropped, and the prompts it
-        numbered are numbered again when next said (so later batches store their texts)."""
-        if lost:
-            gone = set(lost)
-            for ids in self._text_ids.values():
-                for text in [text for text, tid in ids.items() if tid in gone]:
-                    del ids[text]
-            self._shared -= len(gone)
+    def _write_failed(self, count: int, error: str) -> None:
+        """A batch could not be written: its lines are counted as dropped."""
         if not self._dropping:
             log.error("transcript_write_failed", error=error, database=self.where)
         self._dropped(count, "write_failed")
@@ -482,6 +500,12 @@ class Recorder:
                 self._call_soon(_succeed, future, value)
             else:
                 self._call_soon(_fail, future, exc)
+
+
+def _lines_in(entries: list[Any]) -> int:
+    """The transcript lines in a batch of entries (a step is two)."""
+    kinds = entries[ENTRY - 1 :: ENTRY]
+    return len(kinds) + kinds.count(FIXED) + kinds.count(RENDERED)
 
 
 def _succeed(future: asyncio.Future[Any], value: Any) -> None:

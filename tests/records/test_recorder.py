@@ -97,8 +97,9 @@ async def test_a_backlog_past_its_bound_drops_new_lines_instead_of_growing(
     for _ in range(10):
         rec.line("c", time.time(), "caller", None, None, "x")
     rec.flush()
-    assert rec.counters.dropped == 10 and rec._chunks == {}
+    assert rec.counters.dropped == 10 and rec.entries == []
     rec._backlog = 0
+    assert await rec.last_lines("c", 10) == []  # dropped: not handed on, not written
     await rec.close()
 
 
@@ -124,6 +125,70 @@ async def test_a_prompt_said_again_and_again_is_stored_once(records_at: RecordsA
     call = dbm.get_call(db, "a1")
     assert call is not None and [line["text"] for line in call["lines"]] == [prompt, "9", prompt]
     db.close()
+
+
+async def test_calls_interleaved_in_one_batch_each_read_back_in_order(
+    records_at: RecordsAt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop appends every call's lines to one list; the thread sorts them into each call's
+    chunk: fixed screens by number (past MAX_SHARED_TEXTS in full), rendered ones and plain lines in
+    full, each call in its own order."""
+    monkeypatch.setattr(rmod, "MAX_SHARED_TEXTS", 2)
+    rec = Recorder(records_at.target, 30)
+    rec.start()
+    now = time.time()
+    for call in ("a", "b"):
+        rec.call_started(call, now, "127.0.0.1")
+    rec.line("a", now, "system", "main", None, "欢迎", shared=True)  # numbered: 1 of 2
+    rec.line("b", now, "system", "main", None, "欢迎", shared=True)
+    rec.step("a", now + 1, "main", "1", "bill", "话费 100 元", fresh=True)  # rendered: in full
+    rec.step("b", now + 1, "main", "2", "data", "流量菜单")  # numbered: 2 of 2
+    rec.line("a", now + 2, "caller", "bill", None, "我要人工")
+    rec.step("b", now + 2, "data", "*", "main", "主菜单")  # past the bound: in full
+    rec.line("a", now + 3, "agent", "bill", "1001", "您好")
+    rec.step("a", now + 4, "bill", "#", "data", "流量菜单")  # a's number for b's screen
+    await rec.close()
+    db = dbm.connect(records_at.database, create=False, readonly=True)
+    assert db.execute("SELECT count(*) FROM texts").fetchone()[0] == 2
+    said = {}
+    for call in ("a", "b"):
+        stored = dbm.get_call(db, call)
+        assert stored is not None
+        said[call] = [(x["direction"], x["node"], x.get("agent"), x["text"]) for x in stored["lines"]]
+    assert said["a"] == [
+        ("system", "main", None, "欢迎"),
+        ("caller", "main", None, "1"),
+        ("system", "bill", None, "话费 100 元"),
+        ("caller", "bill", None, "我要人工"),
+        ("agent", "bill", "1001", "您好"),
+        ("caller", "bill", None, "#"),
+        ("system", "data", None, "流量菜单"),
+    ]
+    assert said["b"] == [
+        ("system", "main", None, "欢迎"),
+        ("caller", "main", None, "2"),
+        ("system", "data", None, "流量菜单"),
+        ("caller", "data", None, "*"),
+        ("system", "main", None, "主菜单"),
+    ]
+    assert rec.counters.lines == 12  # a step is two
+    db.close()
+
+
+async def test_a_prompt_numbered_for_a_batch_that_failed_is_stored_with_a_later_one(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path, 30)
+    rec.start()
+    prompt = "话费查询请按 1" * 2000  # needs pages of its own
+    pages = rec.db.execute("PRAGMA page_count").fetchone()[0]
+    rec.db.execute(f"PRAGMA max_page_count={pages}")  # full: the batch numbering the prompt fails
+    rec.step("c", time.time(), "main", "9", "main", prompt)
+    rec.flush()
+    await rec.last_lines("c", 1)  # a read after the batch: the batch has been tried
+    assert rec.counters.write_errors == 1 and rec.counters.dropped == 2
+    rec.db.execute(f"PRAGMA max_page_count={pages * 100}")  # room again
+    rec.step("c", time.time(), "main", "9", "main", prompt)
+    assert await rec.last_lines("c", 2) == [("caller", None, "9"), ("system", None, prompt)]
+    await rec.close()
 
 
 async def test_replicas_sharing_postgresql_keep_each_others_transcripts_and_prompts(
