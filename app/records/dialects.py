@@ -142,6 +142,7 @@ class Dialect(ABC, Generic[C]):
     name: ClassVar[str]  # what a Db's `kind` says
     ddl: ClassVar[Mapping[str, str]]  # what MIGRATIONS' blanks are here
     skip_locked: ClassVar[str]  # ends a SELECT that claims rows several processes may want at once
+    utf8_text: ClassVar[str]  # a parameter of UTF-8 bytes, stored as text (no str made in between)
 
     @abstractmethod
     def execute(self, db: Db[C], sql: str, args: Sequence[Any]) -> Cursor: ...
@@ -225,6 +226,7 @@ class SQLite(Dialect[sqlite3.Connection]):
         "serial": "INTEGER PRIMARY KEY",  # the rowid itself: kept across VACUUM
     }
     skip_locked = ""  # one writer: nothing to skip
+    utf8_text = "CAST(? AS TEXT)"  # a BLOB cast to TEXT: its bytes, read as the database's UTF-8
 
     def open(self, path: Path, *, create: bool, readonly: bool) -> Db[sqlite3.Connection]:
         if not path.exists():
@@ -321,6 +323,7 @@ class PostgreSQL(Dialect[psycopg.Connection[Any]]):
         "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     }
     skip_locked = " FOR UPDATE SKIP LOCKED"  # replicas claim at once: each skips the rows another holds
+    utf8_text = "convert_from(?, 'UTF8')"  # bytea to text (checked as UTF-8 by the server)
 
     def __init__(self) -> None:
         self._marks: dict[str, str] = {}  # a query with ? marks -> with psycopg's %s marks

@@ -256,11 +256,18 @@ def test_a_chunk_is_stored_as_the_standard_librarys_json_to_the_byte(chunk: list
     (compact, not ASCII-escaped) would store, so readers and old rows see one format (a string
     orjson refuses, a lone surrogate, goes through the standard library)."""
     expected = json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
-    assert dbm.chunk_json(chunk) == expected
+    assert dbm.chunk_json(chunk) == expected.encode()
 
 
-def test_a_chunk_with_escapes_or_a_lone_surrogate_is_written_as_before() -> None:
-    assert dbm.chunk_json(
-        [1764800000123, "k", "main", "１", 7, 1764800000456, "system", None, None, '话费\n查询 "1"']
-    ) == ('[1764800000123,"k","main","１",7,1764800000456,"system",null,null,"话费\\n查询 \\"1\\""]')
-    assert dbm.chunk_json(["\ud800"]) == '["\ud800"]'  # what orjson refuses: as before
+def test_a_chunk_with_escapes_is_written_as_before_and_a_lone_surrogate_escaped() -> None:
+    assert (
+        dbm.chunk_json(
+            [1764800000123, "k", "main", "１", 7, 1764800000456, "system", None, None, '话费\n查询 "1"']
+        )
+        == (
+            '[1764800000123,"k","main","１",7,1764800000456,"system",null,null,"话费\\n查询 \\"1\\""]'
+        ).encode()
+    )
+    # what orjson refuses (not UTF-8): the standard library's, the surrogate as JSON's escape
+    assert dbm.chunk_json(["话费", "\ud800"]) == '["话费","\\ud800"]'.encode()
+    assert json.loads(dbm.chunk_json(["话费", "\ud800"])) == ["话费", "\ud800"]

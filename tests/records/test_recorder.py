@@ -191,6 +191,18 @@ async def test_a_prompt_numbered_for_a_batch_that_failed_is_stored_with_a_later_
     await rec.close()
 
 
+async def test_a_line_with_a_lone_surrogate_is_stored_with_its_batch(records_at: RecordsAt) -> None:
+    """Not UTF-8 (a web agent's JSON can carry one): stored escaped, not the whole batch lost."""
+    rec = Recorder(records_at.target, 30)
+    rec.start()
+    rec.line("odd", time.time(), "agent", "agent", "1001", "您好\ud800")
+    rec.line("plain", time.time(), "caller", "main", None, "查话费")
+    assert await rec.last_lines("odd", 1) == [("agent", "1001", "您好\ud800")]
+    assert await rec.last_lines("plain", 1) == [("caller", None, "查话费")]
+    assert rec.counters.write_errors == 0
+    await rec.close()
+
+
 async def test_replicas_sharing_postgresql_keep_each_others_transcripts_and_prompts(
     postgres_server: PostgresServer,
 ) -> None:
