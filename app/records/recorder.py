@@ -99,14 +99,7 @@ class Storage(Protocol):
     ) -> None: ...
 
     def step(
-        self,
-        session_id: str,
-        t: float,
-        node: str | None,
-        key: str,
-        after: str | None,
-        screen: str,
-        fresh: bool = False,
+        self, session_id: str, t: float, node: str | None, key: str, after: str | None, screen: str
     ) -> None: ...
 
     def call_ended(self, session_id: str, ended: float, dropped: int) -> None: ...
