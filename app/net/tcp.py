@@ -417,7 +417,7 @@ class CallerSession(asyncio.Protocol):
                 node = engine.node
                 say = engine.press(item, self._now)  # a step with no handler's work: one Say
                 if say is not None:
-                    if rec is not None:  # the key and the screen, in one call
+                    if rec is not None:  # the key and the screen, in one entry
                         kept = self._kept + len(item) + len(say.text)
                         if node.wait.secret or kept > MAX_CALL_BYTES or self._cut:  # type: ignore[union-attr]  # press: set
                             self._record_step(rec, node, item, say)  # type: ignore[arg-type]  # masked, bounded
