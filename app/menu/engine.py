@@ -334,13 +334,15 @@ class Session:
         wait = node.wait
         if self.failures + 1 >= wait.max_failures:
             return None
-        say = wait.retry
+        retry = wait.retry  # the invalid line and the short prompt, one Text
+        if retry is None:
+            return None
+        say = retry.say
         if say is None:
-            invalid = self._fill(wait.invalid, None)
-            short = self._fill(wait.short_prompt, None)
-            if invalid is None or short is None:
+            said = self._fill(retry, None)
+            if said is None:
                 return None
-            say = Say(invalid + "\n" + short, True)
+            say = Say(said, True)
         self.failures += 1
         self.stats.invalid += 1
         self.deadline = now + wait.timeout
@@ -350,10 +352,16 @@ class Session:
         """Go to `name` having saved `saves` (and with `trail` for back and top), as `_go` would, when
         the walk needs no handler: a fixed one compiled at load (Graph.arrivals), else walked here
         without changing anything until it is known to need none."""
-        arrival = self.graph.arrivals.get(name)
+        graph = self.graph
+        arrival = graph.arrivals.get(name)
         nodes: Sequence[Node]
         if arrival is not None:
             nodes, target, say = arrival.nodes, arrival.node, arrival.say
+        elif (route := graph.routes.get(name)) is not None:  # no look-up on the way: `saves` hold
+            said = self._fill(route.text, saves)
+            if said is None:
+                return None
+            nodes, target, say = route.nodes, route.node, Say(said, True)
         else:
             walked = self._walk(name, saves)
             if walked is None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from app.menu.nodes import Answerer, Arrival, Node, Reply, Text, fixed_arrival, walks
+from app.menu.nodes import Answerer, Arrival, Node, Reply, Route, Text, fixed_arrival, templated_route, walks
 from app.menu.sources import Source
 
 
@@ -57,16 +57,23 @@ class Graph:
     # Arriving at a node whose walk is all fixed (messages with fixed texts, then a node that says a
     # fixed prompt and waits): the nodes passed through and what they say, as one Say, by name
     arrivals: dict[str, Arrival] = field(init=False, repr=False, compare=False)
+    # Arriving at a node whose walk is fixed but says something with variables: the nodes and one
+    # template of all they say, by name (rendered per caller)
+    routes: dict[str, Route] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         table = dict(self.nodes)
         object.__setattr__(self, "table", table)  # the plain dict behind `nodes`, for the engine's lookups
         object.__setattr__(self, "walk", {n: walks(node) for n, node in table.items()})
-        arrivals = {}
+        arrivals, routes = {}, {}
         for name in table:
             arrival = fixed_arrival(table, name)
             if arrival is not None:
                 arrivals[name] = arrival
+            route = templated_route(table, name) if arrival is None else None
+            if route is not None:
+                routes[name] = route
         object.__setattr__(self, "arrivals", arrivals)
+        object.__setattr__(self, "routes", routes)
         object.__setattr__(self, "nodes", MappingProxyType(table))
         object.__setattr__(self, "tables", MappingProxyType(dict(self.tables)))

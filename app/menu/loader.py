@@ -22,7 +22,6 @@ import pydantic
 from app.menu import lint, schema, sources, templates
 from app.menu import nodes as handlers
 from app.menu.engine import fold
-from app.menu.events import Say
 from app.menu.graph import Graph, Titles
 from app.yamlfile import HasProblems, Problem, Reporter, YPath, read_yaml, suggest
 
@@ -595,9 +594,7 @@ def _shortcuts(node: handlers.WaitNode, compiled: Mapping[str, handlers.Node]) -
 
     if node.sensitive:
         object.__setattr__(wait, "secret", True)  # Waiting is frozen: set once, at compile time
-    if wait.invalid.say is not None and wait.short_prompt.say is not None:
-        retry = Say(wait.invalid.say.text + "\n" + wait.short_prompt.say.text)
-        object.__setattr__(wait, "retry", retry)
+    object.__setattr__(wait, "retry", handlers.joined((wait.invalid, wait.short_prompt)))
     if type(node) is handlers.TransferNode:  # its lines go to the desk (Session._desk_line)
         return
     for key, action in wait.keys.items():  # global keys come first, as in feed()

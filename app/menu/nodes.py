@@ -16,14 +16,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from app.menu import schema
 from app.menu.events import Event, Notice, Say, Score, Transfer
 from app.menu.sources import Source
-from app.menu.templates import Template
+from app.menu.templates import Ref, Template
 
 KEY_WORDS: Mapping[str, str] = {
     "back": "返回上一级",
@@ -129,8 +129,8 @@ class Waiting:
     # padded) are looked up folded; what a step says is rendered from the templates' parts.
     # An Arrival is a move whose walk is fixed (compiled whole at load); ("go", node) one to render.
     steps: dict[str, Arrival | tuple[str, str]] = field(default_factory=dict, compare=False, repr=False)
-    # The invalid line and the short prompt as one Say, when both are fixed texts (else rendered).
-    retry: Say | None = field(default=None, compare=False, repr=False)
+    # The invalid line and the short prompt as one Text (its Say when both are fixed), compiled at load.
+    retry: Text | None = field(default=None, compare=False, repr=False)
     secret: bool = field(default=False, compare=False, repr=False)  # node.sensitive, without a call
 
 
@@ -388,31 +388,77 @@ class Arrival:
     one: bool = False  # the walk is the waiting node alone (no message before it)
 
 
-def fixed_arrival(table: Mapping[str, Node], name: str) -> Arrival | None:
-    """Arriving at `name` when its walk is all fixed, compiled once; else None."""
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A walk whose nodes are fixed at load time but whose texts have variables: the nodes arrived
+    at in order, the last one waiting, and all they say as one template (lines joined), rendered
+    per caller."""
+
+    nodes: tuple[Node, ...]
+    node: WaitNode
+    text: Text
+
+
+def _plain_walk(table: Mapping[str, Node], name: str) -> tuple[list[Node], list[Text]] | None:
+    """The nodes arriving at `name` passes (messages that go on, then a node that says its prompt
+    and waits) and the texts they say; None when the walk needs a handler or a look-up."""
     nodes: list[Node] = []
-    texts: list[str] = []
+    texts: list[Text] = []
     for _ in range(WALK_LIMIT):
         node = table[name]
         nodes.append(node)
         kind = walks(node)
         if kind == SAYS:
             assert isinstance(node, MessageNode) and node.next is not None
-            if node.text.say is None:
-                return None
-            texts.append(node.text.say.text)
+            texts.append(node.text)
             name = node.next
         elif kind == WAITS:
             assert isinstance(node, WaitNode)
-            say = node.wait.prompt.say
-            if say is None:
-                return None
-            if texts:
-                say = Say("\n".join([*texts, say.text]))
-            return Arrival(tuple(nodes), node, say, len(nodes) == 1)
+            texts.append(node.wait.prompt)
+            return nodes, texts
         else:
             return None
     return None
+
+
+def fixed_arrival(table: Mapping[str, Node], name: str) -> Arrival | None:
+    """Arriving at `name` when its walk is all fixed, compiled once; else None."""
+    walk = _plain_walk(table, name)
+    if walk is None or any(text.say is None for text in walk[1]):
+        return None
+    nodes, texts = walk
+    node = nodes[-1]
+    assert isinstance(node, WaitNode)
+    prompt = node.wait.prompt.say
+    assert prompt is not None
+    say = Say("\n".join([t.say.text for t in texts])) if len(texts) > 1 else prompt  # type: ignore[union-attr]
+    return Arrival(tuple(nodes), node, say, len(nodes) == 1)
+
+
+def templated_route(table: Mapping[str, Node], name: str) -> Route | None:
+    """Arriving at `name` when its walk is fixed but what it says has variables, compiled once: the
+    texts as one template, so a step renders one list of parts instead of walking the nodes; else
+    None."""
+    walk = _plain_walk(table, name)
+    if walk is None or all(text.say is not None for text in walk[1]):
+        return None
+    nodes, texts = walk
+    node = nodes[-1]
+    assert isinstance(node, WaitNode)
+    return Route(tuple(nodes), node, joined(texts))
+
+
+def joined(texts: Sequence[Text]) -> Text:
+    """`texts` said one after the other (lines joined) as one Text, adjacent literal parts merged:
+    fixed (its Say built) when they all are, else rendered in one pass."""
+    parts: list[str | Ref] = []
+    for i, text in enumerate(texts):
+        for part in (["\n"] if i else []) + list(text.template.parts):
+            if type(part) is str and parts and type(parts[-1]) is str:
+                parts[-1] += part
+            elif part != "":
+                parts.append(part)
+    return Text.of(Template("\n".join(text.template.source for text in texts), tuple(parts)))
 
 
 # ---- compiling validated models into handlers -------------------------------------------------

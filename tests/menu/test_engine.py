@@ -428,6 +428,56 @@ def test_a_step_with_a_variable_not_set_takes_the_full_path_and_warns(tmp_path: 
     assert say is not None and say.text == "您好 小王\n主菜单 1 2"
 
 
+def test_walks_with_variables_are_compiled_at_load_into_one_template(tmp_path: Path) -> None:
+    graph = graph_of(
+        tmp_path,
+        """
+        version: 1
+        start: main
+        data: {people: people.yaml}
+        nodes:
+          main:
+            type: menu
+            prompt: 主菜单 {caller.address}
+            options: {"1": hello, "2": ask}
+          ask:
+            type: input
+            prompt: 您的名字
+            save_as: name
+            next: find
+          find:
+            type: lookup
+            table: people
+            key: "{name}"
+            save_as: person
+            found: hello
+            missing: main
+          hello:
+            type: message
+            text: 您好 {name}
+            next: main
+        """,
+        people__yaml="小王: {age: 3}\n",
+    )
+    # a walk through messages to a prompt is one template, its literal parts merged
+    hello = graph.routes["hello"]
+    assert [n.name for n in hello.nodes] == ["hello", "main"]
+    parts = hello.text.template.parts
+    assert [p if type(p) is str else "{" + p.text + "}" for p in parts] == [
+        "您好 ",
+        "{name}",
+        "\n主菜单 ",
+        "{caller.address}",
+    ]
+    assert "main" in graph.routes and "ask" in graph.arrivals  # fixed: an arrival
+    assert "find" not in graph.routes and "find" not in graph.arrivals  # a look-up: walked per step
+    walk = Walk(graph)
+    walk("2")
+    assert said(walk("小王")) == "您好 小王\n主菜单 127.0.0.1"  # found: the look-up walked
+    say = walk.session.press("1", walk.now)
+    assert say is not None and say.fresh and say.text == "您好 小王\n主菜单 127.0.0.1"
+
+
 @settings(max_examples=2000, deadline=None)
 @given(st.text(max_size=12))
 def test_folding_never_shortens_a_line_into_an_ascii_key(line: str) -> None:
