@@ -441,6 +441,16 @@ class Server:
         )
 
 
+def settle_collector() -> None:
+    """Once the menu and the robot are loaded. Long-lived objects (the menu, the robot's index,
+    imported modules) never become garbage: move them out of the collector's sight, and collect the
+    young generation less often. Thousands of sessions each allocate a few short-lived lists per
+    line; the default thresholds would walk every live session's objects many times a second."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def serve(settings: Settings) -> int:
     """`hotline serve`: load the menu, serve until a stop signal; 0 on a clean stop, 1 if the menu is bad."""
     factory, loop_name = loop_factory()
@@ -458,13 +468,7 @@ def serve(settings: Settings) -> int:
     except (DatabaseError, SecretError) as exc:  # one line, naming the path; the file is left as it is
         print(f"hotline: {exc}", file=sys.stderr)
         return 1
-    # Long-lived objects (the menu, the robot's index, imported modules) never become garbage: move
-    # them out of the collector's sight, and collect the young generation less often. Thousands of
-    # sessions each allocate a few short-lived lists per line; the default thresholds would walk
-    # every live session's objects many times a second.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    settle_collector()
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(server.run(loop_name))

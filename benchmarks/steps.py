@@ -102,7 +102,7 @@ def _hub(config: Path, data: Path, transcripts: bool = True) -> Any:
     from one address past them needs (lines per second, sessions, agent connections) raised."""
     from app.configdir import load_config
     from app.records import Recorder
-    from app.server import Hub
+    from app.server import Hub, settle_collector
     from app.settings import Settings
 
     settings = Settings(
@@ -116,7 +116,9 @@ def _hub(config: Path, data: Path, transcripts: bool = True) -> Any:
     loaded = load_config(settings.config)
     assert loaded.graph is not None and loaded.robot is not None
     records = Recorder(settings.data, 30) if transcripts else None
-    return Hub(settings, loaded.graph, loaded.robot, loaded.desk, records)
+    hub = Hub(settings, loaded.graph, loaded.robot, loaded.desk, records)
+    settle_collector()  # the collector as the server sets it (else its passes land in some steps)
+    return hub
 
 
 async def walk(counted: Callable[[str, Prepare], None]) -> None:
