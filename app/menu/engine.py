@@ -368,9 +368,10 @@ class Session:
                 return None
             nodes, target, texts, saves = walked
             say = Say(texts[0] if len(texts) == 1 else "\n".join(texts), True)
-        if saves:
-            for var, value in saves.items():
-                self.save(var, value)
+        if saves:  # save() for each
+            if self.vars is _NO_VARS:
+                self.vars = {}
+            self.vars.update(saves)
         if trail is not None:
             self.trail = trail
         for node in nodes:
@@ -414,9 +415,23 @@ class Session:
                 record = self.graph.tables.get(node.table, _NO_VARS).get(said.strip())
                 if record is None:
                     name = node.missing
-                    continue
-                saves = {**saves, node.save_as: record} if saves else {node.save_as: record}
-                name = node.found
+                else:
+                    saves = {**saves, node.save_as: record} if saves else {node.save_as: record}
+                    name = node.found
+                # the rest of the walk, when compiled at load: fixed, or one template
+                then = self.graph.arrivals.get(name)
+                if then is not None:
+                    nodes += then.nodes
+                    texts.append(then.say.text)
+                    return nodes, then.node, texts, saves
+                rest = self.graph.routes.get(name)
+                if rest is not None:
+                    said = self._fill(rest.text, saves)
+                    if said is None:
+                        return None
+                    nodes += rest.nodes
+                    texts.append(said)
+                    return nodes, rest.node, texts, saves
             else:
                 return None
         return None
@@ -427,13 +442,9 @@ class Session:
         say = text.say
         if say is not None:
             return say.text
-        out: list[str] = []
+        out: list[Any] = [*text.blanks]  # the literal parts in place; each variable filled in below
         found = self.vars
-        part: Any
-        for part in text.template.parts:
-            if type(part) is str:
-                out.append(part)
-                continue
+        for i, part in text.refs:
             name = part.name
             if saves is not None and name in saves:
                 value = saves[name]
@@ -442,20 +453,20 @@ class Session:
                 if value is _UNSET:  # a built-in, or not set
                     field = part.field
                     if name == "caller" and field == "address":
-                        out.append(self.caller)
+                        out[i] = self.caller
                     elif name == "session" and field == "id":
-                        out.append(self.session_id)
+                        out[i] = self.session_id
                     elif name == "now" and field in ("date", "time"):
-                        out.append(self._lookup(part))
+                        out[i] = self._lookup(part)
                     else:
                         return None
                     continue
             field = part.field
             if field is None:
-                out.append(value if type(value) is str else value_text(value))
+                out[i] = value if type(value) is str else value_text(value)
             elif type(value) is dict and field in value:
                 value = value[field]
-                out.append(value if type(value) is str else value_text(value))
+                out[i] = value if type(value) is str else value_text(value)
             else:
                 return None
         return "".join(out)

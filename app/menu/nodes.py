@@ -98,10 +98,19 @@ class Walk(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """A compiled template, with its Say event built once when the text has no variables."""
+    """A compiled template, with its Say event built once when the text has no variables, and its
+    parts laid out for rendering: `blanks`, the parts with None where a variable goes, and `refs`,
+    each variable with its place (a step copies the one and fills in the other)."""
 
     template: Template
     say: Say | None
+    blanks: tuple[str | None, ...] = field(init=False, repr=False, compare=False)
+    refs: tuple[tuple[int, Ref], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = self.template.parts
+        object.__setattr__(self, "blanks", tuple(p if type(p) is str else None for p in parts))
+        object.__setattr__(self, "refs", tuple((i, p) for i, p in enumerate(parts) if type(p) is Ref))
 
     @classmethod
     def of(cls, template: Template) -> Text:

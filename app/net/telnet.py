@@ -329,7 +329,9 @@ class LineDiscipline:
 def encode_text(text: str, encoding: str) -> bytes:
     """Text for the caller: every line ends with CR LF; 0xFF is doubled so telnet shows it as data."""
     if "\n" in text:
-        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+        if "\r" in text:  # (a menu's texts have none: YAML reads line breaks as \n)
+            text = text.replace("\r\n", "\n")
+        text = text.replace("\n", "\r\n")
     data = (text + "\r\n").encode(encoding, "replace")
     if encoding != "utf-8" and b"\xff" in data:  # UTF-8 never has the byte 0xFF
         data = data.replace(b"\xff", b"\xff\xff")
