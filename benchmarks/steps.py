@@ -393,7 +393,8 @@ def by_kind(every: dict[str, list[tuple[str, float]]], unit: str) -> None:
             kind = name[3:] if name[:2].isdigit() else name
             kinds.setdefault(kind, {}).setdefault(menu, []).append(value)
     menus = list(every)
-    print(f"\n### Each kind of step on each menu ({unit} per step; in process, transcripts on)\n")
+    kept = "off" if os.environ.get("HOTLINE_STEPS_NO_TRANSCRIPTS") else "on"
+    print(f"\n### Each kind of step on each menu ({unit} per step; in process, transcripts {kept})\n")
     print("| step kind | " + " | ".join(BY_KEY[m].key for m in menus) + " |")
     print("|---" * (len(menus) + 1) + "|")
     for kind, cells in kinds.items():
@@ -414,7 +415,9 @@ def report(costs: list[tuple[str, float]], unit: str, title: str = "") -> None:
     options = [v for k, v in costs if k[3:] == "option" or k[3:].endswith("option into a submenu")]
     base = min(options) if options else 0.0
     print(
-        f"\n### {title}: what each step costs the server ({unit} per step, {SESSIONS} sessions each; in process)\n"
+        f"\n### {title}: what each step costs the server ({unit} per step, {SESSIONS} sessions each; in process"
+        + (", transcripts off" if os.environ.get("HOTLINE_STEPS_NO_TRANSCRIPTS") else "")
+        + ")\n"
     )
     print(f"| step of the mixed workload | {unit} | × an option keypress |\n|---|---|---|")
     for name, value in costs:
