@@ -177,7 +177,18 @@ def _med(results: Results, menu: str, key: str, conns: int) -> Run:
     runs = [r for r in results.get((menu, key, conns), []) if not r.failed]
     if not runs:
         return results.get((menu, key, conns), [Run(failed="not run")])[0]
-    return Run(median([r.rate for r in runs]), median([r.p50 for r in runs]), median([r.p99 for r in runs]))
+    return Run(
+        median([r.rate for r in runs]),
+        median([r.p50 for r in runs]),
+        median([r.p99 for r in runs]),
+        cpu=median([r.cpu for r in runs]),
+    )
+
+
+def _cpu_rounds(results: Results, menu: str, a: str, b: str, conns: int) -> list[float]:
+    """a's server CPU a step ÷ b's, for each round."""
+    pairs = zip(results.get((menu, a, conns), []), results.get((menu, b, conns), []), strict=True)
+    return [x.cpu / y.cpu for x, y in pairs if x.cpu and y.cpu]
 
 
 def _rounds(results: Results, menu: str, a: str, b: str, conns: int) -> list[float]:
@@ -255,7 +266,32 @@ def report(args: argparse.Namespace, shapes: list[Shape], results: Results) -> N
             value = worst.get((a + b, conns))
             cells.append(f"**{value:.2f}×**" if value is not None else "—")
     print("| " + " | ".join(cells) + " |")
+    cpu_table(args, shapes, results)
     targets_table(rows)
+
+
+def cpu_table(args: argparse.Namespace, shapes: list[Shape], results: Results) -> None:
+    """The server's CPU a step (user + system of its process over each run, read from /proc: what
+    the load took of the shared machine's time is not in it), medians of the rounds, and the
+    round-by-round ratios of hotline on against off (and against --before)."""
+    keys = ["hotline", "quiet", *(["before"] if args.before is not None else []), "protocol"]
+    ratios = [("hotline", "quiet", "on ÷ off")]
+    if args.before is not None:
+        ratios.append(("hotline", "before", "on ÷ before"))
+    print("\n#### Server CPU a step (µs; medians of the rounds; the callers' greeting included)\n")
+    labels = [NAMES[k] for k in keys] + [what for _, _, what in ratios]
+    print("| menu | " + " | ".join(f"{label} at {conns:,}" for conns in CONNS for label in labels) + " |")
+    print("|---" + "|---" * (len(labels) * len(CONNS)) + "|")
+    for shape in shapes:
+        cells = [shape.title]
+        for conns in CONNS:
+            for key in keys:
+                run = _med(results, shape.key, key, conns)
+                cells.append(f"{run.cpu:.1f}" if run.cpu else "—")
+            for a, b, _ in ratios:
+                rounds = _cpu_rounds(results, shape.key, a, b, conns)
+                cells.append(f"{median(rounds):.2f}×" if rounds else "—")
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
