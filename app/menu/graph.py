@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from app.menu.nodes import Answerer, Arrival, Node, Reply, Route, Text, fixed_arrival, templated_route, walks
+from app.menu.nodes import Answerer, Arrival, Node, Reply, Route, Text, compiled_walk, walks
 from app.menu.sources import Source
 
 
@@ -67,12 +67,11 @@ class Graph:
         object.__setattr__(self, "walk", {n: walks(node) for n, node in table.items()})
         arrivals, routes = {}, {}
         for name in table:
-            arrival = fixed_arrival(table, name)
-            if arrival is not None:
-                arrivals[name] = arrival
-            route = templated_route(table, name) if arrival is None else None
-            if route is not None:
-                routes[name] = route
+            walk = compiled_walk(table, name)
+            if type(walk) is Arrival:
+                arrivals[name] = walk
+            elif type(walk) is Route:
+                routes[name] = walk
         object.__setattr__(self, "arrivals", arrivals)
         object.__setattr__(self, "routes", routes)
         object.__setattr__(self, "nodes", MappingProxyType(table))

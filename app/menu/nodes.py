@@ -430,31 +430,25 @@ def _plain_walk(table: Mapping[str, Node], name: str) -> tuple[list[Node], list[
     return None
 
 
+def compiled_walk(table: Mapping[str, Node], name: str) -> Arrival | Route | None:
+    """Arriving at `name`, compiled once when its walk needs no handler and no look-up: an Arrival
+    when all it says is fixed, else a Route (what it says as one template); None otherwise."""
+    walk = _plain_walk(table, name)
+    if walk is None:
+        return None
+    nodes, texts = walk
+    node = nodes[-1]
+    assert isinstance(node, WaitNode)
+    text = joined(texts)
+    if text.say is not None:
+        return Arrival(tuple(nodes), node, text.say, len(nodes) == 1)
+    return Route(tuple(nodes), node, text)
+
+
 def fixed_arrival(table: Mapping[str, Node], name: str) -> Arrival | None:
     """Arriving at `name` when its walk is all fixed, compiled once; else None."""
-    walk = _plain_walk(table, name)
-    if walk is None or any(text.say is None for text in walk[1]):
-        return None
-    nodes, texts = walk
-    node = nodes[-1]
-    assert isinstance(node, WaitNode)
-    prompt = node.wait.prompt.say
-    assert prompt is not None
-    say = Say("\n".join([t.say.text for t in texts])) if len(texts) > 1 else prompt  # type: ignore[union-attr]
-    return Arrival(tuple(nodes), node, say, len(nodes) == 1)
-
-
-def templated_route(table: Mapping[str, Node], name: str) -> Route | None:
-    """Arriving at `name` when its walk is fixed but what it says has variables, compiled once: the
-    texts as one template, so a step renders one list of parts instead of walking the nodes; else
-    None."""
-    walk = _plain_walk(table, name)
-    if walk is None or all(text.say is not None for text in walk[1]):
-        return None
-    nodes, texts = walk
-    node = nodes[-1]
-    assert isinstance(node, WaitNode)
-    return Route(tuple(nodes), node, joined(texts))
+    walk = compiled_walk(table, name)
+    return walk if type(walk) is Arrival else None
 
 
 def joined(texts: Sequence[Text]) -> Text:
