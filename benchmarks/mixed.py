@@ -185,16 +185,13 @@ def _med(results: Results, menu: str, key: str, conns: int) -> Run:
     )
 
 
-def _cpu_rounds(results: Results, menu: str, a: str, b: str, conns: int) -> list[float]:
-    """a's server CPU a step ÷ b's, for each round."""
+def _rounds(results: Results, menu: str, a: str, b: str, conns: int, of: str = "rate") -> list[float]:
+    """a / b for each round (each round measures both seconds apart): their rates, or `of` another
+    figure of a Run ("cpu")."""
     pairs = zip(results.get((menu, a, conns), []), results.get((menu, b, conns), []), strict=True)
-    return [x.cpu / y.cpu for x, y in pairs if x.cpu and y.cpu]
-
-
-def _rounds(results: Results, menu: str, a: str, b: str, conns: int) -> list[float]:
-    """a / b for each round (each round measures both seconds apart)."""
-    pairs = zip(results.get((menu, a, conns), []), results.get((menu, b, conns), []), strict=True)
-    return [x.rate / y.rate for x, y in pairs if not x.failed and not y.failed and y.rate]
+    return [
+        getattr(x, of) / getattr(y, of) for x, y in pairs if not x.failed and not y.failed and getattr(y, of)
+    ]
 
 
 def report(args: argparse.Namespace, shapes: list[Shape], results: Results) -> None:
@@ -289,7 +286,7 @@ def cpu_table(args: argparse.Namespace, shapes: list[Shape], results: Results) -
                 run = _med(results, shape.key, key, conns)
                 cells.append(f"{run.cpu:.1f}" if run.cpu else "—")
             for a, b, _ in ratios:
-                rounds = _cpu_rounds(results, shape.key, a, b, conns)
+                rounds = _rounds(results, shape.key, a, b, conns, "cpu")
                 cells.append(f"{median(rounds):.2f}×" if rounds else "—")
         print("| " + " | ".join(cells) + " |")
 
